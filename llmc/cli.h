@@ -1,0 +1,378 @@
+// Command line: THE one flag table. The parser, the usage text and the boxed startup table are all
+// generated from CLI_FLAGS. Adding a flag = one TrainConfig field + one table row.
+// Flags come as `-flag value` pairs (same meanings as llm.c's train_gpt2cu); `--help` / `-help` print usage.
+#ifndef LLMC_CLI_H
+#define LLMC_CLI_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdint.h>
+#include <string.h>
+#include <stddef.h>
+#include <stdarg.h>
+#include <limits.h>
+#include <math.h>
+#include <errno.h>
+#include "utils.h"
+
+typedef struct {
+    const char* train_data_pattern; // -i
+    const char* val_data_pattern;   // -j
+    const char* model;              // -e  .bin file or descriptor dN
+    const char* output_log_dir;     // -o  NULL = no logs, no checkpoints
+    int checkpoint_every;           // -n
+    int resume;                     // -y
+    int B;                          // -b
+    int T;                          // -t
+    int total_batch_size;           // -d  -1 = B*T
+    int max_steps;                  // -x  -1 = one epoch
+    const char* lr_schedule;        // -k
+    float learning_rate;            // -l
+    int warmup_iterations;          // -u
+    float final_lr_frac;            // -q
+    float weight_decay;             // -c
+    int val_loss_every;             // -v
+    int val_max_steps;              // -m  -1 = the whole val set
+    int sample_every;               // -s
+    int gen_tokens;                 // -g
+    int overfit_single_batch;       // -a
+    const char* optimizer;          // -opt
+    uint64_t seed;                  // -seed
+    const char* tokenizer_path;     // -tk
+} TrainConfig;
+
+typedef enum {
+    CLI_INT,    // int, checked against [min, max]
+    CLI_FLOAT,  // float, finite, checked against [min, max]
+    CLI_U64,    // uint64_t, decimal, no range check (full uint64 range)
+    CLI_STRING, // const char*, non-empty; points into argv or at the default literal
+    CLI_CHOICE, // const char*, one of the '|'-separated `choices`; points at argv or the default
+} CliType;
+
+typedef struct {
+    const char* flag;     // "-b"
+    const char* name;     // short name for the startup table
+    CliType type;
+    size_t offset;        // offsetof(TrainConfig, field)
+    const char* def;      // default as a string; NULL = none (strings only)
+    double min, max;      // inclusive range for CLI_INT / CLI_FLOAT
+    const char* choices;  // CLI_CHOICE: "a|b|c"
+    const char* help;
+} CliFlag;
+
+#define CLI_NO_RANGE 0.0, 0.0
+#define CLI_INT_MAX_D 2147483647.0
+
+static const CliFlag CLI_FLAGS[] = {
+    {"-i", "train data pattern", CLI_STRING, offsetof(TrainConfig, train_data_pattern),
+     "dev/data/austen/austen_train.bin", CLI_NO_RANGE, NULL, "train data shards, a glob pattern"},
+    {"-j", "val data pattern", CLI_STRING, offsetof(TrainConfig, val_data_pattern),
+     "dev/data/austen/austen_val.bin", CLI_NO_RANGE, NULL, "val data shards, a glob pattern"},
+    {"-e", "model", CLI_STRING, offsetof(TrainConfig, model), "d4", CLI_NO_RANGE, NULL,
+     "model: a .bin model file to start from, or a descriptor dN (random init, e.g. d12)"},
+    {"-o", "output dir", CLI_STRING, offsetof(TrainConfig, output_log_dir), NULL, CLI_NO_RANGE, NULL,
+     "output dir for main.log and checkpoints (none = no log, no checkpoints)"},
+    {"-n", "checkpoint every", CLI_INT, offsetof(TrainConfig, checkpoint_every), "0", 0, CLI_INT_MAX_D, NULL,
+     "write a checkpoint to -o every N steps and after the last step (0 = never)"},
+    {"-y", "resume", CLI_INT, offsetof(TrainConfig, resume), "0", 0, 1, NULL,
+     "resume from the latest checkpoint in -o (0/1)"},
+    {"-b", "micro batch size B", CLI_INT, offsetof(TrainConfig, B), "8", 1, 65536, NULL,
+     "micro batch size B (sequences per forward/backward)"},
+    {"-t", "sequence length T", CLI_INT, offsetof(TrainConfig, T), "128", 1, 1048576, NULL,
+     "sequence length T (at most the model's max context)"},
+    {"-d", "total batch size", CLI_INT, offsetof(TrainConfig, total_batch_size), "-1", -1, CLI_INT_MAX_D, NULL,
+     "total batch size in tokens, a multiple of B*T (gradient accumulation); -1 = B*T"},
+    {"-x", "max steps", CLI_INT, offsetof(TrainConfig, max_steps), "-1", -1, CLI_INT_MAX_D, NULL,
+     "number of optimizer steps; -1 = one epoch of the train data"},
+    {"-k", "lr schedule", CLI_CHOICE, offsetof(TrainConfig, lr_schedule), "cosine", CLI_NO_RANGE,
+     "cosine|linear|constant|wsd", "learning rate schedule after warmup"},
+    {"-l", "learning rate", CLI_FLOAT, offsetof(TrainConfig, learning_rate), "6e-4", 0, 10, NULL,
+     "peak learning rate"},
+    {"-u", "warmup steps", CLI_INT, offsetof(TrainConfig, warmup_iterations), "0", 0, CLI_INT_MAX_D, NULL,
+     "linear learning rate warmup steps"},
+    {"-q", "final lr fraction", CLI_FLOAT, offsetof(TrainConfig, final_lr_frac), "0.1", 0, 1, NULL,
+     "final learning rate as a fraction of -l"},
+    {"-c", "weight decay", CLI_FLOAT, offsetof(TrainConfig, weight_decay), "0.1", 0, 10, NULL,
+     "weight decay (AdamW, 2-D weights only)"},
+    {"-v", "val loss every", CLI_INT, offsetof(TrainConfig, val_loss_every), "20", 0, CLI_INT_MAX_D, NULL,
+     "val loss every N steps (0 = off)"},
+    {"-m", "val max batches", CLI_INT, offsetof(TrainConfig, val_max_steps), "20", -1, CLI_INT_MAX_D, NULL,
+     "max val batches per val loss (-1 = the whole val set)"},
+    {"-s", "sample every", CLI_INT, offsetof(TrainConfig, sample_every), "50", 0, CLI_INT_MAX_D, NULL,
+     "generate a text sample every N steps (0 = off)"},
+    {"-g", "gen tokens", CLI_INT, offsetof(TrainConfig, gen_tokens), "64", 1, 1048576, NULL,
+     "tokens to generate per sample"},
+    {"-a", "overfit single batch", CLI_INT, offsetof(TrainConfig, overfit_single_batch), "0", 0, 1, NULL,
+     "overfit a single batch (0/1), for debugging"},
+    {"-opt", "optimizer", CLI_CHOICE, offsetof(TrainConfig, optimizer), "adamw", CLI_NO_RANGE, "adamw",
+     "optimizer"},
+    {"-seed", "seed", CLI_U64, offsetof(TrainConfig, seed), "1337", CLI_NO_RANGE, NULL,
+     "random seed for init, data shuffle and sampling"},
+    {"-tk", "tokenizer", CLI_STRING, offsetof(TrainConfig, tokenizer_path), "gpt2_tokenizer.bin", CLI_NO_RANGE,
+     NULL, "tokenizer file for decoding samples"},
+};
+#define CLI_NUM_FLAGS ((int)(sizeof(CLI_FLAGS) / sizeof(CLI_FLAGS[0])))
+
+static inline const CliFlag* cli_find_flag(const char* flag) {
+    for (int i = 0; i < CLI_NUM_FLAGS; i++) {
+        if (strcmp(CLI_FLAGS[i].flag, flag) == 0) return &CLI_FLAGS[i];
+    }
+    return NULL;
+}
+
+// index of `value` in a '|'-separated list, -1 if absent
+static inline int cli_choice_index(const char* choices, const char* value) {
+    size_t n = strlen(value);
+    int idx = 0;
+    const char* p = choices;
+    while (1) {
+        const char* bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && strncmp(p, value, n) == 0) return idx;
+        if (!bar) return -1;
+        p = bar + 1;
+        idx++;
+    }
+}
+
+// formats "flag <flag>: <message>" into err
+static inline void cli_errorf(char* err, size_t errlen, const CliFlag* f, const char* fmt, ...) {
+    if (err == NULL || errlen == 0) return;
+    int k = snprintf(err, errlen, "flag %s: ", f->flag);
+    if (k < 0 || (size_t)k >= errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err + k, errlen - (size_t)k, fmt, ap);
+    va_end(ap);
+}
+
+// sets the field of one flag from a string; 0 on success, -1 with a message in err
+static inline int cli_set(TrainConfig* cfg, const CliFlag* f, const char* value, char* err, size_t errlen) {
+    char* base = (char*)cfg + f->offset;
+    char* end = NULL;
+    switch (f->type) {
+        case CLI_INT: {
+            errno = 0;
+            long long v = strtoll(value, &end, 10);
+            if (value[0] == '\0' || *end != '\0') {
+                cli_errorf(err, errlen, f, "'%s' is not an integer", value);
+                return -1;
+            }
+            if (errno == ERANGE || (double)v < f->min || (double)v > f->max) {
+                cli_errorf(err, errlen, f, "%s is out of range [%.0f, %.0f]", value, f->min, f->max);
+                return -1;
+            }
+            *(int*)base = (int)v;
+            return 0;
+        }
+        case CLI_FLOAT: {
+            errno = 0;
+            float v = strtof(value, &end);
+            if (value[0] == '\0' || *end != '\0') {
+                cli_errorf(err, errlen, f, "'%s' is not a number", value);
+                return -1;
+            }
+            if (errno == ERANGE || !isfinite(v) || (double)v < f->min || (double)v > f->max) {
+                cli_errorf(err, errlen, f, "%s is out of range [%g, %g]", value, f->min, f->max);
+                return -1;
+            }
+            *(float*)base = v;
+            return 0;
+        }
+        case CLI_U64: {
+            errno = 0;
+            const char* p = value;
+            while (*p == ' ' || *p == '\t') p++;
+            if (*p < '0' || *p > '9') {  // strtoull would accept and negate a leading '-'
+                cli_errorf(err, errlen, f, "'%s' is not a non-negative integer", value);
+                return -1;
+            }
+            unsigned long long v = strtoull(value, &end, 10);
+            if (*end != '\0') {
+                cli_errorf(err, errlen, f, "'%s' is not a non-negative integer", value);
+                return -1;
+            }
+            if (errno == ERANGE) {
+                cli_errorf(err, errlen, f, "%s is out of range [0, 18446744073709551615]", value);
+                return -1;
+            }
+            *(uint64_t*)base = (uint64_t)v;
+            return 0;
+        }
+        case CLI_STRING:
+            if (value[0] == '\0') {
+                cli_errorf(err, errlen, f, "empty value");
+                return -1;
+            }
+            *(const char**)base = value;
+            return 0;
+        case CLI_CHOICE:
+            if (cli_choice_index(f->choices, value) < 0) {
+                cli_errorf(err, errlen, f, "'%s' is not one of %s", value, f->choices);
+                return -1;
+            }
+            *(const char**)base = value;
+            return 0;
+    }
+    cli_errorf(err, errlen, f, "internal error: bad flag type");
+    return -1;
+}
+
+// every field to its table default
+static inline void cli_defaults(TrainConfig* cfg) {
+    memset(cfg, 0, sizeof(*cfg));
+    char err[256];
+    for (int i = 0; i < CLI_NUM_FLAGS; i++) {
+        const CliFlag* f = &CLI_FLAGS[i];
+        if (f->def == NULL) {
+            if (f->type != CLI_STRING) fatalf("flag table: %s has no default", f->flag);
+            *(const char**)((char*)cfg + f->offset) = NULL;
+            continue;
+        }
+        if (cli_set(cfg, f, f->def, err, sizeof(err)) != 0) fatalf("flag table: bad default: %s", err);
+    }
+}
+
+static inline int cli_is_help(const char* arg) {
+    return strcmp(arg, "--help") == 0 || strcmp(arg, "-help") == 0;
+}
+
+// Parses `-flag value` pairs of argv[1..argc-1] into cfg (which should hold the defaults).
+// Returns 0 on success, 1 if help was asked for, -1 on error with one line "flag -x: ..." in err.
+static inline int cli_parse(TrainConfig* cfg, int argc, char** argv, char* err, size_t errlen) {
+    if (err && errlen) err[0] = '\0';
+    for (int i = 1; i < argc; i++) {
+        if (cli_is_help(argv[i])) return 1;
+    }
+    for (int i = 1; i < argc; i += 2) {
+        const char* arg = argv[i];
+        const CliFlag* f = cli_find_flag(arg);
+        if (f == NULL) {
+            if (err && errlen) {
+                if (arg[0] != '-') snprintf(err, errlen, "flag %s: expected a flag starting with '-'", arg);
+                else snprintf(err, errlen, "flag %s: unknown flag", arg);
+            }
+            return -1;
+        }
+        if (i + 1 >= argc) {
+            cli_errorf(err, errlen, f, "missing value");
+            return -1;
+        }
+        if (cli_set(cfg, f, argv[i + 1], err, errlen) != 0) return -1;
+    }
+    return 0;
+}
+
+// usage text listing every flag of the table with its default and range or choices
+static inline void cli_usage(FILE* fp, const char* prog) {
+    fprintf(fp, "Usage: %s [-flag value ...]\n", prog);
+    fprintf(fp, "Flags (default in brackets):\n");
+    for (int i = 0; i < CLI_NUM_FLAGS; i++) {
+        const CliFlag* f = &CLI_FLAGS[i];
+        const char* kind = "";
+        switch (f->type) {
+            case CLI_INT: kind = "<int>"; break;
+            case CLI_FLOAT: kind = "<float>"; break;
+            case CLI_U64: kind = "<uint>"; break;
+            case CLI_STRING: kind = "<string>"; break;
+            case CLI_CHOICE: kind = "<choice>"; break;
+        }
+        fprintf(fp, "  %-5s %-9s %s [%s]", f->flag, kind, f->help, f->def ? f->def : "none");
+        if (f->type == CLI_INT) fprintf(fp, " range [%.0f, %.0f]", f->min, f->max);
+        if (f->type == CLI_FLOAT) fprintf(fp, " range [%g, %g]", f->min, f->max);
+        if (f->type == CLI_CHOICE) fprintf(fp, " one of %s", f->choices);
+        fprintf(fp, "\n");
+    }
+    fprintf(fp, "  --help          print this text and exit\n");
+}
+
+// Parses or exits: on error prints "error: flag -x: ..." and a hint, exits 1; on --help prints usage, exits 0.
+static inline void cli_parse_or_exit(TrainConfig* cfg, int argc, char** argv) {
+    char err[512];
+    int rc = cli_parse(cfg, argc, argv, err, sizeof(err));
+    if (rc == 1) {
+        cli_usage(stdout, argc > 0 ? argv[0] : "train");
+        exit(EXIT_SUCCESS);
+    }
+    if (rc != 0) {
+        fprintf(stderr, "error: %s\n", err);
+        fprintf(stderr, "run %s --help for the list of flags\n", argc > 0 ? argv[0] : "train");
+        exit(EXIT_FAILURE);
+    }
+}
+
+// current value of a flag's field as text
+static inline void cli_format_value(const TrainConfig* cfg, const CliFlag* f, char* buf, size_t n) {
+    const char* base = (const char*)cfg + f->offset;
+    switch (f->type) {
+        case CLI_INT: snprintf(buf, n, "%d", *(const int*)base); return;
+        case CLI_FLOAT: snprintf(buf, n, "%g", (double)*(const float*)base); return;
+        case CLI_U64: snprintf(buf, n, "%llu", (unsigned long long)*(const uint64_t*)base); return;
+        case CLI_STRING:
+        case CLI_CHOICE: {
+            const char* s = *(const char* const*)base;
+            snprintf(buf, n, "%s", s ? s : "none");
+            return;
+        }
+    }
+    snprintf(buf, n, "?");
+}
+
+// Boxed table: fixed column widths so that callers can append their own rows with the same helpers.
+#define CLI_TABLE_KEY_W 26
+#define CLI_TABLE_VAL_W 50
+
+static inline void cli_table_line(FILE* fp) {
+    fputc('+', fp);
+    for (int i = 0; i < CLI_TABLE_KEY_W + 2; i++) fputc('-', fp);
+    fputc('+', fp);
+    for (int i = 0; i < CLI_TABLE_VAL_W + 2; i++) fputc('-', fp);
+    fputs("+\n", fp);
+}
+
+static inline void cli_table_row(FILE* fp, const char* key, const char* value) {
+    fprintf(fp, "| %-*s | %-*s |\n", CLI_TABLE_KEY_W, key, CLI_TABLE_VAL_W, value);
+}
+
+// header + one row per flag with its current value (no closing line: callers may add rows,
+// then call cli_table_line)
+static inline void cli_print_table_rows(FILE* fp, const TrainConfig* cfg) {
+    cli_table_line(fp);
+    cli_table_row(fp, "Parameter", "Value");
+    cli_table_line(fp);
+    char key[64], val[4096];
+    for (int i = 0; i < CLI_NUM_FLAGS; i++) {
+        const CliFlag* f = &CLI_FLAGS[i];
+        snprintf(key, sizeof(key), "%-5s %s", f->flag, f->name);
+        cli_format_value(cfg, f, val, sizeof(val));
+        cli_table_row(fp, key, val);
+    }
+}
+
+static inline void cli_print_table(FILE* fp, const TrainConfig* cfg) {
+    cli_print_table_rows(fp, cfg);
+    cli_table_line(fp);
+}
+
+// Cross-flag helper: total batch size (-d, -1 = B*T) must be a positive multiple of B*T.
+// Sets *grad_accum_steps and *total_tokens; returns 0, or -1 with "flag -d: ..." in err.
+static inline int cli_resolve_total_batch(const TrainConfig* cfg, int* grad_accum_steps, long long* total_tokens,
+                                          char* err, size_t errlen) {
+    long long bt = (long long)cfg->B * (long long)cfg->T;
+    const CliFlag* f = cli_find_flag("-d");
+    if (bt > INT_MAX) {
+        cli_errorf(err, errlen, f, "B*T = %d*%d = %lld is too large", cfg->B, cfg->T, bt);
+        return -1;
+    }
+    long long total = cfg->total_batch_size == -1 ? bt : (long long)cfg->total_batch_size;
+    if (total <= 0 || total % bt != 0) {
+        cli_errorf(err, errlen, f, "%d is not a positive multiple of B*T = %d*%d = %lld", cfg->total_batch_size,
+                   cfg->B, cfg->T, bt);
+        return -1;
+    }
+    *grad_accum_steps = (int)(total / bt);
+    *total_tokens = total;
+    return 0;
+}
+
+#endif // LLMC_CLI_H
