@@ -16,15 +16,6 @@
 #endif
 #include "utils.h"
 
-// OpenMP pragma that disappears (without a warning) when built without OpenMP
-#ifndef OMP_PRAGMA
-#ifdef _OPENMP
-#define OMP_PRAGMA_STR(x) _Pragma(#x)
-#define OMP_PRAGMA(x) OMP_PRAGMA_STR(omp x)
-#else
-#define OMP_PRAGMA(x)
-#endif
-#endif
 
 #define GEMM_MR 8      // register tile rows (broadcast operand)
 #define GEMM_NR 48     // register tile columns (3 zmm)

@@ -5,14 +5,7 @@
 #include <stddef.h>
 #include <math.h>
 
-#ifndef OMP_PRAGMA
-#ifdef _OPENMP
-#define OMP_PRAGMA_STR(x) _Pragma(#x)
-#define OMP_PRAGMA(x) OMP_PRAGMA_STR(omp x)
-#else
-#define OMP_PRAGMA(x)
-#endif
-#endif
+#include "utils.h"
 
 // AdamW with decoupled weight decay on n elements; t is the 1-based step.
 //   g = grad * grad_scale

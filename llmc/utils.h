@@ -9,6 +9,16 @@
 #include <string.h>
 #include <errno.h>
 
+// OpenMP pragma that disappears (without a warning) when built without OpenMP
+#ifndef OMP_PRAGMA
+#ifdef _OPENMP
+#define OMP_PRAGMA_STR(x) _Pragma(#x)
+#define OMP_PRAGMA(x) OMP_PRAGMA_STR(omp x)
+#else
+#define OMP_PRAGMA(x)
+#endif
+#endif
+
 // prints "error: <message>" and exits 1; the one way a user-facing error ends the program
 #define fatalf(...) do { fprintf(stderr, "error: "); fprintf(stderr, __VA_ARGS__); \
                          fprintf(stderr, "\n"); exit(EXIT_FAILURE); } while (0)
