@@ -1,0 +1,323 @@
+// Counter-based Gaussian noise for IVON / IVON-PoCo: eps(seed, rank, step, sample, stream, index) is a
+// pure function, bit-identical in C (CPU), CUDA and Python (ivon_noise.py).
+// Philox4x32-10 (llmc/philox.h) with
+//   key     = (seed & 0xffffffff, seed >> 32)
+//   counter = (quad & 0xffffffff, step, sample, (stream << 24) | (rank & 0xffffff)),  quad = index >> 2
+// and lane = index & 3 picks one of the 4 normals of that block. Box-Muller on words (0, 1) and (2, 3):
+//   u = ((x >> 9) + 0.5) * 2^-23, r = sqrt(-2 ln u_a), z_a = r cos(2 pi u_b), z_b = r sin(2 pi u_b).
+// stream < 256; rank uses its low 24 bits; the block counter uses quad's low 32 bits (indices < 2^34 distinct).
+// ln, sin, cos are built here from IEEE-754 fp32 +, -, *, /, sqrt and integer bit operations only, in a fixed
+// order with one rounding per operation (no FMA, no libm), so every target rounds identically:
+//   C: build with -ffp-contract=off (GCC's GNU modes default to =fast, which fuses a*b+c into FMA); then the
+//      functions inline and noise_fill vectorizes. Guards for other builds: GCC's optimize("fp-contract=off")
+//      on each function (GCC then keeps them out of line in callers built with contraction: still exact),
+//      clang's fp contract(off) (honored unless -ffp-contract=fast). noise_check_build() is a known-answer
+//      check a program can call at startup to detect a build that changed the rounding anyway.
+//   CUDA: __fadd_rn / __fsub_rn / __fmul_rn / __fdiv_rn / __fsqrt_rn (never contracted into FMA).
+//   Python: numpy float32 elementwise ops in the same order (ivon_noise.py).
+// Accuracy (dev/test/test_noise): noise_logf <= 1.7 ulp on the noise uniforms, sin/cos(2 pi u) abs err < 9e-8,
+// eps vs double Box-Muller on the same Philox words abs err < 7e-7.
+#ifndef LLMC_NOISE_H
+#define LLMC_NOISE_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <string.h>
+#include "philox.h"
+#include "utils.h"
+
+// noise streams (counter word 3, bits 24..31)
+#define NOISE_STREAM_SAMPLE 0u  // IVON/PoCo inner sample of micro-batch `sample` in optimizer step `step`
+#define NOISE_STREAM_ANCHOR 1u  // PoCo anchor-refresh mega-batch micro-batch `sample` (step = next step)
+#define NOISE_STREAM_OUTER 2u   // PoCo theta_out noise when shared noise is off
+#define NOISE_STREAM_BMA 3u     // BMA eval sample `sample` at step `step`
+
+#ifdef __CUDACC__
+#define NOISE_FN __host__ __device__ static inline
+#else
+#define NOISE_FN static inline
+#endif
+
+// contraction guards for host compilers (GCC: function attribute; clang: scoped pragma at function start)
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDA_ARCH__)
+#define NOISE_NOCONTRACT __attribute__((optimize("fp-contract=off")))
+#else
+#define NOISE_NOCONTRACT
+#endif
+#if defined(__clang__) && !defined(__CUDACC__)
+#define NOISE_NOCONTRACT_SCOPE _Pragma("clang fp contract(off)")
+#else
+#define NOISE_NOCONTRACT_SCOPE
+#endif
+
+// fp32 operations with one IEEE round-to-nearest-even rounding each
+#ifdef __CUDA_ARCH__
+#define NOISE_ADD(a, b) __fadd_rn((a), (b))
+#define NOISE_SUB(a, b) __fsub_rn((a), (b))
+#define NOISE_MUL(a, b) __fmul_rn((a), (b))
+#define NOISE_DIV(a, b) __fdiv_rn((a), (b))
+#define NOISE_SQRT(a) __fsqrt_rn(a)
+#else
+#define NOISE_ADD(a, b) ((a) + (b))
+#define NOISE_SUB(a, b) ((a) - (b))
+#define NOISE_MUL(a, b) ((a) * (b))
+#define NOISE_DIV(a, b) ((a) / (b))
+#define NOISE_SQRT(a) noise_sqrt_host(a)
+#endif
+
+// polynomial coefficients as exact fp32 hex literals (ivon_noise.py uses the same bit patterns)
+// ln(m) = 2s + 2s * t * (1/3 + t (1/5 + t (1/7 + t/9))), s = (m-1)/(m+1), t = s^2, m in [sqrt(1/2), sqrt(2)]
+#define NOISE_L3 0x1.555556p-2f   // 1/3
+#define NOISE_L5 0x1.99999ap-3f   // 1/5
+#define NOISE_L7 0x1.24924ap-3f   // 1/7
+#define NOISE_L9 0x1.c71c72p-4f   // 1/9
+#define NOISE_LN2_HI 0x1.62e4p-1f     // ln 2, high 16 bits (e * LN2_HI is exact)
+#define NOISE_LN2_LO 0x1.7f7d1cp-20f  // ln 2 - LN2_HI
+// sin(pi/2 f) = f (S1 + t (S3 + t (S5 + t (S7 + t S9)))), t = f^2, |f| <= 1/2 (Taylor of sin((pi/2) f))
+#define NOISE_S1 0x1.921fb6p+0f
+#define NOISE_S3 -0x1.4abbcep-1f
+#define NOISE_S5 0x1.466bc6p-4f
+#define NOISE_S7 -0x1.32d2ccp-8f
+#define NOISE_S9 0x1.507834p-13f
+// cos(pi/2 f) = 1 + t (C2 + t (C4 + t (C6 + t (C8 + t C10))))
+#define NOISE_C2 -0x1.3bd3ccp+0f
+#define NOISE_C4 0x1.03c1f0p-2f
+#define NOISE_C6 -0x1.55d3c8p-6f
+#define NOISE_C8 0x1.e1f506p-11f
+#define NOISE_C10 -0x1.a6d1f2p-16f
+
+// IEEE square root (correctly rounded) on the host
+static inline float noise_sqrt_host(float x) {
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_sqrtf(x);
+#else
+    return sqrtf(x);
+#endif
+}
+
+NOISE_FN uint32_t noise_f2u(float x) {
+#ifdef __CUDA_ARCH__
+    return __float_as_uint(x);
+#else
+    uint32_t u;
+    memcpy(&u, &x, sizeof(u));
+    return u;
+#endif
+}
+
+NOISE_FN float noise_u2f(uint32_t u) {
+#ifdef __CUDA_ARCH__
+    return __uint_as_float(u);
+#else
+    float x;
+    memcpy(&x, &u, sizeof(x));
+    return x;
+#endif
+}
+
+// natural log of a finite, positive, normal fp32 x. Max error ~1 ulp of the result (test_noise measures it).
+// x = m 2^e with m in (sqrt(1/2), sqrt(2)]; ln x = e ln2 + 2 atanh((m-1)/(m+1)).
+NOISE_NOCONTRACT NOISE_FN float noise_logf(float x) {
+    NOISE_NOCONTRACT_SCOPE
+    uint32_t b = noise_f2u(x);
+    int32_t e = (int32_t)(b >> 23) - 127;
+    uint32_t mb = b & 0x7fffffu;
+    int32_t up = mb > 0x3504f3u;  // mantissa above sqrt(2): use m/2, e+1
+    float m = noise_u2f(mb | (up ? 0x3f000000u : 0x3f800000u));
+    e += up;
+    float s = NOISE_DIV(NOISE_SUB(m, 1.0f), NOISE_ADD(m, 1.0f));
+    float t = NOISE_MUL(s, s);
+    float p = NOISE_ADD(NOISE_L7, NOISE_MUL(t, NOISE_L9));
+    p = NOISE_ADD(NOISE_L5, NOISE_MUL(t, p));
+    p = NOISE_ADD(NOISE_L3, NOISE_MUL(t, p));
+    p = NOISE_MUL(t, p);
+    float s2 = NOISE_ADD(s, s);
+    float lm = NOISE_ADD(s2, NOISE_MUL(s2, p));
+    float ef = (float)e;
+    return NOISE_ADD(NOISE_MUL(ef, NOISE_LN2_HI), NOISE_ADD(lm, NOISE_MUL(ef, NOISE_LN2_LO)));
+}
+
+// sin(2 pi u) and cos(2 pi u) for u in [0, 1]. Reduced by quadrant on 4u (exact): 4u = q + f, |f| <= 1/2,
+// then sin/cos(pi/2 f) by polynomials in f and a quadrant rotation (exact sign/swap).
+NOISE_NOCONTRACT NOISE_FN void noise_sincos2pi(float u, float* sin_out, float* cos_out) {
+    NOISE_NOCONTRACT_SCOPE
+    float x = NOISE_MUL(u, 4.0f);
+    int32_t q = (int32_t)x;                  // truncation, x >= 0
+    float f = NOISE_SUB(x, (float)q);        // exact, in [0, 1)
+    int32_t up = f > 0.5f;
+    f = up ? NOISE_SUB(f, 1.0f) : f;         // exact, in [-1/2, 1/2]
+    q = (q + up) & 3;
+    float t = NOISE_MUL(f, f);
+    float sp = NOISE_ADD(NOISE_S7, NOISE_MUL(t, NOISE_S9));
+    sp = NOISE_ADD(NOISE_S5, NOISE_MUL(t, sp));
+    sp = NOISE_ADD(NOISE_S3, NOISE_MUL(t, sp));
+    sp = NOISE_ADD(NOISE_S1, NOISE_MUL(t, sp));
+    float s = NOISE_MUL(f, sp);
+    float cp = NOISE_ADD(NOISE_C8, NOISE_MUL(t, NOISE_C10));
+    cp = NOISE_ADD(NOISE_C6, NOISE_MUL(t, cp));
+    cp = NOISE_ADD(NOISE_C4, NOISE_MUL(t, cp));
+    cp = NOISE_ADD(NOISE_C2, NOISE_MUL(t, cp));
+    float c = NOISE_ADD(1.0f, NOISE_MUL(t, cp));
+    // q = 0: (s, c); 1: (c, -s); 2: (-s, -c); 3: (-c, s)   as (sin, cos)
+    uint32_t sb = noise_f2u((q & 1) ? c : s);
+    uint32_t cb = noise_f2u((q & 1) ? s : c);
+    sb ^= (q & 2) ? 0x80000000u : 0u;
+    cb ^= ((q + 1) & 2) ? 0x80000000u : 0u;
+    *sin_out = noise_u2f(sb);
+    *cos_out = noise_u2f(cb);
+}
+
+// Box-Muller on two Philox words: z0 = r cos(2 pi u_b), z1 = r sin(2 pi u_b), r = sqrt(-2 ln u_a)
+NOISE_NOCONTRACT NOISE_FN void noise_box_muller(uint32_t a, uint32_t b, float* z0, float* z1) {
+    NOISE_NOCONTRACT_SCOPE
+    float ua = philox_uniform(a);  // exact: ((a >> 9) + 0.5) 2^-23
+    float ub = philox_uniform(b);
+    float r = NOISE_SQRT(NOISE_MUL(-2.0f, noise_logf(ua)));
+    float sn, cs;
+    noise_sincos2pi(ub, &sn, &cs);
+    *z0 = NOISE_MUL(r, cs);
+    *z1 = NOISE_MUL(r, sn);
+}
+
+// the 4 normals of Philox block `quad` (flat indices 4 quad .. 4 quad + 3)
+NOISE_NOCONTRACT NOISE_FN void noise_normal4(uint64_t seed, uint32_t rank, uint32_t step, uint32_t sample,
+                                             uint32_t stream, uint64_t quad, float out[4]) {
+    NOISE_NOCONTRACT_SCOPE
+    uint32_t ctr[4] = {(uint32_t)quad, step, sample, (stream << 24) | (rank & 0xffffffu)};
+    uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
+    uint32_t w[4];
+    philox4x32_10(ctr, key, w);
+    noise_box_muller(w[0], w[1], &out[0], &out[1]);
+    noise_box_muller(w[2], w[3], &out[2], &out[3]);
+}
+
+// eps of one flat parameter index
+NOISE_NOCONTRACT NOISE_FN float noise_normal(uint64_t seed, uint32_t rank, uint32_t step, uint32_t sample,
+                                             uint32_t stream, uint64_t index) {
+    NOISE_NOCONTRACT_SCOPE
+    float z[4];
+    noise_normal4(seed, rank, step, sample, stream, index >> 2, z);
+    return z[index & 3];
+}
+
+// the arguments of one noise draw, for code that passes them around together
+typedef struct {
+    uint64_t seed;
+    uint32_t rank, step, sample, stream;
+} NoiseKey;
+
+NOISE_FN NoiseKey noise_key(uint64_t seed, uint32_t rank, uint32_t step, uint32_t sample, uint32_t stream) {
+    NoiseKey k = {seed, rank, step, sample, stream};
+    return k;
+}
+
+NOISE_NOCONTRACT NOISE_FN void noise_key_normal4(NoiseKey k, uint64_t quad, float out[4]) {
+    NOISE_NOCONTRACT_SCOPE
+    noise_normal4(k.seed, k.rank, k.step, k.sample, k.stream, quad, out);
+}
+
+NOISE_NOCONTRACT NOISE_FN float noise_key_normal(NoiseKey k, uint64_t index) {
+    NOISE_NOCONTRACT_SCOPE
+    return noise_normal(k.seed, k.rank, k.step, k.sample, k.stream, index);
+}
+
+// ---- host only ----
+
+// Host batch of m <= NOISE_HOST_CHUNK whole blocks q0 .. q0+m-1 into out (m, 4): the same operations as
+// noise_normal4, laid out as loops over the blocks so that the compiler vectorizes them.
+#define NOISE_HOST_CHUNK 64
+NOISE_NOCONTRACT static inline void noise_chunk_host(float* out, uint64_t q0, int m, uint64_t seed, uint32_t rank,
+                                                     uint32_t step, uint32_t sample, uint32_t stream) {
+    NOISE_NOCONTRACT_SCOPE
+    uint32_t x0[NOISE_HOST_CHUNK], x1[NOISE_HOST_CHUNK], x2[NOISE_HOST_CHUNK], x3[NOISE_HOST_CHUNK];
+    float z[4][NOISE_HOST_CHUNK];
+    uint32_t w3 = (stream << 24) | (rank & 0xffffffu);
+    for (int i = 0; i < m; i++) {
+        x0[i] = (uint32_t)(q0 + (uint64_t)i);
+        x1[i] = step;
+        x2[i] = sample;
+        x3[i] = w3;
+    }
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+    for (int r = 0; r < PHILOX_ROUNDS; r++) {
+        for (int i = 0; i < m; i++) {
+            uint64_t p0 = (uint64_t)PHILOX_M0 * x0[i];
+            uint64_t p1 = (uint64_t)PHILOX_M1 * x2[i];
+            uint32_t y0 = (uint32_t)(p1 >> 32) ^ x1[i] ^ k0;
+            uint32_t y2 = (uint32_t)(p0 >> 32) ^ x3[i] ^ k1;
+            x0[i] = y0;
+            x1[i] = (uint32_t)p1;
+            x2[i] = y2;
+            x3[i] = (uint32_t)p0;
+        }
+        k0 += PHILOX_W0;
+        k1 += PHILOX_W1;
+    }
+    for (int i = 0; i < m; i++) noise_box_muller(x0[i], x1[i], &z[0][i], &z[1][i]);
+    for (int i = 0; i < m; i++) noise_box_muller(x2[i], x3[i], &z[2][i], &z[3][i]);
+    for (int i = 0; i < m; i++) {
+        out[4 * i + 0] = z[0][i];
+        out[4 * i + 1] = z[1][i];
+        out[4 * i + 2] = z[2][i];
+        out[4 * i + 3] = z[3][i];
+    }
+}
+
+// eps[i] = eps(start + i) for i in [0, n); any start (partial blocks at both ends); OpenMP over blocks
+NOISE_NOCONTRACT static inline void noise_fill(float* eps, size_t n, uint64_t start, uint64_t seed, uint32_t rank,
+                                               uint32_t step, uint32_t sample, uint32_t stream) {
+    NOISE_NOCONTRACT_SCOPE
+    if (n == 0) return;
+    uint64_t end = start + n;
+    uint64_t qa = (start + 3) >> 2;  // first whole block
+    uint64_t qb = end >> 2;          // one past the last whole block
+    if (qb < qa) {                   // [start, end) lies inside one block
+        for (uint64_t i = start; i < end; i++) eps[i - start] = noise_normal(seed, rank, step, sample, stream, i);
+        return;
+    }
+    // partial block at the start: [start, 4 qa)
+    for (uint64_t i = start; i < (qa << 2); i++) eps[i - start] = noise_normal(seed, rank, step, sample, stream, i);
+    // whole blocks [qa, qb)
+    long long nq = (long long)(qb - qa);
+    float* body = eps + ((qa << 2) - start);  // (nq, 4)
+    long long nchunks = (nq + NOISE_HOST_CHUNK - 1) / NOISE_HOST_CHUNK;
+    OMP_PRAGMA(parallel for schedule(static) if (nq > 4096))
+    for (long long c = 0; c < nchunks; c++) {
+        long long j0 = c * NOISE_HOST_CHUNK;
+        int m = (int)(nq - j0 < NOISE_HOST_CHUNK ? nq - j0 : NOISE_HOST_CHUNK);
+        noise_chunk_host(body + 4 * j0, qa + (uint64_t)j0, m, seed, rank, step, sample, stream);
+    }
+    // partial block at the end: [4 qb, end)
+    for (uint64_t i = qb << 2; i < end; i++) eps[i - start] = noise_normal(seed, rank, step, sample, stream, i);
+}
+
+NOISE_NOCONTRACT static inline void noise_key_fill(float* eps, size_t n, uint64_t start, NoiseKey k) {
+    noise_fill(eps, n, start, k.seed, k.rank, k.step, k.sample, k.stream);
+}
+
+// Known-answer check of this translation unit's build: 1 when the noise functions round as specified,
+// 0 when the compiler changed them (e.g. FMA contraction without -ffp-contract=off). Deliberately without
+// the contraction guards, so that it is compiled like any caller in the same file. The expected values are
+// eps(seed 0x0123456789abcdef, rank 1, step 2, sample 3, stream SAMPLE, index 0..31) of ivon_noise.py.
+static inline int noise_check_build(void) {
+    static const uint32_t want[32] = {
+        0x3f8949b1u, 0xbddeb6b4u, 0x3eaf1611u, 0xbf8a1ac9u, 0x3fcea8a9u, 0xbe89605bu, 0x3fb98dbfu, 0x3f01b42bu,
+        0x3ec250aau, 0x3f69fe35u, 0x3df3dcc3u, 0x3c32cb76u, 0xbfb326ebu, 0xbedcf01bu, 0x3e25175du, 0x3f2bf00au,
+        0x3e3391c4u, 0xbf3676deu, 0xbfc3969du, 0xbf079912u, 0xbff495ccu, 0xbee8a534u, 0xbfcc264du, 0xbe098d88u,
+        0x3dac66f1u, 0x3e2dc703u, 0xbf9d93e4u, 0x3ed30a12u, 0xbf09c8bau, 0x3f486f3fu, 0x3f903771u, 0x3e761c98u,
+    };
+    const uint64_t seed = 0x0123456789abcdefull;
+    float fill[32];
+    noise_fill(fill, 32, 0, seed, 1, 2, 3, NOISE_STREAM_SAMPLE);
+    int ok = 1;
+    for (uint64_t q = 0; q < 8; q++) {
+        float z[4];
+        noise_normal4(seed, 1, 2, 3, NOISE_STREAM_SAMPLE, q, z);
+        for (int l = 0; l < 4; l++) {
+            ok &= noise_f2u(z[l]) == want[4 * q + l];
+            ok &= noise_f2u(fill[4 * q + l]) == want[4 * q + l];
+        }
+    }
+    return ok;
+}
+#endif // LLMC_NOISE_H
