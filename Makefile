@@ -2,7 +2,8 @@
 # quickstart model on the Austen corpus; `make bench` prints CPU speed figures.
 CC ?= gcc
 CFLAGS ?= -O3 -march=native
-CFLAGS += -std=gnu11 -fno-math-errno -Wall -Wextra
+# -ffp-contract=off: no FMA contraction, so the IVON arithmetic rounds exactly as written (spec §2.9)
+CFLAGS += -std=gnu11 -fno-math-errno -ffp-contract=off -Wall -Wextra
 OMPFLAGS ?= -fopenmp
 LDLIBS = -lm
 # Debian's interpreter has python3-torch / python3-numpy / python3-regex; the first python3 on PATH may not
@@ -18,7 +19,7 @@ VAL_SHARD := $(DATA)/austen_val.bin
 # reference settings for test_gpt2 (written into the debug state; the test reads them from there)
 REF_ARGS := --batch 4 --seq 64 --lr 1e-3 --weight-decay 0.1 --seed 42
 
-.PHONY: all setup setup-test data ref test quickstart bench clean
+.PHONY: all setup setup-test data ref test quickstart bench clean train_gpt2_checks
 
 all: train_gpt2 test_gpt2
 
@@ -29,6 +30,13 @@ train_gpt2: train_gpt2.c $(HEADERS)
 train_gpt2_noomp: train_gpt2.c $(HEADERS)
 	$(CC) $(CFLAGS) -Wno-unknown-pragmas -o $@ $< $(LDLIBS)
 
+# trainer with the IVON/PoCo invariant checks of every update (h + delta > 0, (h' + delta) >= (h + delta) / 2,
+# finite sigma, |dm| <= lr_eff r); exits with an error line on a violation
+train_gpt2_checks: $(BIN)/train_gpt2_checks
+
+$(BIN)/train_gpt2_checks: train_gpt2.c $(HEADERS) | $(BIN)
+	$(CC) $(CFLAGS) $(OMPFLAGS) -DIVON_CHECKS -o $@ $< $(LDLIBS)
+
 test_gpt2: test_gpt2.c train_gpt2.c $(HEADERS)
 	$(CC) $(CFLAGS) $(OMPFLAGS) -o $@ $< $(LDLIBS)
 
@@ -37,6 +45,16 @@ $(BIN)/test_gpt2_noomp: test_gpt2.c train_gpt2.c $(HEADERS) | $(BIN)
 
 $(BIN)/test_llmc: dev/test/test_llmc.c $(HEADERS) | $(BIN)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
+$(BIN)/test_noise: dev/test/test_noise.c $(HEADERS) | $(BIN)
+	$(CC) $(CFLAGS) $(OMPFLAGS) -o $@ $< $(LDLIBS)
+
+# the same noise source built with FMA contraction: the noise must not depend on it
+$(BIN)/test_noise_fc: dev/test/test_noise.c $(HEADERS) | $(BIN)
+	$(CC) $(CFLAGS) -ffp-contract=fast $(OMPFLAGS) -o $@ $< $(LDLIBS)
+
+$(BIN)/test_optim: dev/test/test_optim.c train_gpt2.c $(HEADERS) | $(BIN)
+	$(CC) $(CFLAGS) $(OMPFLAGS) -o $@ $< $(LDLIBS)
 
 $(BIN)/test_gemm: dev/test/test_gemm.c train_gpt2.c $(HEADERS) | $(BIN)
 	$(CC) $(CFLAGS) $(OMPFLAGS) -o $@ $< $(LDLIBS)
@@ -64,22 +82,51 @@ $(REF)/gpt2_d2_debug_state.bin: train_gpt2.py $(VAL_SHARD)
 $(REF)/gpt2_d12_debug_state.bin: train_gpt2.py $(VAL_SHARD)
 	$(PYTHON) train_gpt2.py --model d12 --steps 3 $(REF_ARGS) --val $(VAL_SHARD) --out $(REF)
 
+# IVON / IVON-PoCo reference runs from the d2 initial weights: several micro-batches per step, anchor refreshes
+# inside the run, PoCo with every switch flipped in the _alt run
+OPT_REF_ARGS := --model d2 --batch 4 --seq 64 --lr 300 --warmup 2 --ess 1e8 --noise-seed 1234 \
+                --init $(REF)/gpt2_d2.bin --val $(VAL_SHARD) --out $(REF)
+OPT_REF_DEPS := train_gpt2.py ivon_torch.py ivon_noise.py $(REF)/gpt2_d2_debug_state.bin $(VAL_SHARD)
+POCO_REF_ARGS := --micro-batches 2 --gamma 0.5 --poco-start 2 --poco-period 2 --poco-mega 2
+
+$(REF)/gpt2_d2_ivon_state.bin: $(OPT_REF_DEPS)
+	$(PYTHON) train_gpt2.py --opt ivon $(OPT_REF_ARGS) --steps 5 --micro-batches 3
+
+$(REF)/gpt2_d2_poco_state.bin: $(OPT_REF_DEPS)
+	$(PYTHON) train_gpt2.py --opt poco $(OPT_REF_ARGS) --steps 6 $(POCO_REF_ARGS)
+
+$(REF)/gpt2_d2_poco_alt_state.bin: $(OPT_REF_DEPS)
+	$(PYTHON) train_gpt2.py --opt poco $(OPT_REF_ARGS) --steps 7 $(POCO_REF_ARGS) --gamma-schedule linear \
+	  --momentum 0 --clip-each 0 --shared-noise 0 --mega-noise 0 --prox-in-momentum 1 --tag _alt
+
+OPT_REFS := $(REF)/gpt2_d2_ivon_state.bin $(REF)/gpt2_d2_poco_state.bin $(REF)/gpt2_d2_poco_alt_state.bin
+
 ref: setup-test data
 	$(MAKE) $(REF)/gpt2_d2_debug_state.bin $(REF)/gpt2_d12_debug_state.bin
+	$(MAKE) $(OPT_REFS)
 
 # --- tests ---
-TEST_BINS := train_gpt2 train_gpt2_noomp test_gpt2 $(BIN)/test_gpt2_noomp $(BIN)/test_llmc $(BIN)/test_gemm
+TEST_BINS := train_gpt2 train_gpt2_noomp test_gpt2 $(BIN)/test_gpt2_noomp $(BIN)/test_llmc $(BIN)/test_gemm \
+             $(BIN)/test_optim $(BIN)/train_gpt2_checks $(BIN)/test_noise $(BIN)/test_noise_fc
 
 test: ref
 	$(MAKE) $(TEST_BINS)
 	bash dev/test/run_all.sh \
 	  "$(BIN)/test_llmc" \
 	  "$(BIN)/test_gemm" \
+	  "$(BIN)/test_noise" \
+	  "$(PYTHON) dev/test/test_noise.py $(BIN)/test_noise $(BIN)/test_noise_fc" \
+	  "$(BIN)/test_optim" \
+	  "$(PYTHON) ivon_torch.py" \
 	  "$(PYTHON) dev/test/test_tokenizer.py" \
 	  "./test_gpt2 $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
 	  "bash dev/test/expect_fail.sh ./test_gpt2 --perturb $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
 	  "OMP_NUM_THREADS=1 $(BIN)/test_gpt2_noomp $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
 	  "./test_gpt2 $(REF)/gpt2_d12.bin $(REF)/gpt2_d12_debug_state.bin" \
+	  "./test_gpt2 --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_ivon_state.bin" \
+	  "./test_gpt2 --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_state.bin" \
+	  "./test_gpt2 --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_alt_state.bin" \
+	  "bash dev/test/expect_fail.sh ./test_gpt2 --perturb --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_state.bin" \
 	  "bash dev/test/test_train.sh"
 
 # --- quickstart: d4 on Austen, a few minutes on 2 cores ---

@@ -396,8 +396,29 @@ typedef struct {
     size_t num_parameters;
     ParameterTensors grads;
     float* grads_memory;
-    float* m_memory;  // AdamW first moment (num_parameters)
-    float* v_memory;  // AdamW second moment (num_parameters)
+    // optimizer state (gpt2_optimizer_init): one block opt_memory carved into the buffers of the kind,
+    // each num_parameters floats unless noted
+    int opt_kind;               // OptimizerKind, -1 = none yet
+    float* opt_memory;
+    float* m_memory;            // AdamW first moment
+    float* v_memory;            // AdamW second moment
+    float* mean;                // IVON/PoCo posterior mean m (params_memory holds samples during a step)
+    float* momentum;            // IVON g
+    float* hess;                // IVON h
+    float* acc_grad;            // transient: Welford mean of the clipped gradients of a step
+    float* acc_noise_grad;      // transient: Welford mean of noise * clipped gradient
+    float* anchor_mean;         // PoCo m_out
+    float* anchor_hess;         // PoCo h_out_state (sigma_out = 1 / sqrt(lambda (h_out + delta)))
+    float* anchor_grad;         // PoCo gbar_out, mega-batch gradient
+    float* anchor_hess_est;     // PoCo hbar_out, mega-batch Hessian estimate
+    float* acc_grad_out;        // PoCo transient: Welford mean of the clipped g_out
+    float* acc_noise_grad_out;  // PoCo transient: Welford mean of n_out * g_out
+    float* grads_in;            // PoCo with -pce 0: copy of g_in
+    float* diag_scratch;        // (2, diag_n) strided samples of h and sigma for the diagnostics
+    size_t diag_n;
+    int anchor_step;            // PoCo: step before which the anchor was taken, -1 = none
+    long long mega_tokens;      // PoCo: tokens of all anchor refreshes so far
+    IvonUpdateStats last_update;  // statistics of the last IVON/PoCo update
     ActivationTensors acts;
     float* acts_memory;
     size_t num_activations;
@@ -483,6 +504,8 @@ static void gpt2_init_common(GPT2* model, GPT2Config config, const char* what) {
     model->params_memory = (float*)mallocCheck(model->num_parameters * sizeof(float));
     gpt2_point_params(&model->params, model->params_memory, model->param_sizes);
     model->mean_loss = -1.0f;
+    model->opt_kind = -1;
+    model->anchor_step = -1;
 }
 
 void gpt2_build_from_checkpoint(GPT2* model, const char* path) {
@@ -561,8 +584,6 @@ void gpt2_allocate(GPT2* model, int B, int T) {
     gpt2_point_acts(&model->grads_acts, model->grads_acts_memory, gsizes);
     size_t np = model->num_parameters;
     model->grads_memory = (float*)callocCheck(np * sizeof(float));
-    model->m_memory = (float*)callocCheck(np * sizeof(float));
-    model->v_memory = (float*)callocCheck(np * sizeof(float));
     gpt2_point_params(&model->grads, model->grads_memory, model->param_sizes);
     model->inputs = (int*)mallocCheck((size_t)B * T * sizeof(int));
     model->targets = (int*)mallocCheck((size_t)B * T * sizeof(int));
@@ -703,7 +724,16 @@ float gpt2_grad_norm(GPT2* model) {
 // Returns the global gradient norm before clipping.
 float gpt2_adamw_step(GPT2* model, float lr, float beta1, float beta2, float eps, float weight_decay, float grad_clip,
                       int t) {
-    if (model->m_memory == NULL) fatalf("gpt2_adamw_step before gpt2_allocate");
+    if (model->grads_memory == NULL) fatalf("gpt2_adamw_step before gpt2_allocate");
+    if (model->m_memory == NULL) {
+        // direct use without gpt2_optimizer_init (tests, bench): the AdamW state, once
+        if (model->opt_memory != NULL) fatalf("gpt2_adamw_step: the model holds %s state", optimizer_kind_name(model->opt_kind));
+        size_t np = model->num_parameters;
+        model->opt_memory = (float*)callocCheck(2 * np * sizeof(float));
+        model->m_memory = model->opt_memory;
+        model->v_memory = model->opt_memory + np;
+        model->opt_kind = OPT_ADAMW;
+    }
     float norm = gpt2_grad_norm(model);
     float scale = grad_clip > 0.0f && norm > grad_clip ? grad_clip / norm : 1.0f;
     size_t off = 0;
@@ -725,13 +755,445 @@ void gpt2_write_model(GPT2* model, const char* path) {
 void gpt2_free(GPT2* model) {
     free(model->params_memory);
     free(model->grads_memory);
-    free(model->m_memory);
-    free(model->v_memory);
+    free(model->opt_memory);
     free(model->acts_memory);
     free(model->grads_acts_memory);
     free(model->inputs);
     free(model->targets);
     memset(model, 0, sizeof(*model));
+}
+
+// ----------------------------------------------------------------------------
+// optimizer driver: AdamW, IVON, IVON-PoCo(Mo) steps over micro-batches (spec §2.4, §6.3)
+
+// next (B, T) micro-batch: inputs and targets stay valid until the next call
+typedef void (*BatchFn)(void* ctx, const int** inputs, const int** targets);
+
+typedef struct {
+    float loss;             // mean loss of the step's K micro-batches (IVON/PoCo: at the samples theta_in)
+    float grad_norm;        // AdamW: global norm after accumulation; IVON/PoCo: mean of the micro-batch norms
+    int micro_batches;      // K
+    long long tokens;       // K * B * T
+    long long mega_tokens;  // PoCo: tokens of all anchor refreshes so far
+    int anchor_refreshed;   // PoCo: 1 if an anchor refresh ran before this step
+} StepStats;
+
+// Allocates the optimizer state after gpt2_allocate, all of it in one block: AdamW m, v = 0; IVON/PoCo
+// mean = params, momentum = 0, hess = h0, the transient accumulators and (PoCo) the anchor buffers.
+void gpt2_optimizer_init(GPT2* model, const OptimizerConfig* oc) {
+    if (model->grads_memory == NULL) fatalf("gpt2_optimizer_init before gpt2_allocate");
+    char err[256];
+    if (optimizer_config_check(oc, err, sizeof(err)) != 0) fatalf("%s", err);
+    free(model->opt_memory);
+    model->opt_memory = NULL;
+    model->m_memory = model->v_memory = NULL;
+    model->mean = model->momentum = model->hess = model->acc_grad = model->acc_noise_grad = NULL;
+    model->anchor_mean = model->anchor_hess = model->anchor_grad = model->anchor_hess_est = NULL;
+    model->acc_grad_out = model->acc_noise_grad_out = model->grads_in = model->diag_scratch = NULL;
+    model->anchor_step = -1;
+    model->mega_tokens = 0;
+    memset(&model->last_update, 0, sizeof(model->last_update));
+    size_t np = model->num_parameters;
+    model->opt_kind = oc->kind;
+    if (oc->kind == OPT_ADAMW) {
+        model->opt_memory = (float*)callocCheck(2 * np * sizeof(float));
+        model->m_memory = model->opt_memory;
+        model->v_memory = model->opt_memory + np;
+        return;
+    }
+    // buffers of the kind, in this order (the transients of each list contiguous, cleared in one go); no noise
+    // buffer: the accumulate pass regenerates the noise of the sample pass from its key
+    float** bufs[12] = {&model->mean, &model->momentum, &model->hess, &model->acc_grad, &model->acc_noise_grad,
+                        &model->anchor_mean, &model->anchor_hess, &model->anchor_grad, &model->anchor_hess_est,
+                        &model->acc_grad_out, &model->acc_noise_grad_out, &model->grads_in};
+    size_t nbuf = oc->kind == OPT_IVON ? 5 : 12 - (oc->poco_clip_each ? 1 : 0);
+    size_t diag_cap = (size_t)1 << 20;
+    model->diag_n = np < diag_cap ? np : diag_cap;
+    model->opt_memory = (float*)mallocCheck((nbuf * np + 2 * model->diag_n) * sizeof(float));
+    float* p = model->opt_memory;
+    for (size_t b = 0; b < nbuf; b++) {
+        *bufs[b] = p;
+        p += np;
+    }
+    model->diag_scratch = p;
+    memcpy(model->mean, model->params_memory, np * sizeof(float));
+    memset(model->momentum, 0, np * sizeof(float));
+    float h0 = (float)oc->hess_init;
+    for (size_t i = 0; i < np; i++) model->hess[i] = h0;
+    memset(model->acc_grad, 0, 2 * np * sizeof(float));
+    if (oc->kind == OPT_POCO) {
+        // anchor = the initial posterior until the first refresh (unused before it)
+        memcpy(model->anchor_mean, model->mean, np * sizeof(float));
+        memcpy(model->anchor_hess, model->hess, np * sizeof(float));
+        memset(model->anchor_grad, 0, np * sizeof(float));
+        memcpy(model->anchor_hess_est, model->hess, np * sizeof(float));
+        memset(model->acc_grad_out, 0, (nbuf - 9) * np * sizeof(float));
+    }
+}
+
+// The persistent state buffers saved in a checkpoint, in file order; returns their number.
+//   AdamW: m, v;  IVON: momentum, hess;  PoCo: momentum, hess, anchor_mean, anchor_hess, anchor_grad, anchor_hess_est
+// (the mean is the model file; the noise is a pure function of seed/step and needs no state)
+int gpt2_optimizer_state_buffers(GPT2* model, float* bufs[6]) {
+    switch (model->opt_kind) {
+        case OPT_ADAMW: bufs[0] = model->m_memory; bufs[1] = model->v_memory; return 2;
+        case OPT_IVON: bufs[0] = model->momentum; bufs[1] = model->hess; return 2;
+        case OPT_POCO:
+            bufs[0] = model->momentum; bufs[1] = model->hess; bufs[2] = model->anchor_mean;
+            bufs[3] = model->anchor_hess; bufs[4] = model->anchor_grad; bufs[5] = model->anchor_hess_est;
+            return 6;
+    }
+    fatalf("gpt2_optimizer_state_buffers before gpt2_optimizer_init");
+    return 0;
+}
+
+// after loading a model file into params_memory: mean = params (IVON/PoCo)
+void gpt2_optimizer_sync_mean(GPT2* model) {
+    if (model->mean != NULL) memcpy(model->mean, model->params_memory, model->num_parameters * sizeof(float));
+}
+
+// c = min(1, gc / (norm + 1e-6)) in fp32 (torch clip_grad_norm_); gc <= 0: 1
+static inline float gpt2_clip_scale(double grad_clip, float norm) {
+    if (!(grad_clip > 0.0)) return 1.0f;
+    float c = (float)grad_clip / (norm + 1e-6f);
+    return c < 1.0f ? c : 1.0f;
+}
+
+// zero grads, forward and backward (loss scale 1) at the weights in params_memory; returns the grad norm
+static float gpt2_micro_grad(GPT2* model, const int* inputs, const int* targets) {
+    gpt2_zero_grad(model);
+    gpt2_forward(model, inputs, targets, model->batch_size, model->seq_len);
+    gpt2_backward(model, 1.0f);
+    return gpt2_grad_norm(model);
+}
+
+// theta = m + sigma(h) * eps over all tensors, each with its group's delta
+static void gpt2_ivon_sample_all(GPT2* model, const OptimizerConfig* oc, float* theta, const float* m, const float* h,
+                                 const IvonNoiseKey* key) {
+    float essf = (float)oc->ess;
+    size_t off = 0;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        size_t n = model->param_sizes[i];
+        float wdf = (float)ivon_group_delta(oc, PARAM_TABLE[i].decay);
+        ivon_sample(theta + off, NULL, m + off, h + off, n, off, essf, wdf, key);
+        off += n;
+    }
+}
+
+// Welford accumulation (sample k, 1-based) of the clipped gradient and of noise * clipped gradient, the noise
+// sigma(h) * eps regenerated from the key and h of the gpt2_ivon_sample_all call that made the sample
+static void gpt2_ivon_accumulate_all(GPT2* model, const OptimizerConfig* oc, float* acc_g, float* acc_ng,
+                                     const float* grads, float clip_scale, const float* h, const IvonNoiseKey* key,
+                                     int k) {
+    float essf = (float)oc->ess;
+    size_t off = 0;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        size_t n = model->param_sizes[i];
+        float wdf = (float)ivon_group_delta(oc, PARAM_TABLE[i].decay);
+        ivon_accumulate(acc_g + off, acc_ng + off, grads + off, clip_scale, h + off, n, off, essf, wdf, key, k);
+        off += n;
+    }
+}
+
+// posterior sample s for BMA evaluation into params_memory (stream BMA, sample s, step)
+void gpt2_optimizer_sample_bma(GPT2* model, const OptimizerConfig* oc, int step, int s) {
+    if (model->mean == NULL) fatalf("BMA sampling needs the IVON/PoCo state");
+    IvonNoiseKey key = ivon_noise_key(oc, step, s, NOISE_STREAM_BMA);
+    gpt2_ivon_sample_all(model, oc, model->params_memory, model->mean, model->hess, &key);
+}
+
+// params_memory = mean (IVON/PoCo); no-op for AdamW
+void gpt2_optimizer_restore_mean(GPT2* model) {
+    if (model->mean != NULL) memcpy(model->params_memory, model->mean, model->num_parameters * sizeof(float));
+}
+
+// Anchor refresh before step `step` (§6.3): m_out = m, h_out = h, then the mega-batch estimates gbar_out and hbar_out
+// from kmega micro-batches at m_out + sigma_out * eps_k (stream ANCHOR, sample k) or at m_out.
+static void gpt2_poco_refresh(GPT2* model, const OptimizerConfig* oc, int step, int kmega, BatchFn next_batch,
+                              void* ctx) {
+    size_t np = model->num_parameters;
+    memcpy(model->anchor_mean, model->mean, np * sizeof(float));
+    memcpy(model->anchor_hess, model->hess, np * sizeof(float));
+    for (int k = 0; k < kmega; k++) {
+        const int *inputs, *targets;
+        next_batch(ctx, &inputs, &targets);
+        IvonNoiseKey key = ivon_noise_key(oc, step, k, NOISE_STREAM_ANCHOR);
+        if (oc->poco_mega_noise) {
+            gpt2_ivon_sample_all(model, oc, model->params_memory, model->anchor_mean, model->anchor_hess, &key);
+        } else {
+            memcpy(model->params_memory, model->anchor_mean, np * sizeof(float));
+        }
+        float c = gpt2_clip_scale(oc->grad_clip, gpt2_micro_grad(model, inputs, targets));
+        if (oc->poco_mega_noise) {
+            gpt2_ivon_accumulate_all(model, oc, model->anchor_grad, model->anchor_hess_est, model->grads_memory, c,
+                                     model->anchor_hess, &key, k + 1);
+        } else {
+            ivon_accumulate_grad(model->anchor_grad, model->grads_memory, c, np, k + 1);
+        }
+        model->mega_tokens += (long long)model->batch_size * model->seq_len;
+    }
+    if (oc->poco_mega_noise) {
+        float essf = (float)oc->ess;
+        size_t off = 0;
+        for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+            size_t n = model->param_sizes[i];
+            float wdf = (float)ivon_group_delta(oc, PARAM_TABLE[i].decay);
+            ivon_price_hessian(model->anchor_hess_est + off, model->anchor_hess + off, n, essf, wdf);
+            off += n;
+        }
+    } else {
+        memcpy(model->anchor_hess_est, model->anchor_hess, np * sizeof(float));
+    }
+    model->anchor_step = step;
+}
+
+// || a - gamma * b || over n floats, double accumulation
+static float gpt2_diff_norm(const float* a, const float* b, float gamma, size_t n) {
+    double sum = 0.0;
+    OMP_PRAGMA(parallel for simd reduction(+:sum) schedule(static))
+    for (size_t i = 0; i < n; i++) {
+        float d = a[i] - (gamma * b[i]);
+        sum += (double)d * (double)d;
+    }
+    return (float)sqrt(sum);
+}
+
+// One optimizer step (0-based `step`, scheduled lr) over `micro_batches` micro-batches from next_batch.
+//   AdamW: gradients accumulated with loss scale 1/K, global clip, update.
+//   IVON: per micro-batch j a fresh sample theta = m + sigma eps (stream SAMPLE, sample j), forward/backward at
+//     theta with loss scale 1, clip c = min(1, gc / (norm + 1e-6)), Welford accumulation; update with t = step + 1;
+//     then params_memory = m.
+//   PoCo: before start plain IVON; from start on an anchor refresh every period steps (first), then per
+//     micro-batch the same tokens at theta_in = m + sigma eps and theta_out = m_out + sigma_out eps' and the
+//     variance-reduced update with gamma_t.
+void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float lr, int micro_batches,
+                         BatchFn next_batch, void* ctx, StepStats* out) {
+    if (model->opt_kind != oc->kind) fatalf("gpt2_optimizer_step: %s state, %s settings (call gpt2_optimizer_init)",
+                                            optimizer_kind_name(model->opt_kind), optimizer_kind_name(oc->kind));
+    if (micro_batches < 1) fatalf("gpt2_optimizer_step: %d micro-batches", micro_batches);
+    const int K = micro_batches;
+    size_t np = model->num_parameters;
+    long long bt = (long long)model->batch_size * model->seq_len;
+    memset(out, 0, sizeof(*out));
+    out->micro_batches = K;
+    out->tokens = bt * K;
+    double loss_sum = 0.0, norm_sum = 0.0;
+
+    if (oc->kind == OPT_ADAMW) {
+        gpt2_zero_grad(model);
+        for (int j = 0; j < K; j++) {
+            const int *inputs, *targets;
+            next_batch(ctx, &inputs, &targets);
+            gpt2_forward(model, inputs, targets, model->batch_size, model->seq_len);
+            gpt2_backward(model, 1.0f / K);
+            loss_sum += model->mean_loss;
+        }
+        out->loss = (float)(loss_sum / K);
+        out->grad_norm = gpt2_adamw_step(model, lr, (float)oc->adamw_beta1, (float)oc->adamw_beta2,
+                                         (float)oc->adamw_eps, (float)oc->weight_decay, (float)oc->grad_clip, step + 1);
+        return;
+    }
+
+    int poco = oc->kind == OPT_POCO && step >= oc->poco_start;
+    float gamma = poco_gamma_at(oc, step);
+    if (poco_refresh_at(oc, step)) {
+        int kmega = oc->poco_mega_batches > 0 ? oc->poco_mega_batches : oc->poco_period * K;
+        gpt2_poco_refresh(model, oc, step, kmega, next_batch, ctx);
+        out->anchor_refreshed = 1;
+    }
+    if (poco && model->anchor_step < 0) fatalf("PoCo step %d has no anchor (start %d)", step, oc->poco_start);
+
+    for (int j = 0; j < K; j++) {
+        const int *inputs, *targets;
+        next_batch(ctx, &inputs, &targets);
+        IvonNoiseKey key_in = ivon_noise_key(oc, step, j, NOISE_STREAM_SAMPLE);
+        gpt2_ivon_sample_all(model, oc, model->params_memory, model->mean, model->hess, &key_in);
+        float norm_in = gpt2_micro_grad(model, inputs, targets);
+        loss_sum += model->mean_loss;
+        norm_sum += norm_in;
+        if (!poco || oc->poco_clip_each) {
+            float c = gpt2_clip_scale(oc->grad_clip, norm_in);
+            gpt2_ivon_accumulate_all(model, oc, model->acc_grad, model->acc_noise_grad, model->grads_memory, c,
+                                     model->hess, &key_in, j + 1);
+        } else {
+            memcpy(model->grads_in, model->grads_memory, np * sizeof(float));
+        }
+        if (!poco) continue;
+        IvonNoiseKey key_out = oc->poco_shared_noise ? key_in : ivon_noise_key(oc, step, j, NOISE_STREAM_OUTER);
+        gpt2_ivon_sample_all(model, oc, model->params_memory, model->anchor_mean, model->anchor_hess, &key_out);
+        float norm_out = gpt2_micro_grad(model, inputs, targets);
+        float c_out;
+        if (oc->poco_clip_each) {
+            c_out = gpt2_clip_scale(oc->grad_clip, norm_out);
+        } else {
+            c_out = gpt2_clip_scale(oc->grad_clip, gpt2_diff_norm(model->grads_in, model->grads_memory, gamma, np));
+            gpt2_ivon_accumulate_all(model, oc, model->acc_grad, model->acc_noise_grad, model->grads_in, c_out,
+                                     model->hess, &key_in, j + 1);
+        }
+        gpt2_ivon_accumulate_all(model, oc, model->acc_grad_out, model->acc_noise_grad_out, model->grads_memory,
+                                 c_out, model->anchor_hess, &key_out, j + 1);
+    }
+
+    // update, per tensor with its group's scalars
+    IvonScalars groups[2] = {ivon_scalars(oc, lr, ivon_group_delta(oc, 0), step + 1),
+                             ivon_scalars(oc, lr, ivon_group_delta(oc, 1), step + 1)};
+    int prox_mode = !oc->poco_prox ? IVON_PROX_NONE
+                    : oc->poco_prox_in_momentum ? IVON_PROX_IN_MOMENTUM : IVON_PROX_NEXT_TO_DECAY;
+    IvonUpdateStats total = {0, 0, 0.0, 0};
+    size_t off = 0;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        size_t n = model->param_sizes[i];
+        const IvonScalars* s = &groups[PARAM_TABLE[i].decay ? 1 : 0];
+        IvonUpdateStats st;
+        if (poco) {
+            PocoSlice ps = {model->acc_grad_out + off, model->acc_noise_grad_out + off, model->anchor_mean + off,
+                            model->anchor_hess + off, model->anchor_grad + off, model->anchor_hess_est + off,
+                            gamma, prox_mode};
+            st = poco_update(model->mean + off, model->momentum + off, model->hess + off, model->acc_grad + off,
+                             model->acc_noise_grad + off, &ps, n, s);
+        } else {
+            st = ivon_update(model->mean + off, model->momentum + off, model->hess + off, model->acc_grad + off,
+                             model->acc_noise_grad + off, n, s);
+        }
+        ivon_stats_add(&total, &st);
+        off += n;
+    }
+    model->last_update = total;
+#ifdef IVON_CHECKS
+    if (total.violations > 0)
+        fatalf("IVON_CHECKS: %zu invariant violations in the update of step %d (h + delta > 0, (h' + delta) >= "
+               "0.5 (h + delta), finite sigma, |dm| <= lr_eff r)", total.violations, step);
+#endif
+    memcpy(model->params_memory, model->mean, np * sizeof(float));
+    out->loss = (float)(loss_sum / K);
+    out->grad_norm = (float)(norm_sum / K);
+    out->mega_tokens = model->mega_tokens;
+}
+
+// Quantiles (1%, 50%, 99%) of h and sigma over a fixed strided sample of <= 2^20 coordinates, and the
+// fraction of clipped coordinates and mean |dm| of the last update.
+typedef struct {
+    float h_q[3], sigma_q[3];
+    double clipped_frac, mean_abs_dm;
+} OptimizerDiagnostics;
+
+// k-th smallest of a[0..n) in place (quickselect, median-of-three pivot; no allocation); NaN-free input
+static float gpt2_select_kth(float* a, size_t n, size_t k) {
+    size_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        float x = a[lo], y = a[mid], z = a[hi];
+        float pivot = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
+        size_t i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] < pivot) i++;
+            while (a[j] > pivot) j--;
+            if (i <= j) {
+                float t = a[i];
+                a[i] = a[j];
+                a[j] = t;
+                i++;
+                if (j == 0) break;
+                j--;
+            }
+        }
+        if (k <= j && j != (size_t)-1) hi = j;
+        else if (k >= i) lo = i;
+        else break;
+    }
+    return a[k];
+}
+
+void gpt2_optimizer_diagnostics(GPT2* model, const OptimizerConfig* oc, OptimizerDiagnostics* d) {
+    memset(d, 0, sizeof(*d));
+    if (model->hess == NULL) return;
+    size_t np = model->num_parameters, cap = model->diag_n;
+    size_t stride = (np + cap - 1) / cap;
+    float* hs = model->diag_scratch;
+    float* ss = model->diag_scratch + cap;
+    float essf = (float)oc->ess;
+    size_t k = 0, tensor_end = 0;
+    int t = -1;
+    float wdf = 0.0f;
+    for (size_t idx = 0; idx < np && k < cap; idx += stride, k++) {
+        while (idx >= tensor_end) {
+            t++;
+            tensor_end += model->param_sizes[t];
+            wdf = (float)ivon_group_delta(oc, PARAM_TABLE[t].decay);
+        }
+        hs[k] = model->hess[idx];
+        ss[k] = ivon_sigma(model->hess[idx], essf, wdf);
+    }
+    const double q[3] = {0.01, 0.5, 0.99};
+    for (int i = 0; i < 3; i++) {
+        size_t at = (size_t)(q[i] * (double)(k - 1) + 0.5);
+        d->h_q[i] = gpt2_select_kth(hs, k, at);
+        d->sigma_q[i] = gpt2_select_kth(ss, k, at);
+    }
+    IvonUpdateStats u = model->last_update;
+    d->clipped_frac = u.n ? (double)u.clipped / (double)u.n : 0.0;
+    d->mean_abs_dm = u.n ? u.sum_abs_dm / (double)u.n : 0.0;
+}
+
+// Fills the optimizer settings from the flags; resolves the -1 defaults: lr (adamw 6e-4, ivon/poco 300),
+// ess (= train_tokens), bma (4 for ivon/poco, 0 for adamw), poco start (max_steps / 2).
+// Returns 0, or -1 with "flag -x: ..." in err.
+int optimizer_config_from_train(OptimizerConfig* oc, const TrainConfig* cfg, long long train_tokens, int max_steps,
+                                float* lr, int* bma_samples, char* err, size_t errlen) {
+    int kind = optimizer_kind_from_name(cfg->optimizer);
+    if (kind < 0) {
+        snprintf(err, errlen, "flag -opt: unknown optimizer '%s'", cfg->optimizer ? cfg->optimizer : "(null)");
+        return -1;
+    }
+    optimizer_config_defaults(oc, kind);
+    if (cfg->learning_rate == -1.0f) {
+        *lr = kind == OPT_ADAMW ? 6e-4f : 300.0f;
+    } else if (cfg->learning_rate < 0.0f) {
+        snprintf(err, errlen, "flag -l: learning rate %g must be >= 0 (or -1 for the optimizer's default)",
+                 (double)cfg->learning_rate);
+        return -1;
+    } else {
+        *lr = cfg->learning_rate;
+    }
+    oc->weight_decay = cfg->weight_decay;
+    oc->grad_clip = cfg->grad_clip;
+    oc->seed = cfg->seed;
+    oc->rank = 0;
+    oc->max_steps = max_steps;
+    oc->ess = cfg->ess == -1.0 ? (double)train_tokens : cfg->ess;
+    oc->hess_init = cfg->hess_init;
+    oc->beta1 = cfg->beta1;
+    oc->beta2 = cfg->beta2;
+    oc->clip_radius = cfg->clip_radius;
+    oc->prior_2d = cfg->prior_2d;
+    oc->prior_1d = cfg->prior_1d;
+    oc->debias = cfg->debias;
+    oc->rescale_lr = cfg->rescale_lr;
+    oc->poco_gamma = cfg->poco_gamma;
+    oc->poco_gamma_schedule = strcmp(cfg->poco_gamma_schedule, "linear") == 0 ? POCO_GAMMA_LINEAR : POCO_GAMMA_CONSTANT;
+    oc->poco_start = cfg->poco_start == -1 ? max_steps / 2 : cfg->poco_start;
+    oc->poco_period = cfg->poco_period;
+    oc->poco_mega_batches = cfg->poco_mega_batches;
+    oc->poco_shared_noise = cfg->poco_shared_noise;
+    oc->poco_prox = cfg->poco_prox;
+    oc->poco_prox_in_momentum = cfg->poco_prox_in_momentum;
+    oc->poco_momentum = cfg->poco_momentum;
+    oc->poco_clip_each = cfg->poco_clip_each;
+    oc->poco_mega_noise = cfg->poco_mega_noise;
+    if (cfg->ess != -1.0 && !(cfg->ess > 0.0)) {
+        snprintf(err, errlen, "flag -ess: effective sample size %g must be > 0 (or -1 for the train token count)",
+                 cfg->ess);
+        return -1;
+    }
+    if (cfg->bma_samples == -1) {
+        *bma_samples = kind == OPT_ADAMW ? 0 : 4;
+    } else if (kind == OPT_ADAMW && cfg->bma_samples > 0) {
+        snprintf(err, errlen, "flag -bma: BMA needs a posterior: use -opt ivon or poco (or -bma 0)");
+        return -1;
+    } else {
+        *bma_samples = cfg->bma_samples;
+    }
+    return optimizer_config_check(oc, err, errlen);
 }
 
 #ifndef TESTING
@@ -783,6 +1245,91 @@ static void sample_and_print(GPT2* model, Tokenizer* tok, int* gen_tokens, int g
     printf("\n---\n");
 }
 
+// posterior-predictive (BMA) val loss with S samples theta_s = m + sigma eps (stream BMA, sample s, step):
+// per token lp(t) = logsumexp_s(lp_s(t)) - log S, loss = -mean_t lp(t). lse (max_batches, B*T) holds the running
+// logsumexp; params_memory is back at the mean afterwards.
+static float evaluate_bma_loss(GPT2* model, const OptimizerConfig* oc, DataLoader* loader, int max_batches, int S,
+                               int step, float* lse) {
+    size_t bt = loader->B * loader->T;
+    for (int s = 0; s < S; s++) {
+        gpt2_optimizer_sample_bma(model, oc, step, s);
+        dataloader_reset(loader);
+        for (int b = 0; b < max_batches; b++) {
+            dataloader_next_batch(loader);
+            gpt2_forward(model, loader->inputs, loader->targets, (int)loader->B, (int)loader->T);
+            float* l = lse + (size_t)b * bt;
+            const float* losses = model->acts.losses;
+            for (size_t i = 0; i < bt; i++) {
+                double lp = -(double)losses[i];
+                if (s == 0) {
+                    l[i] = (float)lp;
+                } else {
+                    double a = l[i], mx = a > lp ? a : lp;
+                    l[i] = (float)(mx + log1p(exp(-fabs(a - lp))));
+                }
+            }
+        }
+    }
+    gpt2_optimizer_restore_mean(model);
+    double sum = 0.0, logS = log((double)S);
+    for (size_t i = 0; i < (size_t)max_batches * bt; i++) sum += (double)lse[i] - logS;
+    return (float)(-sum / ((double)max_batches * (double)bt));
+}
+
+// the train loader as the optimizer's BatchFn; overfit mode loads one batch and repeats it
+typedef struct {
+    DataLoader* loader;
+    int overfit;
+    int loaded;
+} TrainBatches;
+
+static void train_next_batch(void* ctx, const int** inputs, const int** targets) {
+    TrainBatches* tb = (TrainBatches*)ctx;
+    if (!tb->overfit || !tb->loaded) dataloader_next_batch(tb->loader);
+    tb->loaded = 1;
+    *inputs = tb->loader->inputs;
+    *targets = tb->loader->targets;
+}
+
+// rows of the resolved optimizer settings under the flag table
+static void print_optimizer_rows(const OptimizerConfig* oc, float lr, int bma, int grad_accum) {
+    char v[128];
+    snprintf(v, sizeof(v), "%s", optimizer_kind_name(oc->kind));
+    cli_table_row(stdout, "resolved optimizer", v);
+    snprintf(v, sizeof(v), "%g", (double)lr);
+    cli_table_row(stdout, "resolved peak lr", v);
+    if (oc->kind == OPT_ADAMW) {
+        snprintf(v, sizeof(v), "betas (%g, %g), eps %g, wd %g", oc->adamw_beta1, oc->adamw_beta2, oc->adamw_eps,
+                 oc->weight_decay);
+        cli_table_row(stdout, "adamw", v);
+        snprintf(v, sizeof(v), "%g (global, after accumulation)", oc->grad_clip);
+        cli_table_row(stdout, "grad clip", v);
+        return;
+    }
+    snprintf(v, sizeof(v), "%.6g", oc->ess);
+    cli_table_row(stdout, "resolved ess (lambda)", v);
+    snprintf(v, sizeof(v), "%.6g (2-D), %.6g (1-D)", oc->rescale_lr ? (double)lr * (oc->hess_init + oc->prior_2d) : lr,
+             oc->rescale_lr ? (double)lr * (oc->hess_init + oc->prior_1d) : lr);
+    cli_table_row(stdout, "effective peak lr", v);
+    snprintf(v, sizeof(v), "%.4g (2-D), %.4g (1-D)", 1.0 / sqrt(oc->ess * (oc->hess_init + oc->prior_2d)),
+             1.0 / sqrt(oc->ess * (oc->hess_init + oc->prior_1d)));
+    cli_table_row(stdout, "initial sigma", v);
+    int pmo0 = oc->kind == OPT_POCO && !oc->poco_momentum;
+    snprintf(v, sizeof(v), "%g, debias %d", pmo0 ? 0.0 : oc->beta1, pmo0 ? 0 : oc->debias);
+    cli_table_row(stdout, "effective beta1", v);
+    snprintf(v, sizeof(v), "%d MC samples per step (one per micro-batch)", grad_accum);
+    cli_table_row(stdout, "ivon samples", v);
+    snprintf(v, sizeof(v), "%d", bma);
+    cli_table_row(stdout, "resolved bma samples", v);
+    if (oc->kind == OPT_POCO) {
+        snprintf(v, sizeof(v), "%d", oc->poco_start);
+        cli_table_row(stdout, "resolved poco start", v);
+        int kmega = oc->poco_mega_batches > 0 ? oc->poco_mega_batches : oc->poco_period * grad_accum;
+        snprintf(v, sizeof(v), "%d", kmega);
+        cli_table_row(stdout, "resolved poco mega batches", v);
+    }
+}
+
 int main(int argc, char** argv) {
     TrainConfig cfg;
     cli_defaults(&cfg);
@@ -830,17 +1377,27 @@ int main(int argc, char** argv) {
             val_batches = (int)dataloader_num_batches(&val_loader);
     }
 
+    // optimizer settings, -1 defaults resolved
+    OptimizerConfig oc;
+    float peak_lr;
+    int bma_samples;
+    if (optimizer_config_from_train(&oc, &cfg, (long long)train_loader.num_tokens, max_steps, &peak_lr, &bma_samples,
+                                    err, sizeof(err)) != 0)
+        fatalf("%s", err);
+
     Tokenizer tokenizer;
     int run_sample = cfg.sample_every > 0;
     int gen_len = cfg.gen_tokens + 1 < T ? cfg.gen_tokens + 1 : T;  // EOT + generated tokens, within T
     if (run_sample) tokenizer_init(&tokenizer, cfg.tokenizer_path);
 
     LRScheduler sched;
-    lr_scheduler_init(&sched, cfg.lr_schedule, cfg.learning_rate, cfg.warmup_iterations, max_steps, cfg.final_lr_frac);
+    lr_scheduler_init(&sched, cfg.lr_schedule, peak_lr, cfg.warmup_iterations, max_steps, cfg.final_lr_frac);
     Logger logger;
     logger_init(&logger, cfg.output_log_dir, 0, resume_step >= 0);
 
-    cli_print_table(stdout, &cfg);
+    cli_print_table_rows(stdout, &cfg);
+    print_optimizer_rows(&oc, peak_lr, bma_samples, grad_accum);
+    cli_table_line(stdout);
     GPT2Config c = model.config;
     printf("model: L=%d NH=%d C=%d maxT=%d V=%d Vp=%d, %zu parameters\n", c.num_layers, c.num_heads, c.channels,
            c.max_seq_len, c.vocab_size, c.padded_vocab_size, model.num_parameters);
@@ -856,20 +1413,30 @@ int main(int argc, char** argv) {
 #endif
 
     gpt2_allocate(&model, B, T);
+    gpt2_optimizer_init(&model, &oc);
     int* gen_tokens = (int*)mallocCheck((size_t)T * sizeof(int));
+    float* bma_lse = NULL;  // (val_batches, B*T)
+    if (run_val && bma_samples > 0) bma_lse = (float*)mallocCheck((size_t)val_batches * B * T * sizeof(float));
 
     int start_step = 0;
     if (resume_step >= 0) {
         StateHeader sh;
-        float* bufs[2] = {model.m_memory, model.v_memory};
+        float* bufs[6];
+        int nbuf = gpt2_optimizer_state_buffers(&model, bufs);
         checkpoint_state_path(path, sizeof(path), cfg.output_log_dir, resume_step);
-        checkpoint_read_state(path, &sh, bufs, 2, model.num_parameters);
+        checkpoint_read_state(path, &sh, bufs, nbuf, model.num_parameters);
         if (sh.step != resume_step) fatalf("state file '%s' holds step %d, expected %d", path, sh.step, resume_step);
+        if (sh.optimizer != oc.kind)
+            fatalf("state file '%s' holds %s state but -opt is %s", path, optimizer_kind_name(sh.optimizer),
+                   optimizer_kind_name(oc.kind));
+        model.anchor_step = sh.extra[0];
+        model.mega_tokens = (long long)checkpoint_join64(&sh.extra[1]);
         DataLoaderState ds = {sh.loader_epoch, sh.loader_shard, sh.loader_window};
         dataloader_set_state(&train_loader, ds);
         start_step = resume_step;
         printf("resumed from %s at step %d\n", path, start_step);
     }
+    TrainBatches batches = {&train_loader, cfg.overfit_single_batch, 0};
 
     double total_ms = 0.0;
     int timed_steps = 0;
@@ -878,8 +1445,24 @@ int main(int argc, char** argv) {
 
         if (run_val && (step % cfg.val_loss_every == 0 || last_step)) {
             float val_loss = evaluate_mean_loss(&model, &val_loader, val_batches);
-            printf("step %d: val loss %.6f\n", step, val_loss);
-            logger_log_val(&logger, step, val_loss);
+            if (bma_samples > 0) {
+                float bma_loss = evaluate_bma_loss(&model, &oc, &val_loader, val_batches, bma_samples, step, bma_lse);
+                printf("step %d: val loss %.6f (mean) | bma(%d) %.6f\n", step, val_loss, bma_samples, bma_loss);
+                logger_log(&logger, step, "tel:%.4f bma:%.4f", (double)val_loss, (double)bma_loss);
+            } else {
+                printf("step %d: val loss %.6f\n", step, val_loss);
+                logger_log_val(&logger, step, val_loss);
+            }
+            if (oc.kind != OPT_ADAMW) {
+                OptimizerDiagnostics d;
+                gpt2_optimizer_diagnostics(&model, &oc, &d);
+                printf("step %d: diag h q01/q50/q99 %.3e %.3e %.3e | sigma %.3e %.3e %.3e | clipped %.4f | mean|dm| "
+                       "%.3e\n", step, (double)d.h_q[0], (double)d.h_q[1], (double)d.h_q[2], (double)d.sigma_q[0],
+                       (double)d.sigma_q[1], (double)d.sigma_q[2], d.clipped_frac, d.mean_abs_dm);
+                logger_log(&logger, step, "h01:%.4e h50:%.4e h99:%.4e sig01:%.4e sig50:%.4e sig99:%.4e clip:%.5f dm:%.4e",
+                           (double)d.h_q[0], (double)d.h_q[1], (double)d.h_q[2], (double)d.sigma_q[0],
+                           (double)d.sigma_q[1], (double)d.sigma_q[2], d.clipped_frac, d.mean_abs_dm);
+            }
         }
         if (run_sample && step > 0 && (step % cfg.sample_every == 0 || last_step)) {
             sample_and_print(&model, &tokenizer, gen_tokens, gen_len, cfg.seed, step);
@@ -892,39 +1475,43 @@ int main(int argc, char** argv) {
             memset(&sh, 0, sizeof(sh));
             DataLoaderState ds = dataloader_get_state(&train_loader);
             sh.step = step;
-            sh.optimizer = 0;
+            sh.optimizer = oc.kind;
             sh.num_parameters = model.num_parameters;
             sh.loader_epoch = ds.epoch; sh.loader_shard = ds.shard; sh.loader_window = ds.window;
             sh.seed = cfg.seed;
-            const float* bufs[2] = {model.m_memory, model.v_memory};
+            sh.extra[0] = model.anchor_step;
+            checkpoint_split64(&sh.extra[1], (uint64_t)model.mega_tokens);
+            float* bufs[6];
+            int nbuf = gpt2_optimizer_state_buffers(&model, bufs);
             checkpoint_state_path(path, sizeof(path), cfg.output_log_dir, step);
-            checkpoint_write_state(path, &sh, bufs, 2, model.num_parameters);
+            checkpoint_write_state(path, &sh, (const float* const*)bufs, nbuf, model.num_parameters);
             checkpoint_write_done(cfg.output_log_dir, step);
             printf("checkpoint: step %d written to %s\n", step, cfg.output_log_dir);
         }
         if (last_step) break;
 
         double t0 = time_now_s();
-        gpt2_zero_grad(&model);
-        double loss_sum = 0.0;
-        for (int micro = 0; micro < grad_accum; micro++) {
-            if (!cfg.overfit_single_batch || (step == start_step && micro == 0)) dataloader_next_batch(&train_loader);
-            gpt2_forward(&model, train_loader.inputs, train_loader.targets, B, T);
-            gpt2_backward(&model, 1.0f / grad_accum);
-            loss_sum += model.mean_loss;
-        }
-        float loss = (float)(loss_sum / grad_accum);
         float lr = lr_scheduler_get(&sched, step);
-        float norm = gpt2_adamw_step(&model, lr, 0.9f, 0.95f, 1e-8f, cfg.weight_decay, 1.0f, step + 1);
+        StepStats st;
+        gpt2_optimizer_step(&model, &oc, step, lr, grad_accum, train_next_batch, &batches, &st);
         double ms = 1e3 * (time_now_s() - t0);
         if (step > start_step) { total_ms += ms; timed_steps++; }  // first step warms caches
         double tok_s = (double)total_batch / (ms / 1e3);
-        printf("step %4d/%d | loss %.6f | norm %.4f | lr %.2e | %.1f ms | %.0f tok/s\n", step + 1, max_steps, loss,
-               norm, lr, ms, tok_s);
-        logger_log_train(&logger, step + 1, loss, lr, norm, ms, tok_s);
+        if (oc.kind == OPT_POCO) {
+            printf("step %4d/%d | loss %.6f | norm %.4f | lr %.2e | %.1f ms | %.0f tok/s | mega %lld tok%s\n", step + 1,
+                   max_steps, st.loss, st.grad_norm, lr, ms, tok_s, st.mega_tokens,
+                   st.anchor_refreshed ? " (anchor refreshed)" : "");
+            logger_log(&logger, step + 1, "trl:%.4f lr:%.6g norm:%.4f ms:%.1f tok/s:%.0f mega:%lld", (double)st.loss,
+                       (double)lr, (double)st.grad_norm, ms, tok_s, st.mega_tokens);
+        } else {
+            printf("step %4d/%d | loss %.6f | norm %.4f | lr %.2e | %.1f ms | %.0f tok/s\n", step + 1, max_steps,
+                   st.loss, st.grad_norm, lr, ms, tok_s);
+            logger_log_train(&logger, step + 1, st.loss, lr, st.grad_norm, ms, tok_s);
+        }
     }
     if (timed_steps > 0) printf("total average iteration time: %.1f ms\n", total_ms / timed_steps);
 
+    free(bma_lse);
     free(gen_tokens);
     if (run_sample) tokenizer_free(&tokenizer);
     logger_free(&logger);

@@ -36,14 +36,39 @@ typedef struct {
     int sample_every;               // -s
     int gen_tokens;                 // -g
     int overfit_single_batch;       // -a
-    const char* optimizer;          // -opt
+    const char* optimizer;          // -opt adamw|ivon|poco
     uint64_t seed;                  // -seed
     const char* tokenizer_path;     // -tk
+    double grad_clip;               // -gc
+    // IVON (-1 = derived where noted)
+    double ess;                     // -ess  -1 = tokens in the train shards
+    double hess_init;               // -h0
+    double beta1;                   // -b1
+    double beta2;                   // -b2
+    double clip_radius;             // -r    0 = no clipping
+    double prior_2d;                // -pr
+    double prior_1d;                // -pr1
+    int debias;                     // -debias
+    int rescale_lr;                 // -rescale
+    int bma_samples;                // -bma  -1 = 4 for ivon/poco, 0 for adamw
+    // IVON-PoCo
+    double poco_gamma;              // -pg
+    const char* poco_gamma_schedule; // -pgs constant|linear
+    int poco_start;                 // -pst  -1 = 50% of the max steps
+    int poco_period;                // -pp
+    int poco_mega_batches;          // -pmb  -1 = period x micro-batches per step
+    int poco_shared_noise;          // -psn
+    int poco_prox;                  // -ppx
+    int poco_prox_in_momentum;      // -ppm
+    int poco_momentum;              // -pmo
+    int poco_clip_each;             // -pce
+    int poco_mega_noise;            // -pmn
 } TrainConfig;
 
 typedef enum {
     CLI_INT,    // int, checked against [min, max]
     CLI_FLOAT,  // float, finite, checked against [min, max]
+    CLI_DOUBLE, // double, finite, checked against [min, max] (hyper-parameters used in double, e.g. 0.99999)
     CLI_U64,    // uint64_t, decimal, no range check (full uint64 range)
     CLI_STRING, // const char*, non-empty; points into argv or at the default literal
     CLI_CHOICE, // const char*, one of the '|'-separated `choices`; points at argv or the default
@@ -86,8 +111,8 @@ static const CliFlag CLI_FLAGS[] = {
      "number of optimizer steps; -1 = one epoch of the train data"},
     {"-k", "lr schedule", CLI_CHOICE, offsetof(TrainConfig, lr_schedule), "cosine", CLI_NO_RANGE,
      "cosine|linear|constant|wsd", "learning rate schedule after warmup"},
-    {"-l", "learning rate", CLI_FLOAT, offsetof(TrainConfig, learning_rate), "6e-4", 0, 10, NULL,
-     "peak learning rate"},
+    {"-l", "learning rate", CLI_FLOAT, offsetof(TrainConfig, learning_rate), "-1", -1, 1e9, NULL,
+     "peak learning rate; -1 = per optimizer: adamw 6e-4, ivon/poco 300 (un-rescaled, see -rescale)"},
     {"-u", "warmup steps", CLI_INT, offsetof(TrainConfig, warmup_iterations), "0", 0, CLI_INT_MAX_D, NULL,
      "linear learning rate warmup steps"},
     {"-q", "final lr fraction", CLI_FLOAT, offsetof(TrainConfig, final_lr_frac), "0.1", 0, 1, NULL,
@@ -104,12 +129,56 @@ static const CliFlag CLI_FLAGS[] = {
      "tokens to generate per sample"},
     {"-a", "overfit single batch", CLI_INT, offsetof(TrainConfig, overfit_single_batch), "0", 0, 1, NULL,
      "overfit a single batch (0/1), for debugging"},
-    {"-opt", "optimizer", CLI_CHOICE, offsetof(TrainConfig, optimizer), "adamw", CLI_NO_RANGE, "adamw",
+    {"-opt", "optimizer", CLI_CHOICE, offsetof(TrainConfig, optimizer), "adamw", CLI_NO_RANGE, "adamw|ivon|poco",
      "optimizer"},
     {"-seed", "seed", CLI_U64, offsetof(TrainConfig, seed), "1337", CLI_NO_RANGE, NULL,
      "random seed for init, data shuffle and sampling"},
     {"-tk", "tokenizer", CLI_STRING, offsetof(TrainConfig, tokenizer_path), "gpt2_tokenizer.bin", CLI_NO_RANGE,
      NULL, "tokenizer file for decoding samples"},
+    {"-gc", "grad clip", CLI_DOUBLE, offsetof(TrainConfig, grad_clip), "1.0", 0, 1e30, NULL,
+     "gradient clip norm (adamw: global, after accumulation; ivon/poco: each micro-batch); 0 = off"},
+    {"-ess", "ivon ess", CLI_DOUBLE, offsetof(TrainConfig, ess), "-1", -1, 1e30, NULL,
+     "IVON effective sample size lambda; -1 = number of tokens in the train shards"},
+    {"-h0", "ivon hess init", CLI_DOUBLE, offsetof(TrainConfig, hess_init), "1e-3", 0, 1e30, NULL,
+     "IVON initial Hessian h0 (> 0)"},
+    {"-b1", "ivon beta1", CLI_DOUBLE, offsetof(TrainConfig, beta1), "0.9", 0, 1, NULL,
+     "IVON momentum beta1 (< 1)"},
+    {"-b2", "ivon beta2", CLI_DOUBLE, offsetof(TrainConfig, beta2), "0.99999", 0, 1, NULL,
+     "IVON Hessian EMA beta2"},
+    {"-r", "ivon clip radius", CLI_DOUBLE, offsetof(TrainConfig, clip_radius), "1e-3", 0, 1e30, NULL,
+     "IVON element-wise clip radius of the Newton step; 0 = no clipping"},
+    {"-pr", "ivon prior 2-D", CLI_DOUBLE, offsetof(TrainConfig, prior_2d), "1e-6", 0, 1e30, NULL,
+     "IVON prior precision delta of the 2-D weight tensors"},
+    {"-pr1", "ivon prior 1-D", CLI_DOUBLE, offsetof(TrainConfig, prior_1d), "0", 0, 1e30, NULL,
+     "IVON prior precision delta of the 1-D tensors (biases, layernorm)"},
+    {"-debias", "ivon debias", CLI_INT, offsetof(TrainConfig, debias), "1", 0, 1, NULL,
+     "IVON momentum debiasing (0/1)"},
+    {"-rescale", "ivon rescale lr", CLI_INT, offsetof(TrainConfig, rescale_lr), "1", 0, 1, NULL,
+     "IVON lr rescaling by (h0 + delta) (0/1)"},
+    {"-bma", "bma samples", CLI_INT, offsetof(TrainConfig, bma_samples), "-1", -1, 1000000, NULL,
+     "posterior-predictive (BMA) val loss with S samples; -1 = 4 for ivon/poco, 0 for adamw"},
+    {"-pg", "poco gamma", CLI_DOUBLE, offsetof(TrainConfig, poco_gamma), "0.5", 0, 1, NULL,
+     "PoCo correction strength gamma"},
+    {"-pgs", "poco gamma schedule", CLI_CHOICE, offsetof(TrainConfig, poco_gamma_schedule), "constant",
+     CLI_NO_RANGE, "constant|linear", "PoCo gamma schedule (linear: gamma -> 0 at the last step, from -pst)"},
+    {"-pst", "poco start step", CLI_INT, offsetof(TrainConfig, poco_start), "-1", -1, CLI_INT_MAX_D, NULL,
+     "PoCo first corrected step (earlier: plain IVON); -1 = 50% of the max steps"},
+    {"-pp", "poco period", CLI_INT, offsetof(TrainConfig, poco_period), "32", 1, CLI_INT_MAX_D, NULL,
+     "PoCo steps between anchor refreshes T_out"},
+    {"-pmb", "poco mega batches", CLI_INT, offsetof(TrainConfig, poco_mega_batches), "-1", -1, CLI_INT_MAX_D,
+     NULL, "PoCo micro-batches per anchor refresh; -1 = period x micro-batches per step"},
+    {"-psn", "poco shared noise", CLI_INT, offsetof(TrainConfig, poco_shared_noise), "1", 0, 1, NULL,
+     "PoCo: theta_out uses the noise of theta_in (0/1)"},
+    {"-ppx", "poco prox", CLI_INT, offsetof(TrainConfig, poco_prox), "1", 0, 1, NULL,
+     "PoCo proximal term gamma (hbar_out - hhat_out)(m - m_out) (0/1)"},
+    {"-ppm", "poco prox momentum", CLI_INT, offsetof(TrainConfig, poco_prox_in_momentum), "0", 0, 1, NULL,
+     "PoCo: proximal term inside the momentum (1) or next to delta*m (0)"},
+    {"-pmo", "poco momentum", CLI_INT, offsetof(TrainConfig, poco_momentum), "1", 0, 1, NULL,
+     "PoCo momentum: 1 = IVON-PoCoMo (-b1, -debias), 0 = IVON-PoCo (beta1 0, no debias)"},
+    {"-pce", "poco clip each", CLI_INT, offsetof(TrainConfig, poco_clip_each), "1", 0, 1, NULL,
+     "PoCo: clip g_in and g_out each (1) or both by the norm of g_in - gamma*g_out (0)"},
+    {"-pmn", "poco mega noise", CLI_INT, offsetof(TrainConfig, poco_mega_noise), "1", 0, 1, NULL,
+     "PoCo mega-batch at sampled m_out + sigma_out*eps (1) or at m_out, hbar_out = h_out (0)"},
 };
 #define CLI_NUM_FLAGS ((int)(sizeof(CLI_FLAGS) / sizeof(CLI_FLAGS[0])))
 
@@ -177,6 +246,20 @@ static inline int cli_set(TrainConfig* cfg, const CliFlag* f, const char* value,
                 return -1;
             }
             *(float*)base = v;
+            return 0;
+        }
+        case CLI_DOUBLE: {
+            errno = 0;
+            double v = strtod(value, &end);
+            if (value[0] == '\0' || *end != '\0') {
+                cli_errorf(err, errlen, f, "'%s' is not a number", value);
+                return -1;
+            }
+            if (errno == ERANGE || !isfinite(v) || v < f->min || v > f->max) {
+                cli_errorf(err, errlen, f, "%s is out of range [%g, %g]", value, f->min, f->max);
+                return -1;
+            }
+            *(double*)base = v;
             return 0;
         }
         case CLI_U64: {
@@ -273,17 +356,18 @@ static inline void cli_usage(FILE* fp, const char* prog) {
         switch (f->type) {
             case CLI_INT: kind = "<int>"; break;
             case CLI_FLOAT: kind = "<float>"; break;
+            case CLI_DOUBLE: kind = "<float>"; break;
             case CLI_U64: kind = "<uint>"; break;
             case CLI_STRING: kind = "<string>"; break;
             case CLI_CHOICE: kind = "<choice>"; break;
         }
-        fprintf(fp, "  %-5s %-9s %s [%s]", f->flag, kind, f->help, f->def ? f->def : "none");
+        fprintf(fp, "  %-7s %-9s %s [%s]", f->flag, kind, f->help, f->def ? f->def : "none");
         if (f->type == CLI_INT) fprintf(fp, " range [%.0f, %.0f]", f->min, f->max);
-        if (f->type == CLI_FLOAT) fprintf(fp, " range [%g, %g]", f->min, f->max);
+        if (f->type == CLI_FLOAT || f->type == CLI_DOUBLE) fprintf(fp, " range [%g, %g]", f->min, f->max);
         if (f->type == CLI_CHOICE) fprintf(fp, " one of %s", f->choices);
         fprintf(fp, "\n");
     }
-    fprintf(fp, "  --help          print this text and exit\n");
+    fprintf(fp, "  --help            print this text and exit\n");
 }
 
 // Parses or exits: on error prints "error: flag -x: ..." and a hint, exits 1; on --help prints usage, exits 0.
@@ -307,6 +391,7 @@ static inline void cli_format_value(const TrainConfig* cfg, const CliFlag* f, ch
     switch (f->type) {
         case CLI_INT: snprintf(buf, n, "%d", *(const int*)base); return;
         case CLI_FLOAT: snprintf(buf, n, "%g", (double)*(const float*)base); return;
+        case CLI_DOUBLE: snprintf(buf, n, "%.10g", *(const double*)base); return;
         case CLI_U64: snprintf(buf, n, "%llu", (unsigned long long)*(const uint64_t*)base); return;
         case CLI_STRING:
         case CLI_CHOICE: {
@@ -343,7 +428,7 @@ static inline void cli_print_table_rows(FILE* fp, const TrainConfig* cfg) {
     char key[64], val[4096];
     for (int i = 0; i < CLI_NUM_FLAGS; i++) {
         const CliFlag* f = &CLI_FLAGS[i];
-        snprintf(key, sizeof(key), "%-5s %s", f->flag, f->name);
+        snprintf(key, sizeof(key), "%-7s %s", f->flag, f->name);
         cli_format_value(cfg, f, val, sizeof(val));
         cli_table_row(fp, key, val);
     }

@@ -1,11 +1,34 @@
-// CPU reference optimizer updates. Each formula is written once here; CUDA kernels mirror it.
+// CPU reference optimizer updates: AdamW, IVON and IVON-PoCo(Mo) (spec: OPTIMIZERS.md §2, §6).
+// Each formula is written once here; CUDA kernels mirror it. The IVON arithmetic follows §2.9 exactly:
+// per-group scalars are formed in double and rounded to fp32 once, every line below is one fp32
+// rounding in the written order, and the build uses -ffp-contract=off (no FMA contraction).
+//   sample:      n = eps / sqrtf(essf * (h + wdf));   theta = m + n
+//   accumulate:  x = grad * clip_scale;  y = n * x;   k == 1: acc = x;  else acc = acc + (x - acc) / (float)k
+//   newton step: g  = (b1f*g) + (omb1*x)
+//                hw = h + wdf;  d = h - f
+//                hn = ((b2f*h) + (omb2*f)) + ((c2*(d*d)) / hw)
+//                u  = ((g / bc) + (wdf*m)) / (hn + wdf);  u = min(max(u, -r), r)
+//                m  = m - lr_eff*u;  h = hn
+//   IVON:        x = acc_g,  f = (acc_ng*hw) * essf
+//   PoCo:        f_in = (acc_ng*hw) * essf;  f_out = (acc_ng_out*hwo) * essf   (hwo = h_out + wdf)
+//                x = acc_g - (gamma*(acc_g_out - gbar_out));  f = f_in - (gamma*(f_out - hbar_out))
+//                P = (gamma*(hbar_out - f_out)) * (m - m_out), added next to wdf*m (or to x, in the momentum)
+// The noise eps of flat parameter index i comes from llmc/noise.h (a pure function of seed, rank, step,
+// sample, stream, i), so the accumulate pass regenerates the noise of the sample pass bit for bit.
 #ifndef LLMC_OPTIM_H
 #define LLMC_OPTIM_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 #include <math.h>
 
 #include "utils.h"
+#include "noise.h"
+
+// ----------------------------------------------------------------------------------------------
+// AdamW
 
 // AdamW with decoupled weight decay on n elements; t is the 1-based step.
 //   g = grad * grad_scale
@@ -28,6 +51,421 @@ static inline void adamw_update(float* param, const float* grad, float* m, float
         float vhat = vi / bc2;
         param[i] -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * param[i]);
     }
+}
+
+// ----------------------------------------------------------------------------------------------
+// settings
+
+typedef enum { OPT_ADAMW = 0, OPT_IVON = 1, OPT_POCO = 2 } OptimizerKind;  // also the checkpoint optimizer id
+typedef enum { POCO_GAMMA_CONSTANT = 0, POCO_GAMMA_LINEAR = 1 } PocoGammaSchedule;
+
+typedef struct {
+    int kind;               // OptimizerKind
+    // AdamW
+    double adamw_beta1, adamw_beta2, adamw_eps;
+    double weight_decay;    // decoupled, 2-D tensors only
+    // all: gradient clip norm (AdamW: global after accumulation; IVON/PoCo: each micro-batch); 0 = off
+    double grad_clip;
+    // IVON (§2.3)
+    double ess;             // lambda, effective sample size (> 0)
+    double hess_init;       // h0 (> 0)
+    double beta1, beta2;
+    double clip_radius;     // r; 0 = no clipping (+inf)
+    double prior_2d;        // delta of the 2-D tensors (PARAM_TABLE[i].decay == 1)
+    double prior_1d;        // delta of the 1-D tensors
+    int debias, rescale_lr;
+    int noise_off;          // tests: eps = 0 everywhere (sampling at the mean)
+    // PoCo (§6.4)
+    double poco_gamma;      // gamma0 in [0, 1]
+    int poco_gamma_schedule;   // PocoGammaSchedule
+    int poco_start;         // first corrected step (0-based); earlier steps are plain IVON
+    int poco_period;        // T_out: steps between anchor refreshes (>= 1)
+    int poco_mega_batches;  // micro-batches per anchor refresh; <= 0 = poco_period * micro-batches per step
+    int poco_shared_noise;  // theta_out uses the eps of theta_in (1) or its own stream (0)
+    int poco_prox;          // proximal term P on (1) / off (0)
+    int poco_prox_in_momentum;  // P enters the momentum EMA (1) or sits next to delta*m (0)
+    int poco_momentum;      // 1: IVON-PoCoMo (beta1, debias as set); 0: IVON-PoCo (beta1 = 0, no debias)
+    int poco_clip_each;     // clip g_in and g_out separately (1) or scale both by the clip of g_in - gamma*g_out (0)
+    int poco_mega_noise;    // mega-batch at m_out + sigma_out*eps (1) or at m_out with hbar_out := h_out (0)
+    int max_steps;          // total steps (the linear gamma schedule ends at step max_steps - 1)
+    uint64_t seed;          // noise seed
+    uint32_t rank;          // process rank (noise counter)
+} OptimizerConfig;
+
+static inline const char* optimizer_kind_name(int kind) {
+    return kind == OPT_ADAMW ? "adamw" : kind == OPT_IVON ? "ivon" : kind == OPT_POCO ? "poco" : "?";
+}
+
+// -1 if unknown
+static inline int optimizer_kind_from_name(const char* name) {
+    if (name == NULL) return -1;
+    if (strcmp(name, "adamw") == 0) return OPT_ADAMW;
+    if (strcmp(name, "ivon") == 0) return OPT_IVON;
+    if (strcmp(name, "poco") == 0) return OPT_POCO;
+    return -1;
+}
+
+// Defaults of the GPT-2 recipe (§2.3, §6.4). ess, max_steps and poco_start (-1 = max_steps / 2) are
+// for the caller to set.
+static inline void optimizer_config_defaults(OptimizerConfig* oc, int kind) {
+    memset(oc, 0, sizeof(*oc));
+    oc->kind = kind;
+    oc->adamw_beta1 = 0.9;
+    oc->adamw_beta2 = 0.95;
+    oc->adamw_eps = 1e-8;
+    oc->weight_decay = 0.1;
+    oc->grad_clip = 1.0;
+    oc->ess = -1.0;
+    oc->hess_init = 1e-3;
+    oc->beta1 = 0.9;
+    oc->beta2 = 0.99999;
+    oc->clip_radius = 1e-3;
+    oc->prior_2d = 1e-6;
+    oc->prior_1d = 0.0;
+    oc->debias = 1;
+    oc->rescale_lr = 1;
+    oc->poco_gamma = 0.5;
+    oc->poco_gamma_schedule = POCO_GAMMA_CONSTANT;
+    oc->poco_start = -1;
+    oc->poco_period = 32;
+    oc->poco_mega_batches = -1;
+    oc->poco_shared_noise = 1;
+    oc->poco_prox = 1;
+    oc->poco_prox_in_momentum = 0;
+    oc->poco_momentum = 1;
+    oc->poco_clip_each = 1;
+    oc->poco_mega_noise = 1;
+    oc->max_steps = 0;
+    oc->seed = 1337;
+    oc->rank = 0;
+}
+
+// Checks an OptimizerConfig; 0 if usable, else -1 with "flag -x: ..." in err (the trainer flag of the field).
+static inline int optimizer_config_check(const OptimizerConfig* oc, char* err, size_t errlen) {
+#define OPT_BAD(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
+    if (oc->kind != OPT_ADAMW && oc->kind != OPT_IVON && oc->kind != OPT_POCO) OPT_BAD("flag -opt: unknown optimizer %d", oc->kind);
+    if (!(oc->grad_clip >= 0.0) || !isfinite(oc->grad_clip)) OPT_BAD("flag -gc: grad clip %g must be >= 0", oc->grad_clip);
+    if (oc->kind == OPT_ADAMW) return 0;
+    if (!(oc->ess > 0.0) || !isfinite(oc->ess)) OPT_BAD("flag -ess: effective sample size %g must be > 0", oc->ess);
+    if (!(oc->hess_init > 0.0) || !isfinite(oc->hess_init)) OPT_BAD("flag -h0: hess init %g must be > 0", oc->hess_init);
+    if (!(oc->beta1 >= 0.0 && oc->beta1 < 1.0)) OPT_BAD("flag -b1: beta1 %g must be in [0, 1)", oc->beta1);
+    if (!(oc->beta2 >= 0.0 && oc->beta2 <= 1.0)) OPT_BAD("flag -b2: beta2 %g must be in [0, 1]", oc->beta2);
+    if (!(oc->clip_radius >= 0.0) || !isfinite(oc->clip_radius)) OPT_BAD("flag -r: clip radius %g must be >= 0", oc->clip_radius);
+    if (!(oc->prior_2d >= 0.0) || !isfinite(oc->prior_2d)) OPT_BAD("flag -pr: prior precision %g must be >= 0", oc->prior_2d);
+    if (!(oc->prior_1d >= 0.0) || !isfinite(oc->prior_1d)) OPT_BAD("flag -pr1: prior precision %g must be >= 0", oc->prior_1d);
+    if (!(oc->debias == 0 || oc->debias == 1)) OPT_BAD("flag -debias: %d must be 0 or 1", oc->debias);
+    if (!(oc->rescale_lr == 0 || oc->rescale_lr == 1)) OPT_BAD("flag -rescale: %d must be 0 or 1", oc->rescale_lr);
+    if (oc->kind == OPT_IVON) return 0;
+    if (!(oc->poco_gamma >= 0.0 && oc->poco_gamma <= 1.0)) OPT_BAD("flag -pg: gamma %g must be in [0, 1]", oc->poco_gamma);
+    if (oc->poco_gamma_schedule != POCO_GAMMA_CONSTANT && oc->poco_gamma_schedule != POCO_GAMMA_LINEAR)
+        OPT_BAD("flag -pgs: unknown gamma schedule %d", oc->poco_gamma_schedule);
+    if (oc->poco_start < 0) OPT_BAD("flag -pst: start step %d must be >= 0 once resolved", oc->poco_start);
+    if (oc->poco_period < 1) OPT_BAD("flag -pp: period %d must be >= 1", oc->poco_period);
+    if (oc->poco_mega_batches == 0 || oc->poco_mega_batches < -1) OPT_BAD("flag -pmb: %d must be >= 1 or -1", oc->poco_mega_batches);
+    return 0;
+#undef OPT_BAD
+}
+
+// gamma of step t (0-based): 0 before poco_start; constant gamma0; or linear from gamma0 at poco_start to 0 at
+// step max_steps - 1 (gamma0 when max_steps - 1 <= poco_start). Double, rounded once.
+static inline float poco_gamma_at(const OptimizerConfig* oc, int t) {
+    if (oc->kind != OPT_POCO || t < oc->poco_start) return 0.0f;
+    if (oc->poco_gamma_schedule == POCO_GAMMA_CONSTANT) return (float)oc->poco_gamma;
+    int last = oc->max_steps - 1;
+    if (last <= oc->poco_start) return (float)oc->poco_gamma;
+    double r = (double)(last - t) / (double)(last - oc->poco_start);
+    if (r < 0.0) r = 0.0;
+    return (float)(oc->poco_gamma * r);
+}
+
+// 1 if an anchor refresh happens before step t
+static inline int poco_refresh_at(const OptimizerConfig* oc, int t) {
+    return oc->kind == OPT_POCO && t >= oc->poco_start && (t - oc->poco_start) % oc->poco_period == 0;
+}
+
+// ----------------------------------------------------------------------------------------------
+// IVON: scalars, noise, element passes
+
+// fp32 scalars of one parameter group, formed in double and rounded once (§2.9)
+typedef struct {
+    float b1f, omb1, b2f, omb2, c2;  // beta1, 1 - beta1, beta2, 1 - beta2, 0.5 (1 - beta2)^2
+    float essf, wdf;                 // lambda, delta of the group
+    float lr_eff;                    // lr * (h0 + delta) with rescale_lr, else lr
+    float bc;                        // 1 - beta1^t with debias, else 1
+    float r;                         // clip radius, +inf for none
+} IvonScalars;
+
+// lr: scheduled (un-rescaled) lr; delta: the group's prior precision; t: 1-based update count.
+// PoCo without momentum (poco_momentum 0) uses beta1 = 0 and no debias.
+static inline IvonScalars ivon_scalars(const OptimizerConfig* oc, double lr, double delta, int t) {
+    double b1 = oc->beta1, b2 = oc->beta2;
+    int debias = oc->debias;
+    if (oc->kind == OPT_POCO && !oc->poco_momentum) {
+        b1 = 0.0;
+        debias = 0;
+    }
+    IvonScalars s;
+    s.b1f = (float)b1;
+    s.omb1 = (float)(1.0 - b1);
+    s.b2f = (float)b2;
+    s.omb2 = (float)(1.0 - b2);
+    s.c2 = (float)(0.5 * (1.0 - b2) * (1.0 - b2));
+    s.essf = (float)oc->ess;
+    s.wdf = (float)delta;
+    s.lr_eff = (float)(oc->rescale_lr ? lr * (oc->hess_init + delta) : lr);
+    s.bc = (float)(debias ? 1.0 - pow(b1, (double)t) : 1.0);
+    s.r = oc->clip_radius > 0.0 ? (float)oc->clip_radius : INFINITY;
+    return s;
+}
+
+// prior precision delta of parameter tensor i (PARAM_TABLE order): -pr for 2-D, -pr1 for 1-D
+static inline double ivon_group_delta(const OptimizerConfig* oc, int decay) {
+    return decay ? oc->prior_2d : oc->prior_1d;
+}
+
+// Which noise: eps(i) = noise_normal(seed, rank, step, sample, stream, i); off = 1 gives eps = 0.
+typedef struct {
+    uint64_t seed;
+    uint32_t rank, step, sample, stream;
+    int off;
+} IvonNoiseKey;
+
+static inline IvonNoiseKey ivon_noise_key(const OptimizerConfig* oc, int step, int sample, uint32_t stream) {
+    IvonNoiseKey k = {oc->seed, oc->rank, (uint32_t)step, (uint32_t)sample, stream, oc->noise_off};
+    return k;
+}
+
+// eps of the flat indices [g0, g0 + IVON_CHUNK) (g0 a multiple of 4) into e
+#define IVON_CHUNK 1024  // a multiple of 4 * NOISE_HOST_CHUNK
+static inline void ivon_eps_chunk(const IvonNoiseKey* key, size_t g0, float* e) {
+    if (key->off) {
+        for (int i = 0; i < IVON_CHUNK; i++) e[i] = 0.0f;
+        return;
+    }
+    uint64_t q0 = g0 >> 2;
+    for (int q = 0; q < IVON_CHUNK / 4; q += NOISE_HOST_CHUNK)
+        noise_chunk_host(e + 4 * q, q0 + (uint64_t)q, NOISE_HOST_CHUNK, key->seed, key->rank, key->step, key->sample,
+                         key->stream);
+}
+
+// Loops over the slice [start, start + n) of flat indices in chunks of IVON_CHUNK aligned indices (OpenMP-parallel
+// over chunks); BODY sees the slice index i and its normal e.
+#define IVON_FOR_EACH_ELEM(key, start, n, BODY)                                              \
+    do {                                                                                    \
+        size_t s_ = (start), end_ = (start) + (n);                                          \
+        size_t c0_ = s_ / IVON_CHUNK, c1_ = (end_ + IVON_CHUNK - 1) / IVON_CHUNK;           \
+        OMP_PRAGMA(parallel for schedule(static))                                           \
+        for (size_t c_ = c0_; c_ < c1_; c_++) {                                             \
+            float ebuf_[IVON_CHUNK];                                                        \
+            size_t g0_ = c_ * IVON_CHUNK;                                                   \
+            ivon_eps_chunk(key, g0_, ebuf_);                                                \
+            size_t lo_ = g0_ > s_ ? g0_ : s_;                                               \
+            size_t hi_ = g0_ + IVON_CHUNK < end_ ? g0_ + IVON_CHUNK : end_;                 \
+            for (size_t idx_ = lo_; idx_ < hi_; idx_++) {                                   \
+                size_t i = idx_ - s_;                                                       \
+                float e = ebuf_[idx_ - g0_];                                                \
+                BODY                                                                        \
+            }                                                                               \
+        }                                                                                   \
+    } while (0)
+
+// theta = m + n, n = eps / sqrtf(essf * (h + wdf)), on the slice at flat index start (n elements; pointers at the
+// slice). noise (may be NULL) receives n for ivon_accumulate_noise.
+static inline void ivon_sample(float* theta, float* noise, const float* m, const float* h, size_t n, size_t start,
+                               float essf, float wdf, const IvonNoiseKey* key) {
+    IVON_FOR_EACH_ELEM(key, start, n, {
+        float nz = e / sqrtf(essf * (h[i] + wdf));
+        theta[i] = m[i] + nz;
+        if (noise != NULL) noise[i] = nz;
+    });
+}
+
+// Welford accumulation of sample k (1-based) of the clipped gradient x = grad * clip_scale and of
+// n * x with the noise n of ivon_sample, regenerated from the same key and h.
+static inline void ivon_accumulate(float* acc_g, float* acc_ng, const float* grad, float clip_scale, const float* h,
+                                   size_t n, size_t start, float essf, float wdf, const IvonNoiseKey* key, int k) {
+    float kf = (float)k;
+    IVON_FOR_EACH_ELEM(key, start, n, {
+        float x = grad[i] * clip_scale;
+        float nz = e / sqrtf(essf * (h[i] + wdf));
+        float y = nz * x;
+        if (k == 1) {
+            acc_g[i] = x;
+            acc_ng[i] = y;
+        } else {
+            acc_g[i] = acc_g[i] + (x - acc_g[i]) / kf;
+            acc_ng[i] = acc_ng[i] + (y - acc_ng[i]) / kf;
+        }
+    });
+}
+
+// The same accumulation with the noise n stored by ivon_sample (bit-identical to ivon_accumulate; one noise
+// generation per sample instead of two).
+static inline void ivon_accumulate_noise(float* acc_g, float* acc_ng, const float* grad, float clip_scale,
+                                         const float* noise, size_t n, int k) {
+    float kf = (float)k;
+    if (k == 1) {
+        OMP_PRAGMA(parallel for schedule(static))
+        for (size_t i = 0; i < n; i++) {
+            float x = grad[i] * clip_scale;
+            acc_g[i] = x;
+            acc_ng[i] = noise[i] * x;
+        }
+        return;
+    }
+    OMP_PRAGMA(parallel for schedule(static))
+    for (size_t i = 0; i < n; i++) {
+        float x = grad[i] * clip_scale;
+        float y = noise[i] * x;
+        acc_g[i] = acc_g[i] + (x - acc_g[i]) / kf;
+        acc_ng[i] = acc_ng[i] + (y - acc_ng[i]) / kf;
+    }
+}
+
+// Welford accumulation of the clipped gradient alone (PoCo mega-batch at m_out, no noise)
+static inline void ivon_accumulate_grad(float* acc_g, const float* grad, float clip_scale, size_t n, int k) {
+    float kf = (float)k;
+    OMP_PRAGMA(parallel for schedule(static))
+    for (size_t i = 0; i < n; i++) {
+        float x = grad[i] * clip_scale;
+        acc_g[i] = k == 1 ? x : acc_g[i] + (x - acc_g[i]) / kf;
+    }
+}
+
+// hbar = (acc_ng * (h + wdf)) * essf in place: the Price Hessian estimate from the noise-gradient mean
+static inline void ivon_price_hessian(float* acc_ng, const float* h, size_t n, float essf, float wdf) {
+    OMP_PRAGMA(parallel for schedule(static))
+    for (size_t i = 0; i < n; i++) {
+        float hw = h[i] + wdf;
+        acc_ng[i] = (acc_ng[i] * hw) * essf;
+    }
+}
+
+// statistics of one update over a slice
+typedef struct {
+    size_t n;            // elements
+    size_t clipped;      // coordinates with |u| > r
+    double sum_abs_dm;   // sum |m_new - m_old|
+    size_t violations;   // IVON_CHECKS: invariant violations (0 without the checks)
+} IvonUpdateStats;
+
+static inline void ivon_stats_add(IvonUpdateStats* a, const IvonUpdateStats* b) {
+    a->n += b->n;
+    a->clipped += b->clipped;
+    a->sum_abs_dm += b->sum_abs_dm;
+    a->violations += b->violations;
+}
+
+// prox placement of the Newton step
+#define IVON_PROX_NONE 0
+#define IVON_PROX_NEXT_TO_DECAY 1
+#define IVON_PROX_IN_MOMENTUM 2
+
+// The Newton step of one element, shared by IVON and PoCo: x = gradient estimate, f = Hessian estimate,
+// p = proximal term (used per prox_mode). Updates *m, *g, *h; returns |dm|; *clipped = 1 if u was clipped.
+// With IVON_CHECKS, *bad = 1 on an invariant violation (§9.2): h + delta > 0, (h' + delta) >= 0.5 (h + delta),
+// finite sigma, |dm| <= lr_eff * r * (1 + 1e-6) + 1 ulp of |m| (the rounding of m - lr_eff u).
+static inline float ivon_newton_elem(float* m, float* g, float* h, float x, float f, float p, int prox_mode,
+                                     const IvonScalars* s, int* clipped, int* bad) {
+    if (prox_mode == IVON_PROX_IN_MOMENTUM) x = x + p;
+    float gn = (s->b1f * *g) + (s->omb1 * x);
+    float ho = *h;
+    float hw = ho + s->wdf;
+    float d = ho - f;
+    float hn = ((s->b2f * ho) + (s->omb2 * f)) + ((s->c2 * (d * d)) / hw);
+    float num = (gn / s->bc) + (s->wdf * *m);
+    if (prox_mode == IVON_PROX_NEXT_TO_DECAY) num = num + p;
+    float u = num / (hn + s->wdf);
+    float r = s->r;
+    *clipped = u > r || u < -r;
+    u = u < -r ? -r : u;
+    u = u > r ? r : u;
+    float mo = *m;
+    float mn = mo - s->lr_eff * u;
+    *m = mn;
+    *g = gn;
+    *h = hn;
+    float adm = fabsf(mn - mo);
+#ifdef IVON_CHECKS
+    float hw_new = hn + s->wdf;
+    float sigma = 1.0f / sqrtf(s->essf * hw_new);
+    *bad = !(hw > 0.0f) || !(hw_new > 0.0f) || !((double)hw_new >= 0.5 * (double)hw * (1.0 - 1e-5)) ||
+           !isfinite(sigma) || !isfinite(mn) || !isfinite(gn) ||
+           !((double)adm <= (double)s->lr_eff * (double)s->r * (1.0 + 1e-6) + 1.2e-7 * fmax(fabs(mo), fabs(mn)));
+#else
+    *bad = 0;
+#endif
+    return adm;
+}
+
+// IVON update (§2.4 D) on a slice: x = acc_g, f = (acc_ng * (h + wdf)) * essf.
+static inline IvonUpdateStats ivon_update(float* m, float* g, float* h, const float* acc_g, const float* acc_ng,
+                                          size_t n, const IvonScalars* s) {
+    size_t clipped = 0, viol = 0;
+    double sum_dm = 0.0;
+    OMP_PRAGMA(parallel for schedule(static) reduction(+:clipped, viol, sum_dm))
+    for (size_t i = 0; i < n; i++) {
+        float hw = h[i] + s->wdf;
+        float f = (acc_ng[i] * hw) * s->essf;
+        int c, b;
+        float adm = ivon_newton_elem(&m[i], &g[i], &h[i], acc_g[i], f, 0.0f, IVON_PROX_NONE, s, &c, &b);
+        clipped += (size_t)c;
+        viol += (size_t)b;
+        sum_dm += (double)adm;
+    }
+    IvonUpdateStats st = {n, clipped, sum_dm, viol};
+    return st;
+}
+
+// PoCo inputs of one slice: the outer accumulators, the anchor state and gamma (§6.3)
+typedef struct {
+    const float* acc_g_out;   // mean of clipped g_out
+    const float* acc_ng_out;  // mean of n_out * g_out
+    const float* m_out;       // anchor mean
+    const float* h_out;       // anchor h (h_out_state)
+    const float* gbar_out;    // mega-batch gradient
+    const float* hbar_out;    // mega-batch Hessian estimate
+    float gamma;
+    int prox_mode;            // IVON_PROX_*
+} PocoSlice;
+
+// The variance-reduced estimates of one element (shared by the update and the tests):
+//   x = acc_g - gamma (acc_g_out - gbar_out);  f = f_in - gamma (f_out - hbar_out);  p = gamma (hbar_out - f_out) (m - m_out)
+static inline void poco_vr_elem(float acc_g, float acc_ng, float h, float acc_g_out, float acc_ng_out, float h_out,
+                                float gbar_out, float hbar_out, float m, float m_out, float gamma, float essf,
+                                float wdf, float* x, float* f, float* p) {
+    float hw = h + wdf;
+    float f_in = (acc_ng * hw) * essf;
+    float hwo = h_out + wdf;
+    float f_out = (acc_ng_out * hwo) * essf;
+    *x = acc_g - (gamma * (acc_g_out - gbar_out));
+    *f = f_in - (gamma * (f_out - hbar_out));
+    *p = (gamma * (hbar_out - f_out)) * (m - m_out);
+}
+
+// IVON-PoCo update on a slice: the Newton step with the variance-reduced x, f and the proximal term.
+static inline IvonUpdateStats poco_update(float* m, float* g, float* h, const float* acc_g, const float* acc_ng,
+                                          const PocoSlice* ps, size_t n, const IvonScalars* s) {
+    size_t clipped = 0, viol = 0;
+    double sum_dm = 0.0;
+    OMP_PRAGMA(parallel for schedule(static) reduction(+:clipped, viol, sum_dm))
+    for (size_t i = 0; i < n; i++) {
+        float x, f, p;
+        poco_vr_elem(acc_g[i], acc_ng[i], h[i], ps->acc_g_out[i], ps->acc_ng_out[i], ps->h_out[i], ps->gbar_out[i],
+                     ps->hbar_out[i], m[i], ps->m_out[i], ps->gamma, s->essf, s->wdf, &x, &f, &p);
+        int c, b;
+        float adm = ivon_newton_elem(&m[i], &g[i], &h[i], x, f, p, ps->prox_mode, s, &c, &b);
+        clipped += (size_t)c;
+        viol += (size_t)b;
+        sum_dm += (double)adm;
+    }
+    IvonUpdateStats st = {n, clipped, sum_dm, viol};
+    return st;
+}
+
+// sigma = 1 / sqrtf(essf * (h + wdf))
+static inline float ivon_sigma(float h, float essf, float wdf) {
+    return 1.0f / sqrtf(essf * (h + wdf));
 }
 
 #endif // LLMC_OPTIM_H

@@ -168,12 +168,19 @@ static void test_cli(void) {
     CHECK(strcmp(c.model, "d4") == 0 && c.output_log_dir == NULL, "default -e -o");
     CHECK(c.checkpoint_every == 0 && c.resume == 0 && c.B == 8 && c.T == 128 && c.total_batch_size == -1 &&
           c.max_steps == -1, "default -n -y -b -t -d -x");
-    CHECK(strcmp(c.lr_schedule, "cosine") == 0 && c.learning_rate == 6e-4f && c.warmup_iterations == 0 &&
+    CHECK(strcmp(c.lr_schedule, "cosine") == 0 && c.learning_rate == -1.0f && c.warmup_iterations == 0 &&
           c.final_lr_frac == 0.1f && c.weight_decay == 0.1f, "default -k -l -u -q -c");
     CHECK(c.val_loss_every == 20 && c.val_max_steps == 20 && c.sample_every == 50 && c.gen_tokens == 64 &&
           c.overfit_single_batch == 0, "default -v -m -s -g -a");
     CHECK(strcmp(c.optimizer, "adamw") == 0 && c.seed == 1337 && strcmp(c.tokenizer_path, "gpt2_tokenizer.bin") == 0,
           "default -opt -seed -tk");
+    CHECK(c.grad_clip == 1.0 && c.ess == -1.0 && c.hess_init == 1e-3 && c.beta1 == 0.9 && c.beta2 == 0.99999 &&
+          c.clip_radius == 1e-3 && c.prior_2d == 1e-6 && c.prior_1d == 0.0 && c.debias == 1 && c.rescale_lr == 1 &&
+          c.bma_samples == -1, "default -gc -ess -h0 -b1 -b2 -r -pr -pr1 -debias -rescale -bma (doubles exact)");
+    CHECK(c.poco_gamma == 0.5 && strcmp(c.poco_gamma_schedule, "constant") == 0 && c.poco_start == -1 &&
+          c.poco_period == 32 && c.poco_mega_batches == -1 && c.poco_shared_noise == 1 && c.poco_prox == 1 &&
+          c.poco_prox_in_momentum == 0 && c.poco_momentum == 1 && c.poco_clip_each == 1 && c.poco_mega_noise == 1,
+          "default PoCo flags -pg -pgs -pst -pp -pmb -psn -ppx -ppm -pmo -pce -pmn");
 
     // table sanity: unique flags starting with '-', help text present
     int table_ok = 1;
@@ -187,7 +194,7 @@ static void test_cli(void) {
     // good values
     const char* good[] = {"-i", "a*.bin", "-o", "out", "-b", "4", "-t", "64", "-l", "1e-3", "-k", "wsd", "-x", "-1",
                           "-d", "1024", "-seed", "18446744073709551615", "-q", "0", "-y", "1", "-opt", "adamw",
-                          "-b", "5", "-c", "0.05"};
+                          "-b", "5", "-c", "0.05", "-opt", "poco", "-b2", "0.999", "-ess", "1e10", "-pgs", "linear"};
     int ng = (int)(sizeof(good) / sizeof(good[0]));
     CHECK(cli_run(&c, good, ng, err, sizeof(err)) == 0, "good args parse: %s", err);
     CHECK(strcmp(c.train_data_pattern, "a*.bin") == 0 && strcmp(c.output_log_dir, "out") == 0, "good -i -o");
@@ -195,6 +202,8 @@ static void test_cli(void) {
           "good -b (last wins) -t -l -x -d");
     CHECK(strcmp(c.lr_schedule, "wsd") == 0 && c.seed == UINT64_MAX && c.final_lr_frac == 0.0f && c.resume == 1 &&
           c.weight_decay == 0.05f, "good -k -seed -q -y -c");
+    CHECK(strcmp(c.optimizer, "poco") == 0 && c.beta2 == 0.999 && c.ess == 1e10 &&
+          strcmp(c.poco_gamma_schedule, "linear") == 0, "good -opt poco -b2 -ess -pgs");
 
     // help
     const char* h1[] = {"-b", "4", "--help"};
@@ -217,7 +226,12 @@ static void test_cli(void) {
         {{"-y", "2"}, 2, "flag -y:", "out of range"},
         {{"-x", "-2"}, 2, "flag -x:", "out of range"},
         {{"-q", "1.5"}, 2, "flag -q:", "out of range"},
-        {{"-l", "-1e-3"}, 2, "flag -l:", "out of range"},
+        {{"-l", "-2"}, 2, "flag -l:", "out of range"},
+        {{"-b2", "1.5"}, 2, "flag -b2:", "out of range"},
+        {{"-h0", "abc"}, 2, "flag -h0:", "abc"},
+        {{"-ess", "1e999"}, 2, "flag -ess:", "out of range"},
+        {{"-pgs", "cubic"}, 2, "flag -pgs:", "cubic"},
+        {{"-debias", "2"}, 2, "flag -debias:", "out of range"},
         {{"-l", "nan"}, 2, "flag -l:", "out of range"},
         {{"-l", "inf"}, 2, "flag -l:", "out of range"},
         {{"-l", "1e99"}, 2, "flag -l:", "out of range"},
