@@ -1,6 +1,9 @@
 // Checks the C model against the PyTorch reference (train_gpt2.py): logits, loss and the 16 parameter
 // gradients of the initial model, then the loss and gradient norm over N AdamW steps on one batch.
+// With --opt: the IVON / IVON-PoCo optimizer driver (gpt2_optimizer_init / gpt2_optimizer_step) against
+// ivon_torch.py over N steps of K stored micro-batches (state file written by train_gpt2.py --opt ivon|poco).
 // Usage: ./test_gpt2 [--perturb] <model.bin> <debug_state.bin>
+//        ./test_gpt2 [--perturb] --opt <model.bin> <ivon_or_poco_state.bin>
 //   --perturb adds 1e-2 to one weight after loading (self-check: the test must then fail).
 // Prints one OK/FAIL line per comparison and, as the last line, `N passed, N failed`; exit 1 on any failure.
 //
@@ -16,6 +19,19 @@
 //   float32 grads[num_parameters]  model-file layout (16 tensors in PARAM_TABLE order, padded wte rows included)
 //   float32 losses[N]              loss before AdamW step s, s = 0..N-1, same batch each step
 //   float32 grad_norms[N]          global gradient norm before clipping, before step s
+//
+// IVON / PoCo state file (train_gpt2.py --opt ivon|poco), little-endian:
+//   int32 header[256]:
+//     [0] 20241124 magic  [1] 1 version  [2] B  [3] T  [4] N steps  [5] K micro-batches per step
+//     [6] optimizer (1 ivon, 2 poco)  [7] num_parameters low 32 bits  [8] high 32 bits  [9] nb stored micro-batches
+//     [10] noise seed low 32 bits  [11] high 32 bits  [12] rank  [13] poco start  [14] poco period
+//     [15] poco mega micro-batches  [16] flags: bit0 debias, bit1 rescale_lr, bit2 shared noise, bit3 prox,
+//     bit4 prox in momentum, bit5 momentum, bit6 clip each, bit7 mega noise  [17] gamma schedule (0 const, 1 linear)
+//     float32 bit patterns: [32] ess [33] h0 [34] beta1 [35] beta2 [36] clip radius (0 = none) [37] prior 2-D
+//     [38] prior 1-D [39] grad clip [40] gamma [41 + s] lr of step s (N <= 64)
+//   int32   tokens[nb][B*T+1]      micro-batches in consumption order: inputs = row[0:B*T], targets = row[1:B*T+1]
+//   float32 losses[N]              mean of the K inner micro-batch losses of step s
+//   float32 mean[num_parameters], momentum[num_parameters], hess[num_parameters]   after step N-1
 #define TESTING
 #include "train_gpt2.c"
 
@@ -45,6 +61,42 @@
 #define STEP_NORM_ATOL 0.0
 #define STEP_NORM_RTOL 2e-2
 
+#define OPT_STATE_MAGIC 20241124
+#define OPT_STATE_VERSION 1
+#define OPT_STATE_MAX_STEPS 64
+// IVON / PoCo against ivon_torch.py (--opt). The noise is bit-identical (llmc/noise.h = ivon_noise.py) and both
+// sides evaluate the same fp32 update lines, so differences start in the forward/backward (fp32 summation order)
+// and reach m, momentum and h through the gradients and the sampled weights of later steps. Element i of a
+// tensor passes when |c - ref| <= atol + atol_max * max|ref of the tensor| + rtol * |ref|.
+// Measured on d2 (ref/gpt2_d2_{ivon,poco,poco_alt}_state.bin, OpenBLAS torch 1.13, 2 threads) as C vs torch
+// drift, and as the change of the reference when one formula is broken on purpose (same noise and batches):
+//                        C vs torch (ivon / poco / poco_alt)   smallest change by a wrong formula
+//   step loss, rel       9e-8 / 9e-8 / 9e-8                    ~1e-4 (no debias, gamma 0); 2e-6 (no (h-f)^2)
+//   momentum, /max|ref|  6e-7 / 6.5e-6 / 4.5e-5                2.4e-3 (no (h-f)^2 term)
+//   h, elementwise rel   4e-7 / 5.7e-7 / 2e-6                  2e-3 (prox in momentum); 1.2e-1 (no (h-f)^2)
+//   mean m, abs          2.8e-7 / 1.0e-5 / 9.3e-6              6e-4 max; >= 24619 coordinates off by > 2e-6
+//   mean m, #coords > 2e-6   0 / 6 / 69 of 7.0M                no (h-f)^2 24619, no debias 6.4M, no prox
+//                                                              2.1M, gamma 0 3.8M, prox in momentum 1.9M
+// (poco_alt: PoCo without momentum, prox in momentum, clip of the difference, own theta_out noise, mega-batch
+// at m_out, linear gamma: the stiff proximal term enters the momentum directly.)
+// Coordinates with u inside the clip radius move by lr_eff/(h'+delta) ~ lr (300) times their numerator error; in
+// PoCo the proximal term gamma (hbar_out - h_out) (m - m_out) with |hbar_out - h_out| up to ~30 multiplies the
+// m drift again, so a handful of PoCo coordinates drift to 1e-5 while all others stay below 3e-7. Hence the mean
+// is checked by a cap per tensor plus a global count of coordinates beyond 2e-6 (the wrong formulas move
+// thousands to millions of coordinates). The loss alone does not see a missing (h-f)^2 term; the state does.
+#define OPT_LOSS_RTOL 1e-5
+#define OPT_MEAN_ATOL 1e-4          // cap per element
+#define OPT_MEAN_ATOL_MAX 0.0
+#define OPT_MEAN_RTOL 0.0
+#define OPT_MEAN_OUTLIER_ATOL 2e-6  // coordinates beyond this are counted ...
+#define OPT_MEAN_OUTLIER_FRAC 1e-4  // ... and may be at most this fraction of all parameters
+#define OPT_MOM_ATOL 0.0
+#define OPT_MOM_ATOL_MAX 2e-4
+#define OPT_MOM_RTOL 0.0
+#define OPT_HESS_ATOL 0.0
+#define OPT_HESS_ATOL_MAX 0.0
+#define OPT_HESS_RTOL 1e-5
+
 static int n_pass = 0, n_fail = 0;
 
 // records and prints one comparison of n floats; non-finite C values always fail
@@ -71,15 +123,209 @@ static float int_bits_to_float(int32_t x) {
     return f;
 }
 
+// records and prints one element-wise comparison of n floats: element i passes when
+// |c - ref| <= atol + atol_max * max|ref| + rtol * |ref|; reports the worst ratio of difference to allowance
+static void check_elems(const char* name, const float* c, const float* ref, size_t n, double atol, double atol_max,
+                        double rtol) {
+    double max_ref = 0.0, max_diff = 0.0, worst = 0.0;
+    int bad_value = 0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs((double)ref[i]) > max_ref) max_ref = fabs((double)ref[i]);
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(c[i])) bad_value = 1;
+        double d = fabs((double)c[i] - (double)ref[i]);
+        double allow = atol + atol_max * max_ref + rtol * fabs((double)ref[i]);
+        double ratio = allow > 0.0 ? d / allow : (d > 0.0 ? INFINITY : 0.0);
+        if (d > max_diff || isnan(d)) max_diff = d;
+        if (ratio > worst || isnan(ratio)) worst = ratio;
+    }
+    int ok = !bad_value && worst <= 1.0;
+    printf("%-4s %-20s max abs diff %.3e  max|ref| %.3e  rel to max %.3e  worst diff/tol %.3f%s\n", ok ? "OK" : "FAIL",
+           name, max_diff, max_ref, max_ref > 0.0 ? max_diff / max_ref : max_diff, worst,
+           bad_value ? "  non-finite values" : "");
+    if (ok) n_pass++; else n_fail++;
+}
+
+static void check_true(const char* name, int ok, const char* detail) {
+    printf("%-4s %s%s%s\n", ok ? "OK" : "FAIL", name, detail[0] ? ": " : "", detail);
+    if (ok) n_pass++; else n_fail++;
+}
+
+// the stored micro-batches, served in order through the BatchFn interface
+typedef struct {
+    const int* rows;  // (nb, B*T+1)
+    int nb;
+    int next;
+    size_t row_len;   // B*T+1
+    const char* path;
+} StoredBatches;
+
+static void stored_batches_next(void* ctx, const int** inputs, const int** targets) {
+    StoredBatches* sb = (StoredBatches*)ctx;
+    if (sb->next >= sb->nb)
+        fatalf("the optimizer asked for micro-batch %d but '%s' stores %d", sb->next + 1, sb->path, sb->nb);
+    const int* row = sb->rows + (size_t)sb->next * sb->row_len;
+    *inputs = row;       // (B, T)
+    *targets = row + 1;  // (B, T)
+    sb->next++;
+}
+
+// --opt: N IVON / PoCo steps through gpt2_optimizer_step against the reference state
+static void run_optimizer_test(const char* model_path, const char* state_path, int perturb) {
+    GPT2 model;
+    gpt2_build_from_checkpoint(&model, model_path);
+    GPT2Config cfg = model.config;
+    int V = cfg.vocab_size;
+
+    FILE* fp = fopenCheck(state_path, "rb");
+    long fsize = fileSizeCheck(fp, state_path);
+    int32_t header[256];
+    if (fsize < (long)sizeof(header)) fatalf("optimizer state '%s' is truncated: %ld bytes, header needs 1024", state_path, fsize);
+    freadCheck(header, sizeof(int32_t), 256, fp, state_path);
+    if (header[0] != OPT_STATE_MAGIC)
+        fatalf("optimizer state '%s' has bad magic %d (want %d; AdamW debug states are read without --opt)", state_path,
+               header[0], OPT_STATE_MAGIC);
+    if (header[1] != OPT_STATE_VERSION)
+        fatalf("optimizer state '%s' has unsupported version %d (want %d)", state_path, header[1], OPT_STATE_VERSION);
+    int B = header[2], T = header[3], N = header[4], K = header[5], kind = header[6], nb = header[9];
+    size_t num_params = (size_t)(uint32_t)header[7] | ((size_t)(uint32_t)header[8] << 32);
+    if (B < 1 || T < 1 || T > cfg.max_seq_len || N < 1 || N > OPT_STATE_MAX_STEPS || K < 1 || nb < 1 || nb > 1 << 20)
+        fatalf("optimizer state '%s' has impossible B=%d T=%d N=%d K=%d nb=%d (model maxT %d)", state_path, B, T, N,
+               K, nb, cfg.max_seq_len);
+    if (kind != OPT_IVON && kind != OPT_POCO)
+        fatalf("optimizer state '%s' has optimizer id %d (want %d ivon or %d poco)", state_path, kind, OPT_IVON, OPT_POCO);
+    if (num_params != model.num_parameters)
+        fatalf("optimizer state '%s' has %zu parameters but model '%s' has %zu", state_path, num_params, model_path,
+               model.num_parameters);
+    int flags = header[16];
+    if (header[12] < 0 || (flags & ~0xff) != 0 || header[17] < 0 || header[17] > 1)
+        fatalf("optimizer state '%s' has impossible rank %d, flags 0x%x or gamma schedule %d", state_path, header[12],
+               flags, header[17]);
+
+    OptimizerConfig oc;
+    optimizer_config_defaults(&oc, kind);
+    oc.ess = int_bits_to_float(header[32]);
+    oc.hess_init = int_bits_to_float(header[33]);
+    oc.beta1 = int_bits_to_float(header[34]);
+    oc.beta2 = int_bits_to_float(header[35]);
+    oc.clip_radius = int_bits_to_float(header[36]);
+    oc.prior_2d = int_bits_to_float(header[37]);
+    oc.prior_1d = int_bits_to_float(header[38]);
+    oc.grad_clip = int_bits_to_float(header[39]);
+    oc.poco_gamma = int_bits_to_float(header[40]);
+    oc.debias = (flags >> 0) & 1;
+    oc.rescale_lr = (flags >> 1) & 1;
+    oc.poco_shared_noise = (flags >> 2) & 1;
+    oc.poco_prox = (flags >> 3) & 1;
+    oc.poco_prox_in_momentum = (flags >> 4) & 1;
+    oc.poco_momentum = (flags >> 5) & 1;
+    oc.poco_clip_each = (flags >> 6) & 1;
+    oc.poco_mega_noise = (flags >> 7) & 1;
+    oc.poco_gamma_schedule = header[17];
+    oc.poco_start = header[13];
+    oc.poco_period = header[14];
+    oc.poco_mega_batches = header[15];
+    oc.max_steps = N;
+    oc.seed = (uint64_t)(uint32_t)header[10] | ((uint64_t)(uint32_t)header[11] << 32);
+    oc.rank = (uint32_t)header[12];
+    char err[256];
+    if (optimizer_config_check(&oc, err, sizeof(err)) != 0)
+        fatalf("optimizer state '%s' has impossible settings: %s", state_path, err);
+    float lrs[OPT_STATE_MAX_STEPS];
+    for (int s = 0; s < N; s++) {
+        lrs[s] = int_bits_to_float(header[41 + s]);
+        if (!(lrs[s] >= 0.0f) || !isfinite(lrs[s])) fatalf("optimizer state '%s' has lr %g at step %d", state_path, lrs[s], s);
+    }
+
+    size_t row_len = (size_t)B * T + 1;
+    size_t n_tokens = (size_t)nb * row_len;
+    size_t n_floats = (size_t)N + 3 * num_params;
+    size_t want = sizeof(header) + n_tokens * sizeof(int32_t) + n_floats * sizeof(float);
+    if ((size_t)fsize != want)
+        fatalf("optimizer state '%s' has %ld bytes but its header (B=%d T=%d N=%d nb=%d params=%zu) implies %zu",
+               state_path, fsize, B, T, N, nb, num_params, want);
+    // one allocation per kind: the tokens, and the reference floats carved into their parts
+    int* tokens = (int*)mallocCheck(n_tokens * sizeof(int));  // (nb, B*T+1)
+    float* ref = (float*)mallocCheck(n_floats * sizeof(float));
+    float* ref_losses = ref;                      // (N)
+    float* ref_mean = ref + N;                    // (num_parameters)
+    float* ref_momentum = ref_mean + num_params;  // (num_parameters)
+    float* ref_hess = ref_momentum + num_params;  // (num_parameters)
+    freadCheck(tokens, sizeof(int), n_tokens, fp, state_path);
+    freadCheck(ref, sizeof(float), n_floats, fp, state_path);
+    fcloseCheck(fp, state_path);
+    for (size_t i = 0; i < n_tokens; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            fatalf("optimizer state '%s' has token %d at position %zu outside [0, %d)", state_path, tokens[i], i, V);
+
+    printf("test_gpt2 --opt: model %s (%zu params), %s, B=%d T=%d, %d steps x %d micro-batches, %d stored; ess %g "
+           "h0 %g b1 %g b2 %g r %g prior %g/%g clip %g seed %llu rank %u\n", model_path, model.num_parameters,
+           optimizer_kind_name(kind), B, T, N, K, nb, oc.ess, oc.hess_init, oc.beta1, oc.beta2, oc.clip_radius,
+           oc.prior_2d, oc.prior_1d, oc.grad_clip, (unsigned long long)oc.seed, oc.rank);
+    if (kind == OPT_POCO)
+        printf("poco: gamma %g (%s), start %d, period %d, mega %d, shared noise %d, prox %d, prox in momentum %d, "
+               "momentum %d, clip each %d, mega noise %d\n", oc.poco_gamma, oc.poco_gamma_schedule ? "linear" : "constant",
+               oc.poco_start, oc.poco_period, oc.poco_mega_batches, oc.poco_shared_noise, oc.poco_prox,
+               oc.poco_prox_in_momentum, oc.poco_momentum, oc.poco_clip_each, oc.poco_mega_noise);
+    if (perturb) {
+        // embedding of the first input token, channel 0
+        model.params.wte[(size_t)tokens[0] * cfg.channels] += 1e-2f;
+        printf("perturbed wte[%d, 0] by +1e-2: failures expected\n", tokens[0]);
+    }
+
+    gpt2_allocate(&model, B, T);
+    gpt2_optimizer_init(&model, &oc);
+    StoredBatches sb = {tokens, nb, 0, row_len, state_path};
+    for (int s = 0; s < N; s++) {
+        StepStats st;
+        gpt2_optimizer_step(&model, &oc, s, lrs[s], K, stored_batches_next, &sb, &st);
+        char name[48];
+        snprintf(name, sizeof(name), "step %d loss%s", s, st.anchor_refreshed ? " (anchor)" : "");
+        check(name, &st.loss, ref_losses + s, 1, 0.0, OPT_LOSS_RTOL);
+    }
+    char detail[96];
+    snprintf(detail, sizeof(detail), "%d of %d", sb.next, nb);
+    check_true("all stored micro-batches consumed", sb.next == nb, detail);
+    check_true("params hold the mean after the step",
+               memcmp(model.params_memory, model.mean, num_params * sizeof(float)) == 0, "");
+
+    size_t outliers = 0;
+    for (size_t i = 0; i < num_params; i++)
+        if (!(fabs((double)model.mean[i] - (double)ref_mean[i]) <= OPT_MEAN_OUTLIER_ATOL)) outliers++;
+    size_t allowed = (size_t)(OPT_MEAN_OUTLIER_FRAC * (double)num_params);
+    snprintf(detail, sizeof(detail), "%zu of %zu (allowed %zu)", outliers, num_params, allowed);
+    check_true("mean coordinates off by > 2e-6", outliers <= allowed, detail);
+    const float* bufs[3] = {model.mean, model.momentum, model.hess};
+    const float* refs[3] = {ref_mean, ref_momentum, ref_hess};
+    const char* names[3] = {"mean", "momentum", "hess"};
+    double atols[3] = {OPT_MEAN_ATOL, OPT_MOM_ATOL, OPT_HESS_ATOL};
+    double atols_max[3] = {OPT_MEAN_ATOL_MAX, OPT_MOM_ATOL_MAX, OPT_HESS_ATOL_MAX};
+    double rtols[3] = {OPT_MEAN_RTOL, OPT_MOM_RTOL, OPT_HESS_RTOL};
+    for (int b = 0; b < 3; b++) {
+        size_t off = 0;
+        for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+            char name[48];
+            snprintf(name, sizeof(name), "%s %s", names[b], PARAM_TABLE[i].name);
+            check_elems(name, bufs[b] + off, refs[b] + off, model.param_sizes[i], atols[b], atols_max[b], rtols[b]);
+            off += model.param_sizes[i];
+        }
+    }
+    free(tokens);
+    free(ref);
+    gpt2_free(&model);
+}
+
 int main(int argc, char** argv) {
     const char* model_path = NULL;
     const char* state_path = NULL;
-    int perturb = 0;
+    int perturb = 0, opt_mode = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--perturb") == 0) {
             perturb = 1;
+        } else if (strcmp(argv[i], "--opt") == 0) {
+            opt_mode = 1;
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            fprintf(stderr, "error: unknown flag '%s'\nusage: %s [--perturb] <model.bin> <debug_state.bin>\n",
+            fprintf(stderr, "error: unknown flag '%s'\nusage: %s [--perturb] [--opt] <model.bin> <state.bin>\n",
                     argv[i], argv[0]);
             return 1;
         } else if (model_path == NULL) {
@@ -87,14 +333,19 @@ int main(int argc, char** argv) {
         } else if (state_path == NULL) {
             state_path = argv[i];
         } else {
-            fprintf(stderr, "error: unexpected argument '%s'\nusage: %s [--perturb] <model.bin> <debug_state.bin>\n",
+            fprintf(stderr, "error: unexpected argument '%s'\nusage: %s [--perturb] [--opt] <model.bin> <state.bin>\n",
                     argv[i], argv[0]);
             return 1;
         }
     }
     if (state_path == NULL) {
-        fprintf(stderr, "usage: %s [--perturb] <model.bin> <debug_state.bin>\n", argv[0]);
+        fprintf(stderr, "usage: %s [--perturb] [--opt] <model.bin> <state.bin>\n", argv[0]);
         return 1;
+    }
+    if (opt_mode) {
+        run_optimizer_test(model_path, state_path, perturb);
+        printf("%d passed, %d failed\n", n_pass, n_fail);
+        return n_fail == 0 ? 0 : 1;
     }
 
     GPT2 model;
