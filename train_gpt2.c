@@ -12,6 +12,7 @@
 #endif
 #include "llmc/utils.h"
 #include "llmc/model.h"
+#include "llmc/model_init.h"
 #include "llmc/gemm_cpu.h"
 #include "llmc/optim.h"
 #include "llmc/checkpoint.h"
@@ -21,6 +22,7 @@
 #include "llmc/philox.h"
 #include "llmc/schedule.h"
 #include "llmc/tokenizer.h"
+#include "llmc/train_common.h"
 
 #define LN_EPS 1e-5f
 #define GELU_SCALE 0.7978845608028654f  // sqrt(2/pi)
@@ -517,50 +519,9 @@ void gpt2_build_from_checkpoint(GPT2* model, const char* path) {
     fcloseCheck(fp, path);
 }
 
-// splitmix64: seeded 64-bit generator for the random initialization
-static inline uint64_t gpt2_splitmix64(uint64_t* state) {
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-// fills x[0..n) with N(0, std^2) by Box-Muller on 24-bit uniforms in (0, 1)
-static void gpt2_fill_normal(float* x, size_t n, float std, uint64_t* state) {
-    for (size_t i = 0; i < n; i += 2) {
-        uint64_t r = gpt2_splitmix64(state);
-        double u1 = ((double)(r >> 40) + 0.5) / 16777216.0;
-        double u2 = ((double)((r >> 16) & 0xFFFFFF) + 0.5) / 16777216.0;
-        double rad = sqrt(-2.0 * log(u1));
-        x[i] = (float)(std * rad * cos(6.283185307179586 * u2));
-        if (i + 1 < n) x[i + 1] = (float)(std * rad * sin(6.283185307179586 * u2));
-    }
-}
-
 void gpt2_build_random(GPT2* model, GPT2Config config, uint64_t seed) {
     gpt2_init_common(model, config, "random init");
-    GPT2Config c = config;
-    uint64_t state = seed;
-    float std = 0.02f;
-    float proj_std = std / sqrtf(2.0f * c.num_layers);
-    ParameterTensors* p = &model->params;
-    size_t C = c.channels, V = c.vocab_size, Vp = c.padded_vocab_size;
-    gpt2_fill_normal(p->wte, V * C, std, &state);
-    memset(p->wte + V * C, 0, (Vp - V) * C * sizeof(float));  // padded rows stay zero
-    gpt2_fill_normal(p->wpe, model->param_sizes[1], std, &state);
-    gpt2_fill_normal(p->qkvw, model->param_sizes[4], std, &state);
-    gpt2_fill_normal(p->attprojw, model->param_sizes[6], proj_std, &state);
-    gpt2_fill_normal(p->fcw, model->param_sizes[10], std, &state);
-    gpt2_fill_normal(p->fcprojw, model->param_sizes[12], proj_std, &state);
-    float* ones[3] = {p->ln1w, p->ln2w, p->lnfw};
-    size_t ones_n[3] = {model->param_sizes[2], model->param_sizes[8], model->param_sizes[14]};
-    for (int k = 0; k < 3; k++)
-        for (size_t i = 0; i < ones_n[k]; i++) ones[k][i] = 1.0f;
-    float* zeros[6] = {p->ln1b, p->qkvb, p->attprojb, p->ln2b, p->fcb, p->fcprojb};
-    size_t zeros_n[6] = {model->param_sizes[3], model->param_sizes[5], model->param_sizes[7],
-                         model->param_sizes[9], model->param_sizes[11], model->param_sizes[13]};
-    for (int k = 0; k < 6; k++) memset(zeros[k], 0, zeros_n[k] * sizeof(float));
-    memset(p->lnfb, 0, model->param_sizes[15] * sizeof(float));
+    model_init_random(model->params_memory, config, seed);
 }
 
 void gpt2_allocate(GPT2* model, int B, int T) {
@@ -766,17 +727,6 @@ void gpt2_free(GPT2* model) {
 // ----------------------------------------------------------------------------
 // optimizer driver: AdamW, IVON, IVON-PoCo(Mo) steps over micro-batches (spec §2.4, §6.3)
 
-// next (B, T) micro-batch: inputs and targets stay valid until the next call
-typedef void (*BatchFn)(void* ctx, const int** inputs, const int** targets);
-
-typedef struct {
-    float loss;             // mean loss of the step's K micro-batches (IVON/PoCo: at the samples theta_in)
-    float grad_norm;        // AdamW: global norm after accumulation; IVON/PoCo: mean of the micro-batch norms
-    int micro_batches;      // K
-    long long tokens;       // K * B * T
-    long long mega_tokens;  // PoCo: tokens of all anchor refreshes so far
-    int anchor_refreshed;   // PoCo: 1 if an anchor refresh ran before this step
-} StepStats;
 
 // Allocates the optimizer state after gpt2_allocate, all of it in one block: AdamW m, v = 0; IVON/PoCo
 // mean = params, momentum = 0, hess = h0, the transient accumulators and (PoCo) the anchor buffers.
@@ -1070,12 +1020,8 @@ void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float
     out->mega_tokens = model->mega_tokens;
 }
 
-// Quantiles (1%, 50%, 99%) of h and sigma over a fixed strided sample of <= 2^20 coordinates, and the
-// fraction of clipped coordinates and mean |dm| of the last update.
-typedef struct {
-    float h_q[3], sigma_q[3];
-    double clipped_frac, mean_abs_dm;
-} OptimizerDiagnostics;
+// gpt2_optimizer_diagnostics: quantiles over a fixed strided sample of <= 2^20 coordinates (OptimizerDiagnostics in
+// llmc/train_common.h)
 
 // k-th smallest of a[0..n) in place (quickselect, median-of-three pivot; no allocation); NaN-free input
 static float gpt2_select_kth(float* a, size_t n, size_t k) {
@@ -1135,76 +1081,11 @@ void gpt2_optimizer_diagnostics(GPT2* model, const OptimizerConfig* oc, Optimize
     d->mean_abs_dm = u.n ? u.sum_abs_dm / (double)u.n : 0.0;
 }
 
-// Fills the optimizer settings from the flags; resolves the -1 defaults: lr (adamw 6e-4, ivon/poco 300),
-// ess (= train_tokens), bma (4 for ivon/poco, 0 for adamw), poco start (max_steps / 2).
-// Returns 0, or -1 with "flag -x: ..." in err.
-int optimizer_config_from_train(OptimizerConfig* oc, const TrainConfig* cfg, long long train_tokens, int max_steps,
-                                float* lr, int* bma_samples, char* err, size_t errlen) {
-    int kind = optimizer_kind_from_name(cfg->optimizer);
-    if (kind < 0) {
-        snprintf(err, errlen, "flag -opt: unknown optimizer '%s'", cfg->optimizer ? cfg->optimizer : "(null)");
-        return -1;
-    }
-    optimizer_config_defaults(oc, kind);
-    if (cfg->learning_rate == -1.0f) {
-        *lr = kind == OPT_ADAMW ? 6e-4f : 300.0f;
-    } else if (cfg->learning_rate < 0.0f) {
-        snprintf(err, errlen, "flag -l: learning rate %g must be >= 0 (or -1 for the optimizer's default)",
-                 (double)cfg->learning_rate);
-        return -1;
-    } else {
-        *lr = cfg->learning_rate;
-    }
-    oc->weight_decay = cfg->weight_decay;
-    oc->grad_clip = cfg->grad_clip;
-    oc->seed = cfg->seed;
-    oc->rank = 0;
-    oc->max_steps = max_steps;
-    oc->ess = cfg->ess == -1.0 ? (double)train_tokens : cfg->ess;
-    oc->hess_init = cfg->hess_init;
-    oc->beta1 = cfg->beta1;
-    oc->beta2 = cfg->beta2;
-    oc->clip_radius = cfg->clip_radius;
-    oc->prior_2d = cfg->prior_2d;
-    oc->prior_1d = cfg->prior_1d;
-    oc->debias = cfg->debias;
-    oc->rescale_lr = cfg->rescale_lr;
-    oc->poco_gamma = cfg->poco_gamma;
-    oc->poco_gamma_schedule = strcmp(cfg->poco_gamma_schedule, "linear") == 0 ? POCO_GAMMA_LINEAR : POCO_GAMMA_CONSTANT;
-    oc->poco_start = cfg->poco_start == -1 ? max_steps / 2 : cfg->poco_start;
-    oc->poco_period = cfg->poco_period;
-    oc->poco_mega_batches = cfg->poco_mega_batches;
-    oc->poco_shared_noise = cfg->poco_shared_noise;
-    oc->poco_prox = cfg->poco_prox;
-    oc->poco_prox_in_momentum = cfg->poco_prox_in_momentum;
-    oc->poco_momentum = cfg->poco_momentum;
-    oc->poco_clip_each = cfg->poco_clip_each;
-    oc->poco_mega_noise = cfg->poco_mega_noise;
-    if (cfg->ess != -1.0 && !(cfg->ess > 0.0)) {
-        snprintf(err, errlen, "flag -ess: effective sample size %g must be > 0 (or -1 for the train token count)",
-                 cfg->ess);
-        return -1;
-    }
-    if (cfg->bma_samples == -1) {
-        *bma_samples = kind == OPT_ADAMW ? 0 : 4;
-    } else if (kind == OPT_ADAMW && cfg->bma_samples > 0) {
-        snprintf(err, errlen, "flag -bma: BMA needs a posterior: use -opt ivon or poco (or -bma 0)");
-        return -1;
-    } else {
-        *bma_samples = cfg->bma_samples;
-    }
-    return optimizer_config_check(oc, err, errlen);
-}
 
 #ifndef TESTING
 // ----------------------------------------------------------------------------
 // main: training loop
 
-static double time_now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 // Mean loss over up to `max_batches` sequential batches of the val loader.
 static float evaluate_mean_loss(GPT2* model, DataLoader* loader, int max_batches) {
@@ -1218,26 +1099,14 @@ static float evaluate_mean_loss(GPT2* model, DataLoader* loader, int max_batches
     return (float)(sum / max_batches);
 }
 
-// Samples `gen_len` tokens after an EOT with temperature 1; the uniforms come from Philox keyed by
-// (seed, step), counter = position, so a sample depends only on the weights, the seed and the step.
+// Samples `gen_len` tokens after an EOT with temperature 1 (train_sample_token).
 static void sample_and_print(GPT2* model, Tokenizer* tok, int* gen_tokens, int gen_len, uint64_t seed, int step) {
     int V = model->config.vocab_size, Vp = model->config.padded_vocab_size;
     gen_tokens[0] = GPT2_EOT;
     printf("generating:\n---\n");
     for (int t = 1; t < gen_len; t++) {
         gpt2_forward(model, gen_tokens, NULL, 1, t);
-        const float* probs = model->acts.probs + (size_t)(t - 1) * Vp;
-        uint32_t ctr[4] = {(uint32_t)t, 0u, 0x5a4d504cu /* "SMPL" */, 0u};
-        uint32_t key[2] = {(uint32_t)seed ^ (uint32_t)step, (uint32_t)(seed >> 32)};
-        uint32_t bits[4];
-        philox4x32_10(ctr, key, bits);
-        float coin = philox_uniform(bits[0]);
-        float cdf = 0.0f;
-        int next = V - 1;
-        for (int i = 0; i < V; i++) {
-            cdf += probs[i];
-            if (coin < cdf) { next = i; break; }
-        }
+        int next = train_sample_token(model->acts.probs + (size_t)(t - 1) * Vp, V, seed, step, t);
         gen_tokens[t] = next;
         tokenizer_print(tokenizer_decode(tok, (uint32_t)next));
         fflush(stdout);
@@ -1257,155 +1126,26 @@ static float evaluate_bma_loss(GPT2* model, const OptimizerConfig* oc, DataLoade
         for (int b = 0; b < max_batches; b++) {
             dataloader_next_batch(loader);
             gpt2_forward(model, loader->inputs, loader->targets, (int)loader->B, (int)loader->T);
-            float* l = lse + (size_t)b * bt;
-            const float* losses = model->acts.losses;
-            for (size_t i = 0; i < bt; i++) {
-                double lp = -(double)losses[i];
-                if (s == 0) {
-                    l[i] = (float)lp;
-                } else {
-                    double a = l[i], mx = a > lp ? a : lp;
-                    l[i] = (float)(mx + log1p(exp(-fabs(a - lp))));
-                }
-            }
+            train_bma_accumulate(lse + (size_t)b * bt, model->acts.losses, bt, s);
         }
     }
     gpt2_optimizer_restore_mean(model);
-    double sum = 0.0, logS = log((double)S);
-    for (size_t i = 0; i < (size_t)max_batches * bt; i++) sum += (double)lse[i] - logS;
-    return (float)(-sum / ((double)max_batches * (double)bt));
+    return train_bma_loss(lse, (size_t)max_batches * bt, S);
 }
 
-// the train loader as the optimizer's BatchFn; overfit mode loads one batch and repeats it
-typedef struct {
-    DataLoader* loader;
-    int overfit;
-    int loaded;
-} TrainBatches;
 
-static void train_next_batch(void* ctx, const int** inputs, const int** targets) {
-    TrainBatches* tb = (TrainBatches*)ctx;
-    if (!tb->overfit || !tb->loaded) dataloader_next_batch(tb->loader);
-    tb->loaded = 1;
-    *inputs = tb->loader->inputs;
-    *targets = tb->loader->targets;
-}
-
-// rows of the resolved optimizer settings under the flag table
-static void print_optimizer_rows(const OptimizerConfig* oc, float lr, int bma, int grad_accum) {
-    char v[128];
-    snprintf(v, sizeof(v), "%s", optimizer_kind_name(oc->kind));
-    cli_table_row(stdout, "resolved optimizer", v);
-    snprintf(v, sizeof(v), "%g", (double)lr);
-    cli_table_row(stdout, "resolved peak lr", v);
-    if (oc->kind == OPT_ADAMW) {
-        snprintf(v, sizeof(v), "betas (%g, %g), eps %g, wd %g", oc->adamw_beta1, oc->adamw_beta2, oc->adamw_eps,
-                 oc->weight_decay);
-        cli_table_row(stdout, "adamw", v);
-        snprintf(v, sizeof(v), "%g (global, after accumulation)", oc->grad_clip);
-        cli_table_row(stdout, "grad clip", v);
-        return;
-    }
-    snprintf(v, sizeof(v), "%.6g", oc->ess);
-    cli_table_row(stdout, "resolved ess (lambda)", v);
-    snprintf(v, sizeof(v), "%.6g (2-D), %.6g (1-D)", oc->rescale_lr ? (double)lr * (oc->hess_init + oc->prior_2d) : lr,
-             oc->rescale_lr ? (double)lr * (oc->hess_init + oc->prior_1d) : lr);
-    cli_table_row(stdout, "effective peak lr", v);
-    snprintf(v, sizeof(v), "%.4g (2-D), %.4g (1-D)", 1.0 / sqrt(oc->ess * (oc->hess_init + oc->prior_2d)),
-             1.0 / sqrt(oc->ess * (oc->hess_init + oc->prior_1d)));
-    cli_table_row(stdout, "initial sigma", v);
-    int pmo0 = oc->kind == OPT_POCO && !oc->poco_momentum;
-    snprintf(v, sizeof(v), "%g, debias %d", pmo0 ? 0.0 : oc->beta1, pmo0 ? 0 : oc->debias);
-    cli_table_row(stdout, "effective beta1", v);
-    snprintf(v, sizeof(v), "%d MC samples per step (one per micro-batch)", grad_accum);
-    cli_table_row(stdout, "ivon samples", v);
-    snprintf(v, sizeof(v), "%d", bma);
-    cli_table_row(stdout, "resolved bma samples", v);
-    if (oc->kind == OPT_POCO) {
-        snprintf(v, sizeof(v), "%d", oc->poco_start);
-        cli_table_row(stdout, "resolved poco start", v);
-        int kmega = oc->poco_mega_batches > 0 ? oc->poco_mega_batches : oc->poco_period * grad_accum;
-        snprintf(v, sizeof(v), "%d", kmega);
-        cli_table_row(stdout, "resolved poco mega batches", v);
-    }
-}
 
 int main(int argc, char** argv) {
-    TrainConfig cfg;
-    cli_defaults(&cfg);
-    cli_parse_or_exit(&cfg, argc, argv);
-    const int B = cfg.B, T = cfg.T;
-
     // model: from a descriptor (random init), from a model file, or from the latest checkpoint in -o
+    static TrainRun run;
+    TrainRun* r = &run;
     GPT2 model;
     GPT2Config mc;
-    int resume_step = -1;
-    if (cfg.resume && cfg.output_log_dir != NULL) resume_step = checkpoint_find_latest(cfg.output_log_dir);
-    if (cfg.resume && cfg.output_log_dir == NULL) fatalf("flag -y: resuming needs an output directory (-o)");
-    char path[4096];
-    if (resume_step >= 0) {
-        checkpoint_model_path(path, sizeof(path), cfg.output_log_dir, resume_step);
-        gpt2_build_from_checkpoint(&model, path);
-    } else if (gpt2_config_from_descriptor(cfg.model, &mc) == 0) {
-        gpt2_build_random(&model, mc, cfg.seed);
-    } else {
-        gpt2_build_from_checkpoint(&model, cfg.model);
-    }
-    if (T > model.config.max_seq_len)
-        fatalf("flag -t: sequence length %d exceeds the model's context %d", T, model.config.max_seq_len);
-
-    // batch and gradient accumulation
-    int grad_accum;
-    long long total_batch;
-    char err[512];
-    if (cli_resolve_total_batch(&cfg, &grad_accum, &total_batch, err, sizeof(err)) != 0) fatalf("%s", err);
-
-    DataLoader train_loader, val_loader;
-    dataloader_init(&train_loader, cfg.train_data_pattern, B, T, 0, 1, 1, cfg.seed);
-    int run_val = cfg.val_loss_every > 0;
-    if (run_val) dataloader_init(&val_loader, cfg.val_data_pattern, B, T, 0, 1, 0, cfg.seed);
-    int max_steps = cfg.max_steps;
-    if (max_steps < 0) {
-        max_steps = (int)(dataloader_num_batches(&train_loader) / grad_accum);
-        if (max_steps < 1) fatalf("flag -d: one step needs %d batches but the train data has %zu", grad_accum,
-                                  (size_t)dataloader_num_batches(&train_loader));
-    }
-    int val_batches = 0;
-    if (run_val) {
-        val_batches = cfg.val_max_steps;
-        if (val_batches < 0 || (size_t)val_batches > dataloader_num_batches(&val_loader))
-            val_batches = (int)dataloader_num_batches(&val_loader);
-    }
-
-    // optimizer settings, -1 defaults resolved
-    OptimizerConfig oc;
-    float peak_lr;
-    int bma_samples;
-    if (optimizer_config_from_train(&oc, &cfg, (long long)train_loader.num_tokens, max_steps, &peak_lr, &bma_samples,
-                                    err, sizeof(err)) != 0)
-        fatalf("%s", err);
-
-    Tokenizer tokenizer;
-    int run_sample = cfg.sample_every > 0;
-    int gen_len = cfg.gen_tokens + 1 < T ? cfg.gen_tokens + 1 : T;  // EOT + generated tokens, within T
-    if (run_sample) tokenizer_init(&tokenizer, cfg.tokenizer_path);
-
-    LRScheduler sched;
-    lr_scheduler_init(&sched, cfg.lr_schedule, peak_lr, cfg.warmup_iterations, max_steps, cfg.final_lr_frac);
-    Logger logger;
-    logger_init(&logger, cfg.output_log_dir, 0, resume_step >= 0);
-
-    cli_print_table_rows(stdout, &cfg);
-    print_optimizer_rows(&oc, peak_lr, bma_samples, grad_accum);
-    cli_table_line(stdout);
-    GPT2Config c = model.config;
-    printf("model: L=%d NH=%d C=%d maxT=%d V=%d Vp=%d, %zu parameters\n", c.num_layers, c.num_heads, c.channels,
-           c.max_seq_len, c.vocab_size, c.padded_vocab_size, model.num_parameters);
-    printf("batch: B=%d T=%d, grad accumulation %d -> %lld tokens per step; %d steps\n", B, T, grad_accum,
-           total_batch, max_steps);
-    printf("train data: %zu tokens, %zu batches per epoch\n", (size_t)train_loader.num_tokens,
-           (size_t)dataloader_num_batches(&train_loader));
-    if (run_val) printf("val data: %zu tokens, %d batches per evaluation\n", (size_t)val_loader.num_tokens, val_batches);
+    if (train_run_parse(r, argc, argv, &mc) == 0) gpt2_build_random(&model, mc, r->cfg.seed);
+    else gpt2_build_from_checkpoint(&model, r->path);
+    train_run_setup(r, model.config, model.num_parameters);
+    const int B = r->B, T = r->T;
+    OptimizerConfig* oc = &r->oc;
 #ifdef _OPENMP
     printf("threads: %d (OpenMP)\n", omp_get_max_threads());
 #else
@@ -1413,110 +1153,68 @@ int main(int argc, char** argv) {
 #endif
 
     gpt2_allocate(&model, B, T);
-    gpt2_optimizer_init(&model, &oc);
+    gpt2_optimizer_init(&model, oc);
     int* gen_tokens = (int*)mallocCheck((size_t)T * sizeof(int));
     float* bma_lse = NULL;  // (val_batches, B*T)
-    if (run_val && bma_samples > 0) bma_lse = (float*)mallocCheck((size_t)val_batches * B * T * sizeof(float));
+    if (r->run_val && r->bma_samples > 0) bma_lse = (float*)mallocCheck((size_t)r->val_batches * B * T * sizeof(float));
 
     int start_step = 0;
-    if (resume_step >= 0) {
+    if (r->resume_step >= 0) {
         StateHeader sh;
         float* bufs[6];
         int nbuf = gpt2_optimizer_state_buffers(&model, bufs);
-        checkpoint_state_path(path, sizeof(path), cfg.output_log_dir, resume_step);
-        checkpoint_read_state(path, &sh, bufs, nbuf, model.num_parameters);
-        if (sh.step != resume_step) fatalf("state file '%s' holds step %d, expected %d", path, sh.step, resume_step);
-        if (sh.optimizer != oc.kind)
-            fatalf("state file '%s' holds %s state but -opt is %s", path, optimizer_kind_name(sh.optimizer),
-                   optimizer_kind_name(oc.kind));
-        model.anchor_step = sh.extra[0];
-        model.mega_tokens = (long long)checkpoint_join64(&sh.extra[1]);
-        DataLoaderState ds = {sh.loader_epoch, sh.loader_shard, sh.loader_window};
-        dataloader_set_state(&train_loader, ds);
-        start_step = resume_step;
-        printf("resumed from %s at step %d\n", path, start_step);
+        checkpoint_state_path(r->path, sizeof(r->path), r->cfg.output_log_dir, r->resume_step);
+        checkpoint_read_state(r->path, &sh, bufs, nbuf, model.num_parameters);
+        train_state_restore(r->path, &sh, r->resume_step, oc->kind, &r->train_loader, &model.anchor_step,
+                            &model.mega_tokens);
+        start_step = r->resume_step;
+        printf("resumed from %s at step %d\n", r->path, start_step);
     }
-    TrainBatches batches = {&train_loader, cfg.overfit_single_batch, 0};
+    TrainBatches batches = {&r->train_loader, r->cfg.overfit_single_batch, 0};
 
     double total_ms = 0.0;
     int timed_steps = 0;
-    for (int step = start_step; step <= max_steps; step++) {
-        int last_step = step == max_steps;
-
-        if (run_val && (step % cfg.val_loss_every == 0 || last_step)) {
-            float val_loss = evaluate_mean_loss(&model, &val_loader, val_batches);
-            if (bma_samples > 0) {
-                float bma_loss = evaluate_bma_loss(&model, &oc, &val_loader, val_batches, bma_samples, step, bma_lse);
-                printf("step %d: val loss %.6f (mean) | bma(%d) %.6f\n", step, val_loss, bma_samples, bma_loss);
-                logger_log(&logger, step, "tel:%.4f bma:%.4f", (double)val_loss, (double)bma_loss);
-            } else {
-                printf("step %d: val loss %.6f\n", step, val_loss);
-                logger_log_val(&logger, step, val_loss);
-            }
-            if (oc.kind != OPT_ADAMW) {
+    for (int step = start_step; step <= r->max_steps; step++) {
+        if (train_run_val_due(r, step)) {
+            float val_loss = evaluate_mean_loss(&model, &r->val_loader, r->val_batches);
+            float bma_loss = 0.0f;
+            if (r->bma_samples > 0)
+                bma_loss = evaluate_bma_loss(&model, oc, &r->val_loader, r->val_batches, r->bma_samples, step, bma_lse);
+            train_report_val(&r->logger, step, val_loss, r->bma_samples, bma_loss);
+            if (oc->kind != OPT_ADAMW) {
                 OptimizerDiagnostics d;
-                gpt2_optimizer_diagnostics(&model, &oc, &d);
-                printf("step %d: diag h q01/q50/q99 %.3e %.3e %.3e | sigma %.3e %.3e %.3e | clipped %.4f | mean|dm| "
-                       "%.3e\n", step, (double)d.h_q[0], (double)d.h_q[1], (double)d.h_q[2], (double)d.sigma_q[0],
-                       (double)d.sigma_q[1], (double)d.sigma_q[2], d.clipped_frac, d.mean_abs_dm);
-                logger_log(&logger, step, "h01:%.4e h50:%.4e h99:%.4e sig01:%.4e sig50:%.4e sig99:%.4e clip:%.5f dm:%.4e",
-                           (double)d.h_q[0], (double)d.h_q[1], (double)d.h_q[2], (double)d.sigma_q[0],
-                           (double)d.sigma_q[1], (double)d.sigma_q[2], d.clipped_frac, d.mean_abs_dm);
+                gpt2_optimizer_diagnostics(&model, oc, &d);
+                train_report_diagnostics(&r->logger, step, &d);
             }
         }
-        if (run_sample && step > 0 && (step % cfg.sample_every == 0 || last_step)) {
-            sample_and_print(&model, &tokenizer, gen_tokens, gen_len, cfg.seed, step);
-        }
-        if (cfg.output_log_dir != NULL && cfg.checkpoint_every > 0 && step > start_step &&
-            (step % cfg.checkpoint_every == 0 || last_step)) {
-            checkpoint_model_path(path, sizeof(path), cfg.output_log_dir, step);
-            gpt2_write_model(&model, path);
-            StateHeader sh;
-            memset(&sh, 0, sizeof(sh));
-            DataLoaderState ds = dataloader_get_state(&train_loader);
-            sh.step = step;
-            sh.optimizer = oc.kind;
-            sh.num_parameters = model.num_parameters;
-            sh.loader_epoch = ds.epoch; sh.loader_shard = ds.shard; sh.loader_window = ds.window;
-            sh.seed = cfg.seed;
-            sh.extra[0] = model.anchor_step;
-            checkpoint_split64(&sh.extra[1], (uint64_t)model.mega_tokens);
+        if (train_run_sample_due(r, step)) sample_and_print(&model, &r->tokenizer, gen_tokens, r->gen_len, r->cfg.seed, step);
+        if (train_run_checkpoint_due(r, step, start_step)) {
+            checkpoint_model_path(r->path, sizeof(r->path), r->cfg.output_log_dir, step);
+            gpt2_write_model(&model, r->path);
+            StateHeader sh = train_state_header(step, oc->kind, model.num_parameters, &r->train_loader, r->cfg.seed,
+                                                model.anchor_step, model.mega_tokens);
             float* bufs[6];
             int nbuf = gpt2_optimizer_state_buffers(&model, bufs);
-            checkpoint_state_path(path, sizeof(path), cfg.output_log_dir, step);
-            checkpoint_write_state(path, &sh, (const float* const*)bufs, nbuf, model.num_parameters);
-            checkpoint_write_done(cfg.output_log_dir, step);
-            printf("checkpoint: step %d written to %s\n", step, cfg.output_log_dir);
+            checkpoint_state_path(r->path, sizeof(r->path), r->cfg.output_log_dir, step);
+            checkpoint_write_state(r->path, &sh, (const float* const*)bufs, nbuf, model.num_parameters);
+            checkpoint_write_done(r->cfg.output_log_dir, step);
+            printf("checkpoint: step %d written to %s\n", step, r->cfg.output_log_dir);
         }
-        if (last_step) break;
+        if (step == r->max_steps) break;
 
-        double t0 = time_now_s();
-        float lr = lr_scheduler_get(&sched, step);
+        double t0 = train_time_now_s();
+        float lr = lr_scheduler_get(&r->sched, step);
         StepStats st;
-        gpt2_optimizer_step(&model, &oc, step, lr, grad_accum, train_next_batch, &batches, &st);
-        double ms = 1e3 * (time_now_s() - t0);
+        gpt2_optimizer_step(&model, oc, step, lr, r->grad_accum, train_next_batch, &batches, &st);
+        double ms = 1e3 * (train_time_now_s() - t0);
         if (step > start_step) { total_ms += ms; timed_steps++; }  // first step warms caches
-        double tok_s = (double)total_batch / (ms / 1e3);
-        if (oc.kind == OPT_POCO) {
-            printf("step %4d/%d | loss %.6f | norm %.4f | lr %.2e | %.1f ms | %.0f tok/s | mega %lld tok%s\n", step + 1,
-                   max_steps, st.loss, st.grad_norm, lr, ms, tok_s, st.mega_tokens,
-                   st.anchor_refreshed ? " (anchor refreshed)" : "");
-            logger_log(&logger, step + 1, "trl:%.4f lr:%.6g norm:%.4f ms:%.1f tok/s:%.0f mega:%lld", (double)st.loss,
-                       (double)lr, (double)st.grad_norm, ms, tok_s, st.mega_tokens);
-        } else {
-            printf("step %4d/%d | loss %.6f | norm %.4f | lr %.2e | %.1f ms | %.0f tok/s\n", step + 1, max_steps,
-                   st.loss, st.grad_norm, lr, ms, tok_s);
-            logger_log_train(&logger, step + 1, st.loss, lr, st.grad_norm, ms, tok_s);
-        }
+        train_report_step(&r->logger, oc->kind, step, r->max_steps, &st, lr, ms, r->total_batch);
     }
     if (timed_steps > 0) printf("total average iteration time: %.1f ms\n", total_ms / timed_steps);
 
     free(bma_lse);
     free(gen_tokens);
-    if (run_sample) tokenizer_free(&tokenizer);
-    logger_free(&logger);
-    if (run_val) dataloader_free(&val_loader);
-    dataloader_free(&train_loader);
+    train_run_free(r);
     gpt2_free(&model);
     return 0;
 }

@@ -36,6 +36,7 @@ typedef struct {
     int sample_every;               // -s
     int gen_tokens;                 // -g
     int overfit_single_batch;       // -a
+    int recompute;                  // -rc  CUDA trainer: 0 none, 1 GELU, 2 GELU + layernorm
     const char* optimizer;          // -opt adamw|ivon|poco
     uint64_t seed;                  // -seed
     const char* tokenizer_path;     // -tk
@@ -129,6 +130,8 @@ static const CliFlag CLI_FLAGS[] = {
      "tokens to generate per sample"},
     {"-a", "overfit single batch", CLI_INT, offsetof(TrainConfig, overfit_single_batch), "0", 0, 1, NULL,
      "overfit a single batch (0/1), for debugging"},
+    {"-rc", "recompute", CLI_INT, offsetof(TrainConfig, recompute), "1", 0, 2, NULL,
+     "train_gpt2cu: recompute in the backward, 0 none, 1 GELU, 2 GELU + layernorm (the CPU trainer keeps all)"},
     {"-opt", "optimizer", CLI_CHOICE, offsetof(TrainConfig, optimizer), "adamw", CLI_NO_RANGE, "adamw|ivon|poco",
      "optimizer"},
     {"-seed", "seed", CLI_U64, offsetof(TrainConfig, seed), "1337", CLI_NO_RANGE, NULL,
@@ -404,7 +407,7 @@ static inline void cli_format_value(const TrainConfig* cfg, const CliFlag* f, ch
 }
 
 // Boxed table: fixed column widths so that callers can append their own rows with the same helpers.
-#define CLI_TABLE_KEY_W 26
+#define CLI_TABLE_KEY_W 30
 #define CLI_TABLE_VAL_W 50
 
 static inline void cli_table_line(FILE* fp) {

@@ -71,7 +71,7 @@ static double bench_peak_gflops(void) {
 }
 
 static void bench_fill(float* x, size_t n, uint64_t* st) {
-    for (size_t i = 0; i < n; i++) x[i] = (float)((gpt2_splitmix64(st) >> 40) / 16777216.0 - 0.5);
+    for (size_t i = 0; i < n; i++) x[i] = (float)((model_init_splitmix64(st) >> 40) / 16777216.0 - 0.5);
 }
 
 // GFLOP/s of the three products of a linear layer out(M, N) = inp(M, K) @ W(N, K)^T
@@ -122,7 +122,7 @@ static void bench_model(const char* desc, int B, int T, int steps, double peak) 
     gpt2_allocate(&model, B, T);
     int* x = (int*)mallocCheck((size_t)B * (T + 1) * sizeof(int));
     uint64_t st = 5;
-    for (int i = 0; i < B * (T + 1); i++) x[i] = (int)(gpt2_splitmix64(&st) % (uint64_t)c.vocab_size);
+    for (int i = 0; i < B * (T + 1); i++) x[i] = (int)(model_init_splitmix64(&st) % (uint64_t)c.vocab_size);
     const int* inputs = x;
     const int* targets = x + 1;  // next-token targets
     double L = c.num_layers, C = c.channels, Vp = c.padded_vocab_size;
@@ -161,6 +161,83 @@ static void bench_model(const char* desc, int B, int T, int steps, double peak) 
     gpt2_free(&model);
 }
 
+// the fixed random batch as the optimizer's BatchFn
+typedef struct {
+    const int* inputs;
+    const int* targets;
+} BenchBatch;
+
+static void bench_next_batch(void* ctx, const int** inputs, const int** targets) {
+    const BenchBatch* b = (const BenchBatch*)ctx;
+    *inputs = b->inputs;
+    *targets = b->targets;
+}
+
+// Whole optimizer steps (gpt2_optimizer_step, K micro-batches) for AdamW, IVON and IVON-PoCo(Mo) with the
+// default settings: ms/step, the overhead over AdamW and the optimizer state in bytes per parameter. PoCo is
+// timed on inner steps (corrected from step 0, no refresh inside the timed steps) and on one anchor refresh of
+// the default size (period 32 x K micro-batches), averaged over a period.
+static void bench_optimizers(const char* desc, int B, int T, int K, int steps) {
+    GPT2Config c;
+    if (gpt2_config_from_descriptor(desc, &c) != 0) fatalf("bench: '%s' is not a model descriptor", desc);
+    int* x = (int*)mallocCheck((size_t)B * (T + 1) * sizeof(int));
+    uint64_t st = 7;
+    for (int i = 0; i < B * (T + 1); i++) x[i] = (int)(model_init_splitmix64(&st) % (uint64_t)c.vocab_size);
+    BenchBatch batch = {x, x + 1};
+    double ms[3] = {0, 0, 0}, refresh_ms = 0;
+    double bytes[3] = {0, 0, 0};
+    size_t np = 0;
+    int period = 32;
+    printf("optimizer steps, %s B=%d T=%d, %d micro-batches per step, %d timed steps each:\n", desc, B, T, K, steps);
+    for (int kind = OPT_ADAMW; kind <= OPT_POCO; kind++) {
+        GPT2 model;
+        gpt2_build_random(&model, c, 1337);
+        gpt2_allocate(&model, B, T);
+        OptimizerConfig oc;
+        optimizer_config_defaults(&oc, kind);
+        oc.ess = 1e6;
+        oc.max_steps = steps + 1;
+        oc.poco_start = 0;
+        if (kind == OPT_POCO) {
+            oc.poco_period = 1000000;  // one refresh, before step 0 (warm-up), of K micro-batches
+            oc.poco_mega_batches = K;
+        }
+        gpt2_optimizer_init(&model, &oc);
+        np = model.num_parameters;
+        float lr = kind == OPT_ADAMW ? 6e-4f : 300.0f;
+        StepStats ss;
+        double total = 0;
+        for (int s = 0; s <= steps; s++) {  // step 0: warm-up (PoCo: its anchor refresh of K micro-batches)
+            double t0 = bench_now();
+            gpt2_optimizer_step(&model, &oc, s, lr, K, bench_next_batch, &batch, &ss);
+            if (s > 0) total += bench_now() - t0;
+        }
+        ms[kind] = 1e3 * total / steps;
+        // persistent state + transients, without the model's params and grads
+        int nbuf = kind == OPT_ADAMW ? 2 : kind == OPT_IVON ? 5 : 11;
+        bytes[kind] = 4.0 * nbuf;
+        if (kind == OPT_POCO) {
+            // one default-size refresh: period * K micro-batches at sampled anchors
+            oc.poco_mega_batches = period * K;
+            oc.poco_period = 1;
+            double t0 = bench_now();
+            gpt2_optimizer_step(&model, &oc, steps + 1, lr, K, bench_next_batch, &batch, &ss);
+            refresh_ms = 1e3 * (bench_now() - t0) - ms[kind];
+        }
+        gpt2_free(&model);
+    }
+    const char* names[3] = {"adamw", "ivon", "poco"};
+    printf("| optimizer | ms/step | vs adamw | optimizer bytes/param (state + transients) |\n|---|---|---|---|\n");
+    for (int k = 0; k < 3; k++)
+        printf("| %-9s | %8.1f | %+6.1f%% | %4.0f |\n", names[k], ms[k], 100.0 * (ms[k] / ms[0] - 1.0), bytes[k]);
+    double poco_avg = ms[2] + refresh_ms / period;
+    printf("| poco avg  | %8.1f | %+6.1f%% | (inner step + one refresh of %d micro-batches every %d steps: %.0f ms) |\n",
+           poco_avg, 100.0 * (poco_avg / ms[0] - 1.0), period * K, period, refresh_ms);
+    printf("  %zu parameters; IVON optimizer pass (sample + accumulate per micro-batch, update) = ivon - adamw "
+           "+ adamw's update\n", np);
+    free(x);
+}
+
 int main(int argc, char** argv) {
     if (argc != 1 && argc != 4 && argc != 5) {
         fprintf(stderr, "usage: %s [descriptor B T [steps]]   e.g. %s d12 4 64 5\n", argv[0], argv[0]);
@@ -177,6 +254,8 @@ int main(int argc, char** argv) {
         bench_gemm_table(256, 768, GPT2_PADDED_VOCAB, peak);
         bench_model("d12", 4, 64, 5, peak);
         bench_model("d4", 8, 128, 10, peak);
+        bench_optimizers("d4", 8, 128, 2, 5);
+        bench_optimizers("d12", 4, 64, 2, 3);
         return 0;
     }
     char* end;
@@ -194,5 +273,6 @@ int main(int argc, char** argv) {
         fatalf("bench: '%s' is not a model descriptor (d4, d12, ...)", argv[1]);
     bench_gemm_table((int)(B * T), c.channels, c.padded_vocab_size, peak);
     bench_model(argv[1], (int)B, (int)T, (int)steps, peak);
+    bench_optimizers(argv[1], (int)B, (int)T, 2, (int)steps);
     return 0;
 }

@@ -22,7 +22,7 @@ static void check(int ok, const char* fmt, ...) {
 
 static uint64_t rng_state = 42;
 static float rand_uniform(void) {  // in [-1, 1)
-    return (float)((gpt2_splitmix64(&rng_state) >> 40) / 8388608.0 - 1.0);
+    return (float)((model_init_splitmix64(&rng_state) >> 40) / 8388608.0 - 1.0);
 }
 static void fill_uniform(float* x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = rand_uniform();
@@ -84,7 +84,7 @@ static void test_gemm_shape(int M, int N, int K, long samples, int misalign, int
     long si = samples > 0 && samples < total_i ? samples : total_i;
     long sw = samples > 0 && samples < total_w ? samples : total_w;
     for (long s = 0; s < so; s++) {
-        size_t idx = so == total_o ? (size_t)s : (size_t)(gpt2_splitmix64(&rng_state) % nO);
+        size_t idx = so == total_o ? (size_t)s : (size_t)(model_init_splitmix64(&rng_state) % nO);
         size_t i = idx / N, j = idx % N;
         double ref = with_bias ? Bi[j] : 0.0, mag = fabs(ref);
         for (int p = 0; p < K; p++) {
@@ -95,7 +95,7 @@ static void test_gemm_shape(int M, int N, int K, long samples, int misalign, int
         gemm_err_add(&ef, O[idx], ref, mag);
     }
     for (long s = 0; s < si; s++) {
-        size_t idx = si == total_i ? (size_t)s : (size_t)(gpt2_splitmix64(&rng_state) % nA);
+        size_t idx = si == total_i ? (size_t)s : (size_t)(model_init_splitmix64(&rng_state) % nA);
         size_t i = idx / K, p = idx % K;
         double ref = dinp0[idx], mag = fabs(ref);
         for (int j = 0; j < N; j++) {
@@ -106,7 +106,7 @@ static void test_gemm_shape(int M, int N, int K, long samples, int misalign, int
         gemm_err_add(&ei, DI[idx], ref, mag);
     }
     for (long s = 0; s < sw; s++) {
-        size_t idx = sw == total_w ? (size_t)s : (size_t)(gpt2_splitmix64(&rng_state) % nW);
+        size_t idx = sw == total_w ? (size_t)s : (size_t)(model_init_splitmix64(&rng_state) % nW);
         size_t j = idx / K, p = idx % K;
         double ref = dW0[idx], mag = fabs(ref);
         for (int i = 0; i < M; i++) {
@@ -188,8 +188,8 @@ static void test_model_gradients(void) {
     gpt2_allocate(&m, B, T);
     int x[10], y[10];
     for (int i = 0; i < B * T; i++) {
-        x[i] = (int)(gpt2_splitmix64(&rng_state) % c.vocab_size);
-        y[i] = (int)(gpt2_splitmix64(&rng_state) % c.vocab_size);
+        x[i] = (int)(model_init_splitmix64(&rng_state) % c.vocab_size);
+        y[i] = (int)(model_init_splitmix64(&rng_state) % c.vocab_size);
     }
     gpt2_forward(&m, x, y, B, T);
     gpt2_zero_grad(&m);
@@ -219,7 +219,7 @@ static void test_model_gradients(void) {
         double num = 0.0, den = 0.0, worst = 0.0;
         int nsamp = n < 24 ? (int)n : 24;
         for (int s = 0; s < nsamp; s++) {
-            size_t k = n <= 24 ? (size_t)s : (s == 0 ? 0 : s == 1 ? n - 1 : gpt2_splitmix64(&rng_state) % n);
+            size_t k = n <= 24 ? (size_t)s : (s == 0 ? 0 : s == 1 ? n - 1 : model_init_splitmix64(&rng_state) % n);
             if (i == 0 && s == 2) k = (size_t)c.vocab_size * c.channels + 3;  // a padded wte row: gradient 0
             float saved = t[k];
             t[k] = saved + h;

@@ -287,7 +287,7 @@ static void test_cli(void) {
     }
     CHECK(rows == CLI_NUM_FLAGS + 1 && lines == CLI_NUM_FLAGS + 4 && width_ok, "table: %d rows %d lines width %d", rows,
           lines, width_ok);
-    CHECK(strstr(text, "| -b    micro batch size B") && strstr(text, "| 5 ") && strstr(text, "18446744073709551615") &&
+    CHECK(strstr(text, "| -b      micro batch size B") && strstr(text, "| 5 ") && strstr(text, "18446744073709551615") &&
           strstr(text, "| wsd ") && text[0] == '+', "table values");
     free(text);
 

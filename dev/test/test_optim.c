@@ -16,11 +16,11 @@ static int g_pass = 0, g_fail = 0;
 
 static uint64_t g_rng = 12345;
 static float rnd_uniform(float lo, float hi) {  // in [lo, hi)
-    return lo + (hi - lo) * (float)((gpt2_splitmix64(&g_rng) >> 40) / 16777216.0);
+    return lo + (hi - lo) * (float)((model_init_splitmix64(&g_rng) >> 40) / 16777216.0);
 }
 static float rnd_normal(void) {
-    double u1 = ((gpt2_splitmix64(&g_rng) >> 11) + 0.5) / 9007199254740992.0;
-    double u2 = ((gpt2_splitmix64(&g_rng) >> 11) + 0.5) / 9007199254740992.0;
+    double u1 = ((model_init_splitmix64(&g_rng) >> 11) + 0.5) / 9007199254740992.0;
+    double u2 = ((model_init_splitmix64(&g_rng) >> 11) + 0.5) / 9007199254740992.0;
     return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
 }
 
@@ -410,7 +410,7 @@ static void synth_next(void* ctx, const int** inputs, const int** targets) {
     }
     sb->calls++;
     uint64_t st = 1000003ull * (uint64_t)(id + 1);
-    for (int i = 0; i < TB * TT + 1; i++) sb->tokens[i] = (int)(gpt2_splitmix64(&st) % 64);
+    for (int i = 0; i < TB * TT + 1; i++) sb->tokens[i] = (int)(model_init_splitmix64(&st) % 64);
     *inputs = sb->tokens;
     *targets = sb->tokens + 1;
 }
@@ -785,12 +785,12 @@ static void test_select(void) {
     int ok = 1;
     float a[3000], b[3000], c[3000];
     for (int trial = 0; trial < 300 && ok; trial++) {
-        size_t n = 1 + (size_t)(gpt2_splitmix64(&g_rng) % 3000);
-        for (size_t i = 0; i < n; i++) a[i] = trial % 3 == 0 ? (float)(gpt2_splitmix64(&g_rng) % 5) : rnd_normal();
+        size_t n = 1 + (size_t)(model_init_splitmix64(&g_rng) % 3000);
+        for (size_t i = 0; i < n; i++) a[i] = trial % 3 == 0 ? (float)(model_init_splitmix64(&g_rng) % 5) : rnd_normal();
         memcpy(b, a, n * sizeof(float));
         qsort(b, n, sizeof(float), cmp_float);
         for (int q = 0; q < 4; q++) {
-            size_t k = q == 3 ? n - 1 : (size_t)(gpt2_splitmix64(&g_rng) % n);
+            size_t k = q == 3 ? n - 1 : (size_t)(model_init_splitmix64(&g_rng) % n);
             memcpy(c, a, n * sizeof(float));
             if (gpt2_select_kth(c, n, k) != b[k]) ok = 0;
         }

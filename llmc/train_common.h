@@ -1,0 +1,376 @@
+// Target-independent pieces of the training loop shared by train_gpt2.c (CPU) and train_gpt2.cu (CUDA):
+// the micro-batch source of an optimizer step, the resolution of the optimizer flags, the startup rows,
+// sampling of the next token, the BMA log-sum-exp, checkpoint state headers, and the step / val / diagnostics
+// output lines (stdout and main.log).
+#ifndef LLMC_TRAIN_COMMON_H
+#define LLMC_TRAIN_COMMON_H
+
+#include <stdio.h>
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+#include <time.h>
+#include "utils.h"
+#include "cli.h"
+#include "optim.h"
+#include "checkpoint.h"
+#include "dataloader.h"
+#include "logger.h"
+#include "philox.h"
+#include "schedule.h"
+#include "tokenizer.h"
+
+// next (B, T) micro-batch: inputs and targets stay valid until the next call
+typedef void (*BatchFn)(void* ctx, const int** inputs, const int** targets);
+
+typedef struct {
+    float loss;             // mean loss of the step's K micro-batches (IVON/PoCo: at the samples theta_in)
+    float grad_norm;        // AdamW: global norm after accumulation; IVON/PoCo: mean of the micro-batch norms
+    int micro_batches;      // K
+    long long tokens;       // K * B * T
+    long long mega_tokens;  // PoCo: tokens of all anchor refreshes so far
+    int anchor_refreshed;   // PoCo: 1 if an anchor refresh ran before this step
+} StepStats;
+
+static inline double train_time_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// the train loader as the optimizer's BatchFn; overfit mode loads one batch and repeats it
+typedef struct {
+    DataLoader* loader;
+    int overfit;
+    int loaded;
+} TrainBatches;
+
+static inline void train_next_batch(void* ctx, const int** inputs, const int** targets) {
+    TrainBatches* tb = (TrainBatches*)ctx;
+    if (!tb->overfit || !tb->loaded) dataloader_next_batch(tb->loader);
+    tb->loaded = 1;
+    *inputs = tb->loader->inputs;
+    *targets = tb->loader->targets;
+}
+
+// Fills the optimizer settings from the flags; resolves the -1 defaults: lr (adamw 6e-4, ivon/poco 300),
+// ess (= train_tokens), bma (4 for ivon/poco, 0 for adamw), poco start (max_steps / 2).
+// Returns 0, or -1 with "flag -x: ..." in err.
+static inline int optimizer_config_from_train(OptimizerConfig* oc, const TrainConfig* cfg, long long train_tokens, int max_steps,
+                                float* lr, int* bma_samples, char* err, size_t errlen) {
+    int kind = optimizer_kind_from_name(cfg->optimizer);
+    if (kind < 0) {
+        snprintf(err, errlen, "flag -opt: unknown optimizer '%s'", cfg->optimizer ? cfg->optimizer : "(null)");
+        return -1;
+    }
+    optimizer_config_defaults(oc, kind);
+    if (cfg->learning_rate == -1.0f) {
+        *lr = kind == OPT_ADAMW ? 6e-4f : 300.0f;
+    } else if (cfg->learning_rate < 0.0f) {
+        snprintf(err, errlen, "flag -l: learning rate %g must be >= 0 (or -1 for the optimizer's default)",
+                 (double)cfg->learning_rate);
+        return -1;
+    } else {
+        *lr = cfg->learning_rate;
+    }
+    oc->weight_decay = cfg->weight_decay;
+    oc->grad_clip = cfg->grad_clip;
+    oc->seed = cfg->seed;
+    oc->rank = 0;
+    oc->max_steps = max_steps;
+    oc->ess = cfg->ess == -1.0 ? (double)train_tokens : cfg->ess;
+    oc->hess_init = cfg->hess_init;
+    oc->beta1 = cfg->beta1;
+    oc->beta2 = cfg->beta2;
+    oc->clip_radius = cfg->clip_radius;
+    oc->prior_2d = cfg->prior_2d;
+    oc->prior_1d = cfg->prior_1d;
+    oc->debias = cfg->debias;
+    oc->rescale_lr = cfg->rescale_lr;
+    oc->poco_gamma = cfg->poco_gamma;
+    oc->poco_gamma_schedule = strcmp(cfg->poco_gamma_schedule, "linear") == 0 ? POCO_GAMMA_LINEAR : POCO_GAMMA_CONSTANT;
+    oc->poco_start = cfg->poco_start == -1 ? max_steps / 2 : cfg->poco_start;
+    oc->poco_period = cfg->poco_period;
+    oc->poco_mega_batches = cfg->poco_mega_batches;
+    oc->poco_shared_noise = cfg->poco_shared_noise;
+    oc->poco_prox = cfg->poco_prox;
+    oc->poco_prox_in_momentum = cfg->poco_prox_in_momentum;
+    oc->poco_momentum = cfg->poco_momentum;
+    oc->poco_clip_each = cfg->poco_clip_each;
+    oc->poco_mega_noise = cfg->poco_mega_noise;
+    if (cfg->ess != -1.0 && !(cfg->ess > 0.0)) {
+        snprintf(err, errlen, "flag -ess: effective sample size %g must be > 0 (or -1 for the train token count)",
+                 cfg->ess);
+        return -1;
+    }
+    if (cfg->bma_samples == -1) {
+        *bma_samples = kind == OPT_ADAMW ? 0 : 4;
+    } else if (kind == OPT_ADAMW && cfg->bma_samples > 0) {
+        snprintf(err, errlen, "flag -bma: BMA needs a posterior: use -opt ivon or poco (or -bma 0)");
+        return -1;
+    } else {
+        *bma_samples = cfg->bma_samples;
+    }
+    return optimizer_config_check(oc, err, errlen);
+}
+
+// rows of the resolved optimizer settings under the flag table
+static inline void train_print_optimizer_rows(const OptimizerConfig* oc, float lr, int bma, int grad_accum) {
+    char v[128];
+    snprintf(v, sizeof(v), "%s", optimizer_kind_name(oc->kind));
+    cli_table_row(stdout, "resolved optimizer", v);
+    snprintf(v, sizeof(v), "%g", (double)lr);
+    cli_table_row(stdout, "resolved peak lr", v);
+    if (oc->kind == OPT_ADAMW) {
+        snprintf(v, sizeof(v), "betas (%g, %g), eps %g, wd %g", oc->adamw_beta1, oc->adamw_beta2, oc->adamw_eps,
+                 oc->weight_decay);
+        cli_table_row(stdout, "adamw", v);
+        snprintf(v, sizeof(v), "%g (global, after accumulation)", oc->grad_clip);
+        cli_table_row(stdout, "grad clip", v);
+        return;
+    }
+    snprintf(v, sizeof(v), "%.6g", oc->ess);
+    cli_table_row(stdout, "resolved ess (lambda)", v);
+    snprintf(v, sizeof(v), "%.6g (2-D), %.6g (1-D)", oc->rescale_lr ? (double)lr * (oc->hess_init + oc->prior_2d) : lr,
+             oc->rescale_lr ? (double)lr * (oc->hess_init + oc->prior_1d) : lr);
+    cli_table_row(stdout, "effective peak lr", v);
+    snprintf(v, sizeof(v), "%.4g (2-D), %.4g (1-D)", 1.0 / sqrt(oc->ess * (oc->hess_init + oc->prior_2d)),
+             1.0 / sqrt(oc->ess * (oc->hess_init + oc->prior_1d)));
+    cli_table_row(stdout, "initial sigma", v);
+    int pmo0 = oc->kind == OPT_POCO && !oc->poco_momentum;
+    snprintf(v, sizeof(v), "%g, debias %d", pmo0 ? 0.0 : oc->beta1, pmo0 ? 0 : oc->debias);
+    cli_table_row(stdout, "effective beta1", v);
+    snprintf(v, sizeof(v), "%d MC samples per step (one per micro-batch)", grad_accum);
+    cli_table_row(stdout, "ivon samples", v);
+    snprintf(v, sizeof(v), "%d", bma);
+    cli_table_row(stdout, "resolved bma samples", v);
+    if (oc->kind == OPT_POCO) {
+        snprintf(v, sizeof(v), "%d", oc->poco_start);
+        cli_table_row(stdout, "resolved poco start", v);
+        int kmega = oc->poco_mega_batches > 0 ? oc->poco_mega_batches : oc->poco_period * grad_accum;
+        snprintf(v, sizeof(v), "%d", kmega);
+        cli_table_row(stdout, "resolved poco mega batches", v);
+    }
+}
+
+// Next token of a sample from probs (V entries, summing to 1): the uniform comes from Philox keyed by
+// (seed, step) with counter = position t, so a sample depends only on the weights, the seed and the step.
+static inline int train_sample_token(const float* probs, int V, uint64_t seed, int step, int t) {
+    uint32_t ctr[4] = {(uint32_t)t, 0u, 0x5a4d504cu /* "SMPL" */, 0u};
+    uint32_t key[2] = {(uint32_t)seed ^ (uint32_t)step, (uint32_t)(seed >> 32)};
+    uint32_t bits[4];
+    philox4x32_10(ctr, key, bits);
+    float coin = philox_uniform(bits[0]);
+    float cdf = 0.0f;
+    for (int i = 0; i < V; i++) {
+        cdf += probs[i];
+        if (coin < cdf) return i;
+    }
+    return V - 1;
+}
+
+// BMA over S samples, per token: lse = logsumexp_s(-loss_s); sample s = 0 initialises lse (n entries)
+static inline void train_bma_accumulate(float* lse, const float* losses, size_t n, int s) {
+    for (size_t i = 0; i < n; i++) {
+        double lp = -(double)losses[i];
+        if (s == 0) {
+            lse[i] = (float)lp;
+        } else {
+            double a = lse[i], mx = a > lp ? a : lp;
+            lse[i] = (float)(mx + log1p(exp(-fabs(a - lp))));
+        }
+    }
+}
+
+// BMA loss = -mean_t (lse(t) - log S) over n tokens
+static inline float train_bma_loss(const float* lse, size_t n, int S) {
+    double sum = 0.0, logS = log((double)S);
+    for (size_t i = 0; i < n; i++) sum += (double)lse[i] - logS;
+    return (float)(-sum / (double)n);
+}
+
+// state header of a checkpoint at `step` (after `step` optimizer steps)
+static inline StateHeader train_state_header(int step, int kind, size_t num_parameters, const DataLoader* train,
+                                             uint64_t seed, int anchor_step, long long mega_tokens) {
+    StateHeader sh;
+    memset(&sh, 0, sizeof(sh));
+    DataLoaderState ds = dataloader_get_state(train);
+    sh.step = step;
+    sh.optimizer = kind;
+    sh.num_parameters = num_parameters;
+    sh.loader_epoch = ds.epoch;
+    sh.loader_shard = ds.shard;
+    sh.loader_window = ds.window;
+    sh.seed = seed;
+    sh.extra[0] = anchor_step;
+    checkpoint_split64(&sh.extra[1], (uint64_t)mega_tokens);
+    return sh;
+}
+
+// checks a state header read for a resume at `step` with optimizer `kind`, restores the loader position and
+// returns the PoCo anchor step and mega-batch token count
+static inline void train_state_restore(const char* path, const StateHeader* sh, int step, int kind, DataLoader* train,
+                                       int* anchor_step, long long* mega_tokens) {
+    if (sh->step != step) fatalf("state file '%s' holds step %d, expected %d", path, sh->step, step);
+    if (sh->optimizer != kind)
+        fatalf("state file '%s' holds %s state but -opt is %s", path, optimizer_kind_name(sh->optimizer),
+               optimizer_kind_name(kind));
+    *anchor_step = sh->extra[0];
+    *mega_tokens = (long long)checkpoint_join64(&sh->extra[1]);
+    DataLoaderState ds = {sh->loader_epoch, sh->loader_shard, sh->loader_window};
+    dataloader_set_state(train, ds);
+}
+
+// val line: mean-weight val loss, and the BMA val loss when bma_samples > 0
+static inline void train_report_val(Logger* logger, int step, float val_loss, int bma_samples, float bma_loss) {
+    if (bma_samples > 0) {
+        printf("step %d: val loss %.6f (mean) | bma(%d) %.6f\n", step, val_loss, bma_samples, bma_loss);
+        logger_log(logger, step, "tel:%.4f bma:%.4f", (double)val_loss, (double)bma_loss);
+    } else {
+        printf("step %d: val loss %.6f\n", step, val_loss);
+        logger_log_val(logger, step, val_loss);
+    }
+}
+
+// Diagnostics of the IVON/PoCo state: quantiles (1%, 50%, 99%) of h and sigma, the fraction of clipped
+// coordinates and the mean |dm| of the last update.
+typedef struct {
+    float h_q[3], sigma_q[3];
+    double clipped_frac, mean_abs_dm;
+} OptimizerDiagnostics;
+
+static inline void train_report_diagnostics(Logger* logger, int step, const OptimizerDiagnostics* d) {
+    printf("step %d: diag h q01/q50/q99 %.3e %.3e %.3e | sigma %.3e %.3e %.3e | clipped %.4f | mean|dm| %.3e\n", step,
+           (double)d->h_q[0], (double)d->h_q[1], (double)d->h_q[2], (double)d->sigma_q[0], (double)d->sigma_q[1],
+           (double)d->sigma_q[2], d->clipped_frac, d->mean_abs_dm);
+    logger_log(logger, step, "h01:%.4e h50:%.4e h99:%.4e sig01:%.4e sig50:%.4e sig99:%.4e clip:%.5f dm:%.4e",
+               (double)d->h_q[0], (double)d->h_q[1], (double)d->h_q[2], (double)d->sigma_q[0], (double)d->sigma_q[1],
+               (double)d->sigma_q[2], d->clipped_frac, d->mean_abs_dm);
+}
+
+// step line (1-based step shown) with ms and tok/s; PoCo adds the mega-batch tokens
+static inline void train_report_step(Logger* logger, int kind, int step, int max_steps, const StepStats* st, float lr,
+                                     double ms, long long tokens_per_step) {
+    double tok_s = (double)tokens_per_step / (ms / 1e3);
+    if (kind == OPT_POCO) {
+        printf("step %4d/%d | loss %.6f | norm %.4f | lr %.2e | %.1f ms | %.0f tok/s | mega %lld tok%s\n", step + 1,
+               max_steps, st->loss, st->grad_norm, lr, ms, tok_s, st->mega_tokens,
+               st->anchor_refreshed ? " (anchor refreshed)" : "");
+        logger_log(logger, step + 1, "trl:%.4f lr:%.6g norm:%.4f ms:%.1f tok/s:%.0f mega:%lld", (double)st->loss,
+                   (double)lr, (double)st->grad_norm, ms, tok_s, st->mega_tokens);
+    } else {
+        printf("step %4d/%d | loss %.6f | norm %.4f | lr %.2e | %.1f ms | %.0f tok/s\n", step + 1, max_steps, st->loss,
+               st->grad_norm, lr, ms, tok_s);
+        logger_log_train(logger, step + 1, st->loss, lr, st->grad_norm, ms, tok_s);
+    }
+}
+
+
+// ----------------------------------------------------------------------------------------------
+// The run: flags, data, steps, optimizer settings, schedule, logger and tokenizer, resolved once and used by
+// both trainers' main loops.
+typedef struct {
+    TrainConfig cfg;
+    int B, T;
+    int resume_step;         // -1 = fresh run
+    int grad_accum;          // micro-batches per step
+    long long total_batch;   // tokens per step
+    int max_steps;
+    int run_val, val_batches;
+    int run_sample, gen_len;  // EOT + generated tokens, within T
+    OptimizerConfig oc;
+    float peak_lr;
+    int bma_samples;
+    DataLoader train_loader, val_loader;
+    Tokenizer tokenizer;
+    LRScheduler sched;
+    Logger logger;
+    char path[CHECKPOINT_PATH_MAX];  // scratch for checkpoint paths
+} TrainRun;
+
+// Parses the flags and finds the checkpoint to resume from. Returns where the model comes from: 2 = the model
+// file of the resume step (in r->path), 1 = a model file (-e, in r->path), 0 = random init of the descriptor (*mc).
+static inline int train_run_parse(TrainRun* r, int argc, char** argv, GPT2Config* mc) {
+    memset(r, 0, sizeof(*r));
+    cli_defaults(&r->cfg);
+    cli_parse_or_exit(&r->cfg, argc, argv);
+    r->B = r->cfg.B;
+    r->T = r->cfg.T;
+    r->resume_step = -1;
+    if (r->cfg.resume && r->cfg.output_log_dir == NULL) fatalf("flag -y: resuming needs an output directory (-o)");
+    if (r->cfg.resume) r->resume_step = checkpoint_find_latest(r->cfg.output_log_dir);
+    if (r->resume_step >= 0) {
+        checkpoint_model_path(r->path, sizeof(r->path), r->cfg.output_log_dir, r->resume_step);
+        return 2;
+    }
+    if (gpt2_config_from_descriptor(r->cfg.model, mc) == 0) return 0;
+    snprintf(r->path, sizeof(r->path), "%s", r->cfg.model);
+    return 1;
+}
+
+// With the model's config known: checks T, resolves the batch, opens the loaders, resolves the steps and the
+// optimizer settings, opens the tokenizer, schedule and logger, prints the startup table and summary lines.
+static inline void train_run_setup(TrainRun* r, GPT2Config c, size_t num_parameters) {
+    TrainConfig* cfg = &r->cfg;
+    const int B = r->B, T = r->T;
+    if (T > c.max_seq_len) fatalf("flag -t: sequence length %d exceeds the model's context %d", T, c.max_seq_len);
+    char err[512];
+    if (cli_resolve_total_batch(cfg, &r->grad_accum, &r->total_batch, err, sizeof(err)) != 0) fatalf("%s", err);
+    dataloader_init(&r->train_loader, cfg->train_data_pattern, B, T, 0, 1, 1, cfg->seed);
+    r->run_val = cfg->val_loss_every > 0;
+    if (r->run_val) dataloader_init(&r->val_loader, cfg->val_data_pattern, B, T, 0, 1, 0, cfg->seed);
+    r->max_steps = cfg->max_steps;
+    if (r->max_steps < 0) {
+        r->max_steps = (int)(dataloader_num_batches(&r->train_loader) / r->grad_accum);
+        if (r->max_steps < 1)
+            fatalf("flag -d: one step needs %d batches but the train data has %zu", r->grad_accum,
+                   (size_t)dataloader_num_batches(&r->train_loader));
+    }
+    if (r->run_val) {
+        r->val_batches = cfg->val_max_steps;
+        if (r->val_batches < 0 || (size_t)r->val_batches > dataloader_num_batches(&r->val_loader))
+            r->val_batches = (int)dataloader_num_batches(&r->val_loader);
+    }
+    if (optimizer_config_from_train(&r->oc, cfg, (long long)r->train_loader.num_tokens, r->max_steps, &r->peak_lr,
+                                    &r->bma_samples, err, sizeof(err)) != 0)
+        fatalf("%s", err);
+    r->run_sample = cfg->sample_every > 0;
+    r->gen_len = cfg->gen_tokens + 1 < T ? cfg->gen_tokens + 1 : T;
+    if (r->run_sample) tokenizer_init(&r->tokenizer, cfg->tokenizer_path);
+    lr_scheduler_init(&r->sched, cfg->lr_schedule, r->peak_lr, cfg->warmup_iterations, r->max_steps,
+                      cfg->final_lr_frac);
+    logger_init(&r->logger, cfg->output_log_dir, 0, r->resume_step >= 0);
+
+    cli_print_table_rows(stdout, cfg);
+    train_print_optimizer_rows(&r->oc, r->peak_lr, r->bma_samples, r->grad_accum);
+    cli_table_line(stdout);
+    printf("model: L=%d NH=%d C=%d maxT=%d V=%d Vp=%d, %zu parameters\n", c.num_layers, c.num_heads, c.channels,
+           c.max_seq_len, c.vocab_size, c.padded_vocab_size, num_parameters);
+    printf("batch: B=%d T=%d, grad accumulation %d -> %lld tokens per step; %d steps\n", B, T, r->grad_accum,
+           r->total_batch, r->max_steps);
+    printf("train data: %zu tokens, %zu batches per epoch\n", (size_t)r->train_loader.num_tokens,
+           (size_t)dataloader_num_batches(&r->train_loader));
+    if (r->run_val)
+        printf("val data: %zu tokens, %d batches per evaluation\n", (size_t)r->val_loader.num_tokens, r->val_batches);
+}
+
+// what happens at `step` (before optimizer step `step`; step == max_steps is the final evaluation)
+static inline int train_run_val_due(const TrainRun* r, int step) {
+    return r->run_val && (step % r->cfg.val_loss_every == 0 || step == r->max_steps);
+}
+static inline int train_run_sample_due(const TrainRun* r, int step) {
+    return r->run_sample && step > 0 && (step % r->cfg.sample_every == 0 || step == r->max_steps);
+}
+static inline int train_run_checkpoint_due(const TrainRun* r, int step, int start_step) {
+    return r->cfg.output_log_dir != NULL && r->cfg.checkpoint_every > 0 && step > start_step &&
+           (step % r->cfg.checkpoint_every == 0 || step == r->max_steps);
+}
+
+static inline void train_run_free(TrainRun* r) {
+    if (r->run_sample) tokenizer_free(&r->tokenizer);
+    logger_free(&r->logger);
+    if (r->run_val) dataloader_free(&r->val_loader);
+    dataloader_free(&r->train_loader);
+}
+
+#endif // LLMC_TRAIN_COMMON_H
