@@ -1,0 +1,1199 @@
+// GPT-2 training on one GPU: hand-written CUDA kernels (encoder, layernorm, attention softmax, GELU, fused
+// classifier, grad norm, AdamW), cuBLASLt for the linear layers, cuBLAS strided-batched GEMMs for attention.
+// bf16 working weights/activations/gradients with fp32 master weights and AdamW state (default), or all fp32
+// (-DENABLE_FP32, `make train_gpt2fp32cu`). Same flags, data, checkpoints and output lines as train_gpt2.c.
+#ifdef USE_CUDNN
+#error "USE_CUDNN=1: cuDNN flash attention (backend graph API) is not implemented yet in train_gpt2.cu"
+#endif
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+#include "llmc/cuda_common.h"
+#include "llmc/utils.h"
+#include "llmc/model.h"
+#include "llmc/model_init.h"
+#include "llmc/optim.h"
+#include "llmc/checkpoint.h"
+#include "llmc/cli.h"
+#include "llmc/dataloader.h"
+#include "llmc/logger.h"
+#include "llmc/philox.h"
+#include "llmc/schedule.h"
+#include "llmc/tokenizer.h"
+#include "llmc/train_common.h"
+
+#define LN_EPS 1e-5f
+#define GELU_SCALE 0.7978845608028654f  // sqrt(2/pi)
+// chunks of rows for the deterministic column sums (bias / layernorm parameter gradients)
+#define COLSUM_MAX_CHUNKS 64
+#define COLSUM_ROWS_PER_CHUNK 256
+// cuBLASLt workspace
+#define CUBLASLT_WORKSPACE_BYTES (32u << 20)
+// recompute modes of the backward (function parameter of gpt2_allocate)
+#define RECOMPUTE_NONE 0
+#define RECOMPUTE_GELU 1     // fch_gelu is recomputed from fch in the backward (one layer of storage)
+#define RECOMPUTE_GELU_LN 2  // also ln1 / ln2 (from the residual stream and the kept mean / rstd)
+
+static cublasHandle_t cublas_handle;
+static cublasLtHandle_t cublaslt_handle;
+static void* cublaslt_workspace = NULL;
+
+// ----------------------------------------------------------------------------
+// kernels. N = B*T rows. Parameter-gradient outputs are accumulated (+=), activation gradients overwritten
+// unless noted.
+
+// out[b,t,:] = wte[inp[b,t],:] + wpe[t,:]
+__global__ void encoder_forward_kernel(floatX* out, const int* inp, const floatX* wte, const floatX* wpe, int N,
+                                       int T, int C) {
+    // out (N, C), inp (N), wte (Vp, C), wpe (maxT, C)
+    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (size_t)N * C) return;
+    int bt = (int)(idx / C), c = (int)(idx % C);
+    int t = bt % T;
+    out[idx] = f2x(x2f(wte[(size_t)inp[bt] * C + c]) + x2f(wpe[(size_t)t * C + c]));
+}
+
+// dwpe[t, c] += sum_b dout[b, t, c], b in order
+__global__ void encoder_backward_wpe_kernel(floatX* dwpe, const floatX* dout, int B, int T, int C) {
+    int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= T * C) return;
+    float s = 0.0f;
+    for (int b = 0; b < B; b++) s += x2f(dout[(size_t)b * T * C + idx]);
+    dwpe[idx] = f2x(x2f(dwpe[idx]) + s);
+}
+
+// dwte[tok, :] += sum of dout rows of the positions holding tok; one block per distinct token, the positions
+// in increasing order (bucket_pos[bucket_off[u] .. bucket_off[u+1]) ), so no atomics and a fixed order
+__global__ void encoder_backward_wte_kernel(floatX* dwte, const floatX* dout, const int* bucket_tok,
+                                            const int* bucket_off, const int* bucket_pos, int C) {
+    int u = blockIdx.x;
+    int tok = bucket_tok[u], p0 = bucket_off[u], p1 = bucket_off[u + 1];
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        float s = 0.0f;
+        for (int p = p0; p < p1; p++) s += x2f(dout[(size_t)bucket_pos[p] * C + c]);
+        size_t i = (size_t)tok * C + c;
+        dwte[i] = f2x(x2f(dwte[i]) + s);
+    }
+}
+
+// One warp per row: out = (x - mean) * rstd * weight + bias, with x = inp1 (+ inp2 when inp2 != NULL; then
+// residual_out = x, rounded to floatX, and the statistics use the rounded x the backward will see).
+__global__ void layernorm_forward_kernel(floatX* out, float* mean, float* rstd, floatX* residual_out,
+                                         const floatX* inp1, const floatX* inp2, const floatX* weight,
+                                         const floatX* bias, int N, int C) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N) return;
+    const floatX* x1 = inp1 + (size_t)row * C;
+    if (inp2 != NULL) {
+        const floatX* x2 = inp2 + (size_t)row * C;
+        floatX* r = residual_out + (size_t)row * C;
+        for (int c = lane; c < C; c += 32) r[c] = f2x(x2f(x1[c]) + x2f(x2[c]));
+        __syncwarp();
+        x1 = r;
+    }
+    float s = 0.0f;
+    for (int c = lane; c < C; c += 32) s += x2f(x1[c]);
+    float m = warp_sum(s) / C;
+    float v = 0.0f;
+    for (int c = lane; c < C; c += 32) {
+        float d = x2f(x1[c]) - m;
+        v += d * d;
+    }
+    float rs = rsqrtf(warp_sum(v) / C + LN_EPS);
+    floatX* o = out + (size_t)row * C;
+    for (int c = lane; c < C; c += 32) o[c] = f2x((x2f(x1[c]) - m) * rs * x2f(weight[c]) + x2f(bias[c]));
+    if (lane == 0) {
+        mean[row] = m;
+        rstd[row] = rs;
+    }
+}
+
+// One warp per row: dinp += rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = dout * weight
+__global__ void layernorm_backward_input_kernel(floatX* dinp, const floatX* dout, const floatX* inp,
+                                                const floatX* weight, const float* mean, const float* rstd, int N,
+                                                int C) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N) return;
+    const floatX* x = inp + (size_t)row * C;
+    const floatX* d = dout + (size_t)row * C;
+    floatX* di = dinp + (size_t)row * C;
+    float m = mean[row], r = rstd[row];
+    float sum_d = 0.0f, sum_dx = 0.0f;
+    for (int c = lane; c < C; c += 32) {
+        float dxhat = x2f(d[c]) * x2f(weight[c]);
+        sum_d += dxhat;
+        sum_dx += dxhat * (x2f(x[c]) - m) * r;
+    }
+    sum_d = warp_sum(sum_d) / C;
+    sum_dx = warp_sum(sum_dx) / C;
+    for (int c = lane; c < C; c += 32) {
+        float xhat = (x2f(x[c]) - m) * r;
+        di[c] = f2x(x2f(di[c]) + r * (x2f(d[c]) * x2f(weight[c]) - sum_d - xhat * sum_dx));
+    }
+}
+
+// Column sums over a chunk of rows, stage 1 of the deterministic parameter-gradient reductions.
+// grid (ceil(C / 32), chunks), block (32, 8): column c = blockIdx.x * 32 + threadIdx.x, rows of chunk
+// blockIdx.y strided by 8 over threadIdx.y, then the 8 partial sums added in order.
+// mode 0 (bias): part0 = sum dout.  mode 1 (layernorm): part0 = sum dout * xhat (dweight), part1 = sum dout.
+__global__ void colsum_partial_kernel(float* part0, float* part1, const floatX* dout, const floatX* inp,
+                                      const float* mean, const float* rstd, int N, int C, int rows_per_chunk,
+                                      int mode) {
+    __shared__ float s0[8][32], s1[8][32];
+    int c = blockIdx.x * 32 + threadIdx.x;
+    int r0 = blockIdx.y * rows_per_chunk, r1 = min(N, r0 + rows_per_chunk);
+    float a0 = 0.0f, a1 = 0.0f;
+    if (c < C) {
+        for (int r = r0 + threadIdx.y; r < r1; r += 8) {
+            float d = x2f(dout[(size_t)r * C + c]);
+            if (mode == 0) {
+                a0 += d;
+            } else {
+                a0 += d * (x2f(inp[(size_t)r * C + c]) - mean[r]) * rstd[r];
+                a1 += d;
+            }
+        }
+    }
+    s0[threadIdx.y][threadIdx.x] = a0;
+    s1[threadIdx.y][threadIdx.x] = a1;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < C) {
+        float t0 = 0.0f, t1 = 0.0f;
+        for (int k = 0; k < 8; k++) {
+            t0 += s0[k][threadIdx.x];
+            t1 += s1[k][threadIdx.x];
+        }
+        part0[(size_t)blockIdx.y * C + c] = t0;
+        if (mode == 1) part1[(size_t)blockIdx.y * C + c] = t1;
+    }
+}
+
+// stage 2: out[c] += sum over chunks k (in order) of part[k, c]
+__global__ void colsum_final_kernel(floatX* out, const float* part, int chunks, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float s = 0.0f;
+    for (int k = 0; k < chunks; k++) s += part[(size_t)k * C + c];
+    out[c] = f2x(x2f(out[c]) + s);
+}
+
+__device__ __forceinline__ float gelu_value(float x) {
+    float u = GELU_SCALE * (x + 0.044715f * x * x * x);
+    return 0.5f * x * (1.0f + tanhf(u));
+}
+
+// tanh-approximation GELU
+__global__ void gelu_forward_kernel(floatX* out, const floatX* inp, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = f2x(gelu_value(x2f(inp[i])));
+}
+
+// dinout = gelu'(inp) * dinout (in place: the gradient of the GELU output becomes that of its input)
+__global__ void gelu_backward_kernel(floatX* dinout, const floatX* inp, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float x = x2f(inp[i]);
+    float u = GELU_SCALE * (x + 0.044715f * x * x * x);
+    float th = tanhf(u);
+    float du = GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+    float grad = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
+    dinout[i] = f2x(grad * x2f(dinout[i]));
+}
+
+// qkv (B, T, 3, NH, hs) -> q, k, v each (B, NH, T, hs)
+__global__ void attention_permute_kernel(floatX* q, floatX* k, floatX* v, const floatX* qkv, int B, int T, int NH,
+                                         int hs) {
+    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (size_t)B * NH * T * hs) return;
+    int d = (int)(idx % hs);
+    int t = (int)((idx / hs) % T);
+    int h = (int)((idx / ((size_t)hs * T)) % NH);
+    int b = (int)(idx / ((size_t)hs * T * NH));
+    size_t C = (size_t)NH * hs;
+    size_t src = ((size_t)b * T + t) * 3 * C + (size_t)h * hs + d;
+    q[idx] = qkv[src];
+    k[idx] = qkv[src + C];
+    v[idx] = qkv[src + 2 * C];
+}
+
+// inverse of attention_permute_kernel: dq, dk, dv (B, NH, T, hs) -> dqkv (B, T, 3C) (overwrite)
+__global__ void attention_permute_backward_kernel(floatX* dqkv, const floatX* dq, const floatX* dk,
+                                                  const floatX* dv, int B, int T, int NH, int hs) {
+    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (size_t)B * NH * T * hs) return;
+    int d = (int)(idx % hs);
+    int t = (int)((idx / hs) % T);
+    int h = (int)((idx / ((size_t)hs * T)) % NH);
+    int b = (int)(idx / ((size_t)hs * T * NH));
+    size_t C = (size_t)NH * hs;
+    size_t dst = ((size_t)b * T + t) * 3 * C + (size_t)h * hs + d;
+    dqkv[dst] = dq[idx];
+    dqkv[dst + C] = dk[idx];
+    dqkv[dst + 2 * C] = dv[idx];
+}
+
+// y (B, NH, T, hs) -> out (B, T, C); forward = 1. forward = 0: out (B, T, C) -> y (B, NH, T, hs)
+__global__ void attention_unpermute_kernel(floatX* out, floatX* y, int B, int T, int NH, int hs, int forward) {
+    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (size_t)B * NH * T * hs) return;
+    int d = (int)(idx % hs);
+    int t = (int)((idx / hs) % T);
+    int h = (int)((idx / ((size_t)hs * T)) % NH);
+    int b = (int)(idx / ((size_t)hs * T * NH));
+    size_t o = ((size_t)b * T + t) * NH * hs + (size_t)h * hs + d;
+    if (forward) out[o] = y[idx];
+    else y[idx] = out[o];
+}
+
+// One warp per row (b, h, t) of att (B, NH, T, T), in place: att = softmax(scale * att) over t2 <= t, 0 above
+__global__ void attention_softmax_forward_kernel(floatX* att, int rows, int T, float scale) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    int t = row % T;
+    floatX* a = att + (size_t)row * T;
+    float mx = -INFINITY;
+    for (int j = lane; j <= t; j += 32) mx = fmaxf(mx, scale * x2f(a[j]));
+    mx = warp_max(mx);
+    float s = 0.0f;
+    for (int j = lane; j <= t; j += 32) s += expf(scale * x2f(a[j]) - mx);
+    float inv = 1.0f / warp_sum(s);
+    for (int j = lane; j < T; j += 32) a[j] = f2x(j <= t ? expf(scale * x2f(a[j]) - mx) * inv : 0.0f);
+}
+
+// One warp per row, in place on datt: dpre = scale * att * (datt - sum_t2 att * datt) for t2 <= t, 0 above
+__global__ void attention_softmax_backward_kernel(floatX* datt, const floatX* att, int rows, int T, float scale) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    int t = row % T;
+    floatX* da = datt + (size_t)row * T;
+    const floatX* a = att + (size_t)row * T;
+    float dot = 0.0f;
+    for (int j = lane; j <= t; j += 32) dot += x2f(a[j]) * x2f(da[j]);
+    dot = warp_sum(dot);
+    for (int j = lane; j < T; j += 32) da[j] = f2x(j <= t ? scale * x2f(a[j]) * (x2f(da[j]) - dot) : 0.0f);
+}
+
+// Fused softmax + cross-entropy, one block per row of logits (N, Vp), softmax over the first V columns.
+// losses[row] = logsumexp - logit[target] when targets != NULL. With dloss != 0 the row of logits is
+// overwritten in place by dlogits = dloss * (softmax - onehot(target)) (padded columns 0); the probabilities
+// are never stored. probs != NULL (one row, sampling): probs[v] = softmax in fp32 (padded columns 0).
+__global__ void fused_classifier_kernel(floatX* logits, float* losses, float* probs, const int* targets, float dloss,
+                                        int V, int Vp) {
+    __shared__ float shared[32];
+    int row = blockIdx.x;
+    floatX* l = logits + (size_t)row * Vp;
+    float mx = -INFINITY;
+    for (int v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, x2f(l[v]));
+    mx = block_max(mx, shared);
+    float s = 0.0f;
+    for (int v = threadIdx.x; v < V; v += blockDim.x) s += expf(x2f(l[v]) - mx);
+    s = block_sum(s, shared);
+    int target = targets != NULL ? targets[row] : -1;
+    if (threadIdx.x == 0 && targets != NULL) losses[row] = (logf(s) + mx) - x2f(l[target]);
+    __syncthreads();  // the loss reads l[target] before it is overwritten
+    float inv = 1.0f / s;
+    if (probs != NULL) {
+        for (int v = threadIdx.x; v < Vp; v += blockDim.x) probs[v] = v < V ? expf(x2f(l[v]) - mx) * inv : 0.0f;
+    }
+    if (dloss != 0.0f) {
+        for (int v = threadIdx.x; v < Vp; v += blockDim.x) {
+            float p = v < V ? expf(x2f(l[v]) - mx) * inv : 0.0f;
+            l[v] = f2x(dloss * (p - (v == target ? 1.0f : 0.0f)));
+        }
+    }
+}
+
+// sum of squares, stage 1: block b sums a fixed grid-strided set of elements; partial[b]
+__global__ void sumsq_partial_kernel(float* partial, const floatX* x, size_t n) {
+    __shared__ float shared[32];
+    float s = 0.0f;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float v = x2f(x[i]);
+        s += v * v;
+    }
+    s = block_sum(s, shared);
+    if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+// stage 2, one block: out = sum of the n partials (fixed order)
+__global__ void sumsq_final_kernel(float* out, const float* partial, int n) {
+    __shared__ float shared[32];
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) s += partial[i];
+    s = block_sum(s, shared);
+    if (threadIdx.x == 0) *out = s;
+}
+
+// AdamW on one tensor (train_gpt2.c gpt2_adamw_step / llmc/optim.h adamw_update): fp32 master and state,
+// the floatX working copy written from the updated master. bc1 = 1 - beta1^t, bc2 = 1 - beta2^t.
+__global__ void adamw_kernel(float* master, floatX* params, const floatX* grads, float* m, float* v, size_t n,
+                             float lr, float beta1, float beta2, float bc1, float bc2, float eps, float wd,
+                             float grad_scale) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float g = x2f(grads[i]) * grad_scale;
+    float mi = beta1 * m[i] + (1.0f - beta1) * g;
+    float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    float mhat = mi / bc1;
+    float vhat = vi / bc2;
+    float p = master[i];
+    p -= lr * (mhat / (sqrtf(vhat) + eps) + wd * p);
+    master[i] = p;
+    if ((void*)params != (void*)master) params[i] = f2x(p);
+}
+
+__global__ void float_to_x_kernel(floatX* out, const float* inp, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = f2x(inp[i]);
+}
+
+__global__ void x_to_float_kernel(float* out, const floatX* inp, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = x2f(inp[i]);
+}
+
+// ----------------------------------------------------------------------------
+// kernel launchers
+
+static void encoder_forward(floatX* out, const int* inp, const floatX* wte, const floatX* wpe, int B, int T, int C) {
+    size_t n = (size_t)B * T * C;
+    encoder_forward_kernel<<<ceil_div(n, 256), 256>>>(out, inp, wte, wpe, B * T, T, C);
+    cudaCheckLaunch();
+}
+
+// residual_out != NULL: fused residual_out = inp1 + inp2, then the layernorm of it
+static void layernorm_forward(floatX* out, float* mean, float* rstd, floatX* residual_out, const floatX* inp1,
+                              const floatX* inp2, const floatX* weight, const floatX* bias, int N, int C) {
+    layernorm_forward_kernel<<<ceil_div(N, 8), 256>>>(out, mean, rstd, residual_out, inp1, inp2, weight, bias, N, C);
+    cudaCheckLaunch();
+}
+
+static int colsum_chunks(int N, int* rows_per_chunk) {
+    int chunks = ceil_div(N, COLSUM_ROWS_PER_CHUNK);
+    if (chunks > COLSUM_MAX_CHUNKS) chunks = COLSUM_MAX_CHUNKS;
+    *rows_per_chunk = ceil_div(N, chunks);
+    return chunks;
+}
+
+// dinp += ..., dweight += ..., dbias += ...; scratch holds 2 * COLSUM_MAX_CHUNKS * C floats
+static void layernorm_backward(floatX* dinp, floatX* dweight, floatX* dbias, float* scratch, const floatX* dout,
+                               const floatX* inp, const floatX* weight, const float* mean, const float* rstd, int N,
+                               int C) {
+    layernorm_backward_input_kernel<<<ceil_div(N, 8), 256>>>(dinp, dout, inp, weight, mean, rstd, N, C);
+    cudaCheckLaunch();
+    int rows;
+    int chunks = colsum_chunks(N, &rows);
+    float* p0 = scratch;
+    float* p1 = scratch + (size_t)COLSUM_MAX_CHUNKS * C;
+    colsum_partial_kernel<<<dim3(ceil_div(C, 32), chunks), dim3(32, 8)>>>(p0, p1, dout, inp, mean, rstd, N, C, rows, 1);
+    cudaCheckLaunch();
+    colsum_final_kernel<<<ceil_div(C, 256), 256>>>(dweight, p0, chunks, C);
+    cudaCheckLaunch();
+    colsum_final_kernel<<<ceil_div(C, 256), 256>>>(dbias, p1, chunks, C);
+    cudaCheckLaunch();
+}
+
+// dbias (OC) += column sums of dout (N, OC); scratch holds COLSUM_MAX_CHUNKS * OC floats
+static void bias_backward(floatX* dbias, float* scratch, const floatX* dout, int N, int OC) {
+    int rows;
+    int chunks = colsum_chunks(N, &rows);
+    colsum_partial_kernel<<<dim3(ceil_div(OC, 32), chunks), dim3(32, 8)>>>(scratch, NULL, dout, NULL, NULL, NULL, N,
+                                                                          OC, rows, 0);
+    cudaCheckLaunch();
+    colsum_final_kernel<<<ceil_div(OC, 256), 256>>>(dbias, scratch, chunks, OC);
+    cudaCheckLaunch();
+}
+
+static void gelu_forward(floatX* out, const floatX* inp, size_t n) {
+    gelu_forward_kernel<<<ceil_div(n, 256), 256>>>(out, inp, n);
+    cudaCheckLaunch();
+}
+
+static void gelu_backward(floatX* dinout, const floatX* inp, size_t n) {
+    gelu_backward_kernel<<<ceil_div(n, 256), 256>>>(dinout, inp, n);
+    cudaCheckLaunch();
+}
+
+// largest power of two <= 256 dividing the address
+static uint32_t matmul_alignment(const void* ptr) {
+    uintptr_t x = (uintptr_t)ptr;
+    uint32_t al = 256;
+    while (al > 1 && x % al != 0) al >>= 1;
+    return al;
+}
+
+// Column-major cuBLASLt matmul D(m, n) = op(A) op(B) (+ bias(m) broadcast over columns) (+ beta * D).
+// A is (k, m) when trans_a (else (m, k)), B is (n, k) when trans_b (else (k, n)); leading dims are the row
+// counts of the stored matrices.
+static void matmul_cublaslt(floatX* d, const floatX* a, const floatX* b, const floatX* bias, int m, int n, int k,
+                            int trans_a, int trans_b, float beta) {
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t la, lb, ld;
+    cublasCheck(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasOperation_t ta = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
+    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
+    if (bias != NULL) {
+        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
+        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+        cudaDataType_t bt = CUDA_R_X;
+        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof(bt)));
+    }
+    cublasCheck(trans_a ? cublasLtMatrixLayoutCreate(&la, CUDA_R_X, k, m, k) : cublasLtMatrixLayoutCreate(&la, CUDA_R_X, m, k, m));
+    cublasCheck(trans_b ? cublasLtMatrixLayoutCreate(&lb, CUDA_R_X, n, k, n) : cublasLtMatrixLayoutCreate(&lb, CUDA_R_X, k, n, k));
+    cublasCheck(cublasLtMatrixLayoutCreate(&ld, CUDA_R_X, m, n, m));
+    cublasLtMatmulPreference_t pref;
+    cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
+    size_t ws = CUBLASLT_WORKSPACE_BYTES;
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+    // the heuristic assumes 256-byte aligned operands unless told otherwise (layer slices may be less aligned)
+    uint32_t al_a = matmul_alignment(a), al_b = matmul_alignment(b), al_d = matmul_alignment(d);
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof(al_a)));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof(al_b)));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_d, sizeof(al_d)));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_d, sizeof(al_d)));
+    cublasLtMatmulHeuristicResult_t heur;
+    int found = 0;
+    cublasCheck(cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, desc, la, lb, ld, ld, pref, 1, &heur, &found));
+    if (found == 0)
+        fatalf("cuBLASLt: no algorithm for m=%d n=%d k=%d trans_a=%d trans_b=%d bias=%d", m, n, k, trans_a, trans_b,
+               bias != NULL);
+    const float alpha = 1.0f;
+    cublasCheck(cublasLtMatmul(cublaslt_handle, desc, &alpha, a, la, b, lb, &beta, d, ld, d, ld, &heur.algo,
+                               cublaslt_workspace, ws, 0));
+    cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
+    cublasCheck(cublasLtMatrixLayoutDestroy(la));
+    cublasCheck(cublasLtMatrixLayoutDestroy(lb));
+    cublasCheck(cublasLtMatrixLayoutDestroy(ld));
+    cublasCheck(cublasLtMatmulDescDestroy(desc));
+}
+
+// out (N, OC) = inp (N, IC) @ weight (OC, IC)^T + bias (OC); bias may be NULL
+static void matmul_forward(floatX* out, const floatX* inp, const floatX* weight, const floatX* bias, int N, int IC,
+                           int OC) {
+    matmul_cublaslt(out, weight, inp, bias, OC, N, IC, 1, 0, 0.0f);
+}
+
+// dinp (N, IC) = dout (N, OC) @ weight (OC, IC) (overwrite);  dweight (OC, IC) += dout^T @ inp;
+// dbias (OC) += column sums of dout (when dbias != NULL)
+static void matmul_backward(floatX* dinp, floatX* dweight, floatX* dbias, float* scratch, const floatX* dout,
+                            const floatX* inp, const floatX* weight, int N, int IC, int OC) {
+    matmul_cublaslt(dinp, weight, dout, NULL, IC, N, OC, 0, 0, 0.0f);
+    matmul_cublaslt(dweight, inp, dout, NULL, IC, OC, N, 0, 1, 1.0f);
+    if (dbias != NULL) bias_backward(dbias, scratch, dout, N, OC);
+}
+
+// cuBLAS strided-batched GEMM in column-major terms, fp32 accumulation
+static void gemm_batched(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const floatX* a, int lda,
+                         long long sa, const floatX* b, int ldb, long long sb, floatX* c, int ldc, long long sc,
+                         int batch) {
+    const float alpha = 1.0f, beta = 0.0f;
+    cublasCheck(cublasGemmStridedBatchedEx(cublas_handle, ta, tb, m, n, k, &alpha, a, CUDA_R_X, lda, sa, b, CUDA_R_X,
+                                           ldb, sb, &beta, c, CUDA_R_X, ldc, sc, batch, CUBLAS_COMPUTE_32F,
+                                           CUBLAS_GEMM_DEFAULT));
+}
+
+// Causal self-attention. qkv (B, T, 3C); out (B, T, C); att (B, NH, T, T) softmax weights (kept for the
+// backward); qkvr (3, B, NH, T, hs) and y (B, NH, T, hs) are scratch.
+static void attention_forward(floatX* out, floatX* att, floatX* qkvr, floatX* y, const floatX* qkv, int B, int T,
+                              int C, int NH) {
+    int hs = C / NH;
+    size_t n = (size_t)B * T * C;
+    floatX *q = qkvr, *k = qkvr + n, *v = qkvr + 2 * n;
+    attention_permute_kernel<<<ceil_div(n, 256), 256>>>(q, k, v, qkv, B, T, NH, hs);
+    cudaCheckLaunch();
+    long long sqk = (long long)T * hs, satt = (long long)T * T;
+    // att (T, T) row-major = q k^T  <=>  column-major att^T = k q^T
+    gemm_batched(CUBLAS_OP_T, CUBLAS_OP_N, T, T, hs, k, hs, sqk, q, hs, sqk, att, T, satt, B * NH);
+    int rows = B * NH * T;
+    attention_softmax_forward_kernel<<<ceil_div(rows, 8), 256>>>(att, rows, T, 1.0f / sqrtf((float)hs));
+    cudaCheckLaunch();
+    // y (T, hs) = att v  <=>  y^T = v^T att^T
+    gemm_batched(CUBLAS_OP_N, CUBLAS_OP_N, hs, T, T, v, hs, sqk, att, T, satt, y, hs, sqk, B * NH);
+    attention_unpermute_kernel<<<ceil_div(n, 256), 256>>>(out, y, B, T, NH, hs, 1);
+    cudaCheckLaunch();
+}
+
+// dqkv (B, T, 3C) (overwrite) from dout (B, T, C). Scratch: qkvr, dqkvr (3, B, NH, T, hs), dy (B, NH, T, hs),
+// datt (B, NH, T, T).
+static void attention_backward(floatX* dqkv, floatX* qkvr, floatX* dqkvr, floatX* dy, floatX* datt,
+                               const floatX* dout, const floatX* qkv, const floatX* att, int B, int T, int C, int NH) {
+    int hs = C / NH;
+    size_t n = (size_t)B * T * C;
+    floatX *q = qkvr, *k = qkvr + n, *v = qkvr + 2 * n;
+    floatX *dq = dqkvr, *dk = dqkvr + n, *dv = dqkvr + 2 * n;
+    attention_permute_kernel<<<ceil_div(n, 256), 256>>>(q, k, v, qkv, B, T, NH, hs);
+    cudaCheckLaunch();
+    attention_unpermute_kernel<<<ceil_div(n, 256), 256>>>((floatX*)dout, dy, B, T, NH, hs, 0);
+    cudaCheckLaunch();
+    long long sqk = (long long)T * hs, satt = (long long)T * T;
+    // datt (T, T) = dy v^T  <=>  datt^T = v dy^T
+    gemm_batched(CUBLAS_OP_T, CUBLAS_OP_N, T, T, hs, v, hs, sqk, dy, hs, sqk, datt, T, satt, B * NH);
+    // dv (T, hs) = att^T dy  <=>  dv^T = dy^T att
+    gemm_batched(CUBLAS_OP_N, CUBLAS_OP_T, hs, T, T, dy, hs, sqk, att, T, satt, dv, hs, sqk, B * NH);
+    int rows = B * NH * T;
+    attention_softmax_backward_kernel<<<ceil_div(rows, 8), 256>>>(datt, att, rows, T, 1.0f / sqrtf((float)hs));
+    cudaCheckLaunch();
+    // dq (T, hs) = dpre k  <=>  dq^T = k^T dpre^T
+    gemm_batched(CUBLAS_OP_N, CUBLAS_OP_N, hs, T, T, k, hs, sqk, datt, T, satt, dq, hs, sqk, B * NH);
+    // dk (T, hs) = dpre^T q  <=>  dk^T = q^T dpre
+    gemm_batched(CUBLAS_OP_N, CUBLAS_OP_T, hs, T, T, q, hs, sqk, datt, T, satt, dk, hs, sqk, B * NH);
+    attention_permute_backward_kernel<<<ceil_div(n, 256), 256>>>(dqkv, dq, dk, dv, B, T, NH, hs);
+    cudaCheckLaunch();
+}
+
+// ----------------------------------------------------------------------------
+// model
+
+typedef struct {
+    floatX* wte;       // (Vp, C)
+    floatX* wpe;       // (maxT, C)
+    floatX* ln1w;      // (L, C)
+    floatX* ln1b;      // (L, C)
+    floatX* qkvw;      // (L, 3C, C)
+    floatX* qkvb;      // (L, 3C)
+    floatX* attprojw;  // (L, C, C)
+    floatX* attprojb;  // (L, C)
+    floatX* ln2w;      // (L, C)
+    floatX* ln2b;      // (L, C)
+    floatX* fcw;       // (L, 4C, C)
+    floatX* fcb;       // (L, 4C)
+    floatX* fcprojw;   // (L, C, 4C)
+    floatX* fcprojb;   // (L, C)
+    floatX* lnfw;      // (C)
+    floatX* lnfb;      // (C)
+} ParameterTensors;
+
+// Activations (device). Per-layer tensors have L slots of the allocated (B, T) size (one slot when recomputed);
+// a forward with a smaller B or T uses the first B*T rows of each slot, compact.
+typedef struct {
+    floatX* encoded;    // (B, T, C)
+    floatX* ln1;        // (L or 1, B, T, C)
+    float* ln1_mean;    // (L, B, T)
+    float* ln1_rstd;    // (L, B, T)
+    floatX* qkv;        // (L, B, T, 3C)
+    floatX* atty;       // (L, B, T, C)
+    floatX* att;        // (L, B, NH, T, T)
+    floatX* residual2;  // (L, B, T, C)
+    floatX* ln2;        // (L or 1, B, T, C)
+    float* ln2_mean;    // (L, B, T)
+    float* ln2_rstd;    // (L, B, T)
+    floatX* fch;        // (L, B, T, 4C)
+    floatX* fch_gelu;   // (L or 1, B, T, 4C)
+    floatX* residual3;  // (L, B, T, C)
+    floatX* lnf;        // (B, T, C)
+    float* lnf_mean;    // (B, T)
+    float* lnf_rstd;    // (B, T)
+    floatX* logits;     // (B, T, Vp); dlogits in place during the backward
+    float* losses;      // (B, T)
+    // scratch
+    floatX* proj;       // (B, T, C) attproj / fcproj output before the residual add
+    floatX* qkvr;       // (3, B, NH, T, hs)
+    floatX* atty_y;     // (B, NH, T, hs)
+    floatX* dresidual;  // (B, T, C) gradient of the residual stream
+    floatX* dbig;       // (B, T, 4C) gradient of fch_gelu / fch, then of qkv
+    floatX* dsmall;     // (B, T, C) gradient of ln2 / atty / ln1 / lnf
+    floatX* dqkvr;      // (3, B, NH, T, hs)
+    floatX* dy;         // (B, NH, T, hs)
+    floatX* datt;       // (B, NH, T, T)
+    float* colsum;      // (2, COLSUM_MAX_CHUNKS, 4C) partial column sums
+    float* probs;       // (Vp) one row of probabilities for sampling
+    float* partial;     // (SUMSQ_BLOCKS + 1) grad-norm partials, then the result
+} ActivationTensors;
+
+#define SUMSQ_BLOCKS 1024
+
+typedef struct {
+    GPT2Config config;
+    size_t param_sizes[NUM_PARAMETER_TENSORS];
+    size_t num_parameters;
+    float* host_params;       // (num_parameters) fp32 host copy: load, init, checkpoints
+    float* master;            // (num_parameters) fp32 master weights (device)
+    floatX* params_memory;    // (num_parameters) working weights (device; = master in the fp32 build)
+    ParameterTensors params;
+    floatX* grads_memory;     // (num_parameters) gradients (device)
+    ParameterTensors grads;
+    float* opt_memory;        // (2, num_parameters) AdamW m, v (device)
+    float* m_memory;
+    float* v_memory;
+    float* host_state;        // (2, num_parameters) host staging of m, v for checkpoints
+    ActivationTensors acts;
+    void* acts_memory;
+    size_t acts_bytes;
+    int recompute;            // RECOMPUTE_*
+    int batch_size, seq_len;  // allocated B, T
+    int last_B, last_T;       // of the last forward
+    float mean_loss;          // of the last forward with targets, -1.0f without
+    // tokens: device (inputs, targets, bucket tokens, bucket offsets, bucket positions), host mirrors
+    int* d_tokens;            // (5, B*T + 1)
+    int *d_inputs, *d_targets, *d_bucket_tok, *d_bucket_off, *d_bucket_pos;
+    int* h_tokens;            // (5, B*T + 1) pinned
+    int *h_inputs, *h_targets, *h_bucket_tok, *h_bucket_off, *h_bucket_pos;
+    uint64_t* h_sort;         // (B*T) sort keys for the token buckets
+    int num_buckets;
+    int has_targets;
+    float* h_losses;          // (B*T) pinned
+    float* h_probs;           // (Vp) pinned
+} GPT2;
+
+static void gpt2_point_params(ParameterTensors* p, floatX* memory, const size_t sizes[NUM_PARAMETER_TENSORS]) {
+    floatX** f[NUM_PARAMETER_TENSORS] = {&p->wte, &p->wpe, &p->ln1w, &p->ln1b, &p->qkvw, &p->qkvb,
+                                         &p->attprojw, &p->attprojb, &p->ln2w, &p->ln2b, &p->fcw, &p->fcb,
+                                         &p->fcprojw, &p->fcprojb, &p->lnfw, &p->lnfb};
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        *f[i] = memory;
+        memory += sizes[i];
+    }
+}
+
+// host_params -> master -> working copy
+static void gpt2_upload_params(GPT2* model) {
+    size_t np = model->num_parameters;
+    cudaCheck(cudaMemcpy(model->master, model->host_params, np * sizeof(float), cudaMemcpyHostToDevice));
+    if ((void*)model->params_memory != (void*)model->master) {
+        float_to_x_kernel<<<ceil_div(np, 256), 256>>>(model->params_memory, model->master, np);
+        cudaCheckLaunch();
+    }
+    cudaCheck(cudaDeviceSynchronize());
+}
+
+// master -> host_params
+static void gpt2_download_params(GPT2* model) {
+    cudaCheck(cudaMemcpy(model->host_params, model->master, model->num_parameters * sizeof(float),
+                         cudaMemcpyDeviceToHost));
+}
+
+static void gpt2_init_common(GPT2* model, GPT2Config c, const char* what) {
+    if (c.max_seq_len <= 0 || c.vocab_size <= 0 || c.padded_vocab_size < c.vocab_size || c.num_layers <= 0 ||
+        c.num_heads <= 0 || c.channels <= 0 || c.channels % c.num_heads != 0)
+        fatalf("%s: invalid model config maxT=%d V=%d Vp=%d L=%d NH=%d C=%d", what, c.max_seq_len, c.vocab_size,
+               c.padded_vocab_size, c.num_layers, c.num_heads, c.channels);
+    memset(model, 0, sizeof(*model));
+    model->config = c;
+    gpt2_param_sizes(model->param_sizes, c);
+    model->num_parameters = gpt2_num_parameters(c);
+    size_t np = model->num_parameters;
+    model->host_params = (float*)mallocCheck(np * sizeof(float));
+    cudaCheck(cudaMalloc((void**)&model->master, np * sizeof(float)));
+#ifdef ENABLE_FP32
+    model->params_memory = model->master;
+#else
+    cudaCheck(cudaMalloc((void**)&model->params_memory, np * sizeof(floatX)));
+#endif
+    gpt2_point_params(&model->params, model->params_memory, model->param_sizes);
+    model->mean_loss = -1.0f;
+}
+
+// one-time library setup (handles, cuBLASLt workspace); the default fp32 cuBLAS math (no TF32)
+static void gpt2_cuda_init(void) {
+    static int done = 0;
+    if (done) return;
+    done = 1;
+    cublasCheck(cublasCreate(&cublas_handle));
+    cublasCheck(cublasLtCreate(&cublaslt_handle));
+    cudaCheck(cudaMalloc(&cublaslt_workspace, CUBLASLT_WORKSPACE_BYTES));
+}
+
+void gpt2_build_from_checkpoint(GPT2* model, const char* path) {
+    gpt2_cuda_init();
+    FILE* fp = fopenCheck(path, "rb");
+    GPT2Config c;
+    int version = model_read_header(fp, path, &c);
+    gpt2_init_common(model, c, path);
+    model_read_weights(fp, path, version, model->host_params, model->num_parameters);
+    fcloseCheck(fp, path);
+    gpt2_upload_params(model);
+}
+
+void gpt2_build_random(GPT2* model, GPT2Config config, uint64_t seed) {
+    gpt2_cuda_init();
+    gpt2_init_common(model, config, "random init");
+    model_init_random(model->host_params, config, seed);
+    gpt2_upload_params(model);
+}
+
+// bytes of one carved tensor, rounded up to 256 (cuBLASLt alignment)
+static size_t gpt2_align(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
+
+// Allocates gradients, AdamW state and activations for micro-batches of (B, T), with a recompute mode.
+void gpt2_allocate(GPT2* model, int B, int T, int recompute) {
+    GPT2Config c = model->config;
+    if (B < 1) fatalf("batch size B=%d must be at least 1", B);
+    if (T < 1 || T > c.max_seq_len)
+        fatalf("sequence length T=%d must be in 1..%d (the model's context)", T, c.max_seq_len);
+    if (recompute < RECOMPUTE_NONE || recompute > RECOMPUTE_GELU_LN)
+        fatalf("recompute mode %d must be 0 (none), 1 (GELU) or 2 (GELU and layernorm)", recompute);
+    if (model->acts_memory != NULL) fatalf("gpt2_allocate called twice");
+    size_t np = model->num_parameters;
+    cudaCheck(cudaMalloc((void**)&model->grads_memory, np * sizeof(floatX)));
+    cudaCheck(cudaMemset(model->grads_memory, 0, np * sizeof(floatX)));
+    gpt2_point_params(&model->grads, model->grads_memory, model->param_sizes);
+    cudaCheck(cudaMalloc((void**)&model->opt_memory, 2 * np * sizeof(float)));
+    cudaCheck(cudaMemset(model->opt_memory, 0, 2 * np * sizeof(float)));
+    model->m_memory = model->opt_memory;
+    model->v_memory = model->opt_memory + np;
+    model->host_state = (float*)mallocCheck(2 * np * sizeof(float));
+
+    size_t L = c.num_layers, C = c.channels, NH = c.num_heads, Vp = c.padded_vocab_size, BT = (size_t)B * T;
+    size_t Lgelu = recompute >= RECOMPUTE_GELU ? 1 : L, Lln = recompute >= RECOMPUTE_GELU_LN ? 1 : L;
+    size_t X = sizeof(floatX), F = sizeof(float);
+    ActivationTensors* a = &model->acts;
+    struct { void** ptr; size_t bytes; } t[] = {
+        {(void**)&a->encoded, BT * C * X},         {(void**)&a->ln1, Lln * BT * C * X},
+        {(void**)&a->ln1_mean, L * BT * F},        {(void**)&a->ln1_rstd, L * BT * F},
+        {(void**)&a->qkv, L * BT * 3 * C * X},     {(void**)&a->atty, L * BT * C * X},
+        {(void**)&a->att, L * BT * NH * T * X},    {(void**)&a->residual2, L * BT * C * X},
+        {(void**)&a->ln2, Lln * BT * C * X},       {(void**)&a->ln2_mean, L * BT * F},
+        {(void**)&a->ln2_rstd, L * BT * F},        {(void**)&a->fch, L * BT * 4 * C * X},
+        {(void**)&a->fch_gelu, Lgelu * BT * 4 * C * X}, {(void**)&a->residual3, L * BT * C * X},
+        {(void**)&a->lnf, BT * C * X},             {(void**)&a->lnf_mean, BT * F},
+        {(void**)&a->lnf_rstd, BT * F},            {(void**)&a->logits, BT * Vp * X},
+        {(void**)&a->losses, BT * F},              {(void**)&a->proj, BT * C * X},
+        {(void**)&a->qkvr, 3 * BT * C * X},        {(void**)&a->atty_y, BT * C * X},
+        {(void**)&a->dresidual, BT * C * X},       {(void**)&a->dbig, BT * 4 * C * X},
+        {(void**)&a->dsmall, BT * C * X},          {(void**)&a->dqkvr, 3 * BT * C * X},
+        {(void**)&a->dy, BT * C * X},              {(void**)&a->datt, BT * NH * T * X},
+        {(void**)&a->colsum, 2 * COLSUM_MAX_CHUNKS * 4 * C * F}, {(void**)&a->probs, Vp * F},
+        {(void**)&a->partial, (SUMSQ_BLOCKS + 1) * F},
+    };
+    int nt = (int)(sizeof(t) / sizeof(t[0]));
+    size_t total = 0;
+    for (int i = 0; i < nt; i++) total += gpt2_align(t[i].bytes);
+    cudaCheck(cudaMalloc(&model->acts_memory, total));
+    cudaCheck(cudaMemset(model->acts_memory, 0, total));
+    char* p = (char*)model->acts_memory;
+    for (int i = 0; i < nt; i++) {
+        *t[i].ptr = p;
+        p += gpt2_align(t[i].bytes);
+    }
+    model->acts_bytes = total;
+
+    size_t nt5 = 5 * (BT + 1);
+    cudaCheck(cudaMalloc((void**)&model->d_tokens, nt5 * sizeof(int)));
+    cudaCheck(cudaMallocHost((void**)&model->h_tokens, nt5 * sizeof(int)));
+    int* dp = model->d_tokens;
+    int* hp = model->h_tokens;
+    int** dptr[5] = {&model->d_inputs, &model->d_targets, &model->d_bucket_tok, &model->d_bucket_off,
+                     &model->d_bucket_pos};
+    int** hptr[5] = {&model->h_inputs, &model->h_targets, &model->h_bucket_tok, &model->h_bucket_off,
+                     &model->h_bucket_pos};
+    for (int i = 0; i < 5; i++) {
+        *dptr[i] = dp + i * (BT + 1);
+        *hptr[i] = hp + i * (BT + 1);
+    }
+    model->h_sort = (uint64_t*)mallocCheck(BT * sizeof(uint64_t));
+    cudaCheck(cudaMallocHost((void**)&model->h_losses, BT * sizeof(float)));
+    cudaCheck(cudaMallocHost((void**)&model->h_probs, Vp * sizeof(float)));
+    model->recompute = recompute;
+    model->batch_size = B;
+    model->seq_len = T;
+    model->mean_loss = -1.0f;
+}
+
+static int gpt2_cmp_u64(const void* a, const void* b) {
+    uint64_t x = *(const uint64_t*)a, y = *(const uint64_t*)b;
+    return x < y ? -1 : x > y;
+}
+
+// token buckets for the deterministic wte backward: the positions sorted by (token, position)
+static void gpt2_build_buckets(GPT2* model, int N) {
+    for (int i = 0; i < N; i++) model->h_sort[i] = ((uint64_t)(uint32_t)model->h_inputs[i] << 32) | (uint32_t)i;
+    qsort(model->h_sort, (size_t)N, sizeof(uint64_t), gpt2_cmp_u64);
+    int u = 0;
+    for (int i = 0; i < N; i++) {
+        int tok = (int)(model->h_sort[i] >> 32);
+        if (i == 0 || tok != model->h_bucket_tok[u - 1]) {
+            model->h_bucket_tok[u] = tok;
+            model->h_bucket_off[u] = i;
+            u++;
+        }
+        model->h_bucket_pos[i] = (int)(model->h_sort[i] & 0xffffffffu);
+    }
+    model->h_bucket_off[u] = N;
+    model->num_buckets = u;
+}
+
+// Forward of (B, T) host tokens; with targets the per-position losses and mean_loss (the logits stay in
+// acts.logits), without them mean_loss = -1.
+void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int T) {
+    if (model->acts_memory == NULL) fatalf("gpt2_forward before gpt2_allocate");
+    if (B < 1 || T < 1 || T > model->seq_len || (size_t)B * T > (size_t)model->batch_size * model->seq_len)
+        fatalf("forward with B=%d T=%d exceeds the allocated B=%d T=%d", B, T, model->batch_size, model->seq_len);
+    GPT2Config c = model->config;
+    int V = c.vocab_size, Vp = c.padded_vocab_size, L = c.num_layers, NH = c.num_heads, C = c.channels;
+    int N = B * T;
+    for (int i = 0; i < N; i++) {
+        if (inputs[i] < 0 || inputs[i] >= V) fatalf("input token id %d at position %d is outside [0, %d)", inputs[i], i, V);
+        if (targets != NULL && (targets[i] < 0 || targets[i] >= V))
+            fatalf("target token id %d at position %d is outside [0, %d)", targets[i], i, V);
+    }
+    memcpy(model->h_inputs, inputs, (size_t)N * sizeof(int));
+    cudaCheck(cudaMemcpy(model->d_inputs, model->h_inputs, (size_t)N * sizeof(int), cudaMemcpyHostToDevice));
+    if (targets != NULL) {
+        memcpy(model->h_targets, targets, (size_t)N * sizeof(int));
+        cudaCheck(cudaMemcpy(model->d_targets, model->h_targets, (size_t)N * sizeof(int), cudaMemcpyHostToDevice));
+    }
+    model->has_targets = targets != NULL;
+    model->last_B = B;
+    model->last_T = T;
+
+    ParameterTensors p = model->params;
+    ActivationTensors a = model->acts;
+    size_t slot = (size_t)model->batch_size * model->seq_len;  // rows per layer slot
+    size_t att_slot = slot * NH * model->seq_len;
+    int rg = model->recompute >= RECOMPUTE_GELU, rl = model->recompute >= RECOMPUTE_GELU_LN;
+    encoder_forward(a.encoded, model->d_inputs, p.wte, p.wpe, B, T, C);
+    // ln1 of layer 0; the ln1 of layer l > 0 (and lnf) comes fused with the residual add ending layer l - 1
+    layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, NULL, a.encoded, NULL, p.ln1w, p.ln1b, N, C);
+    for (int l = 0; l < L; l++) {
+        const floatX* residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * slot * C;
+        floatX* ln1 = a.ln1 + (rl ? 0 : l * slot * C);
+        floatX* qkv = a.qkv + l * slot * 3 * C;
+        floatX* atty = a.atty + l * slot * C;
+        floatX* att = a.att + l * att_slot;
+        floatX* residual2 = a.residual2 + l * slot * C;
+        floatX* ln2 = a.ln2 + (rl ? 0 : l * slot * C);
+        floatX* fch = a.fch + l * slot * 4 * C;
+        floatX* fch_gelu = a.fch_gelu + (rg ? 0 : l * slot * 4 * C);
+        floatX* residual3 = a.residual3 + l * slot * C;
+        matmul_forward(qkv, ln1, p.qkvw + (size_t)l * 3 * C * C, p.qkvb + l * 3 * C, N, C, 3 * C);
+        attention_forward(atty, att, a.qkvr, a.atty_y, qkv, B, T, C, NH);
+        matmul_forward(a.proj, atty, p.attprojw + (size_t)l * C * C, p.attprojb + l * C, N, C, C);
+        layernorm_forward(ln2, a.ln2_mean + l * slot, a.ln2_rstd + l * slot, residual2, residual, a.proj,
+                          p.ln2w + l * C, p.ln2b + l * C, N, C);
+        matmul_forward(fch, ln2, p.fcw + (size_t)l * 4 * C * C, p.fcb + l * 4 * C, N, C, 4 * C);
+        gelu_forward(fch_gelu, fch, (size_t)N * 4 * C);
+        matmul_forward(a.proj, fch_gelu, p.fcprojw + (size_t)l * C * 4 * C, p.fcprojb + l * C, N, 4 * C, C);
+        if (l + 1 < L) {
+            floatX* next_ln1 = a.ln1 + (rl ? 0 : (l + 1) * slot * C);
+            layernorm_forward(next_ln1, a.ln1_mean + (l + 1) * slot, a.ln1_rstd + (l + 1) * slot, residual3,
+                              residual2, a.proj, p.ln1w + (l + 1) * C, p.ln1b + (l + 1) * C, N, C);
+        } else {
+            layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, residual3, residual2, a.proj, p.lnfw, p.lnfb, N, C);
+        }
+    }
+    matmul_forward(a.logits, a.lnf, p.wte, NULL, N, C, Vp);
+    if (targets != NULL) {
+        fused_classifier_kernel<<<N, 1024>>>(a.logits, a.losses, NULL, model->d_targets, 0.0f, V, Vp);
+        cudaCheckLaunch();
+        cudaCheck(cudaMemcpy(model->h_losses, a.losses, (size_t)N * sizeof(float), cudaMemcpyDeviceToHost));
+        double sum = 0.0;
+        for (int i = 0; i < N; i++) sum += model->h_losses[i];
+        model->mean_loss = (float)(sum / N);
+    } else {
+        model->mean_loss = -1.0f;
+    }
+}
+
+void gpt2_zero_grad(GPT2* model) {
+    if (model->grads_memory == NULL) fatalf("gpt2_zero_grad before gpt2_allocate");
+    cudaCheck(cudaMemset(model->grads_memory, 0, model->num_parameters * sizeof(floatX)));
+}
+
+// Backward of the last forward (which had targets), the loss scaled by loss_scale; adds into the gradients.
+void gpt2_backward(GPT2* model, float loss_scale) {
+    if (model->grads_memory == NULL) fatalf("gpt2_backward before gpt2_allocate");
+    if (model->mean_loss == -1.0f || !model->has_targets) fatalf("gpt2_backward needs a forward with targets first");
+    GPT2Config c = model->config;
+    int V = c.vocab_size, Vp = c.padded_vocab_size, L = c.num_layers, NH = c.num_heads, C = c.channels;
+    int B = model->last_B, T = model->last_T, N = B * T;
+    ParameterTensors p = model->params, g = model->grads;
+    ActivationTensors a = model->acts;
+    size_t slot = (size_t)model->batch_size * model->seq_len;
+    size_t att_slot = slot * NH * model->seq_len;
+    int rg = model->recompute >= RECOMPUTE_GELU, rl = model->recompute >= RECOMPUTE_GELU_LN;
+    float* cs = a.colsum;
+
+    gpt2_build_buckets(model, N);
+    size_t stride = slot + 1;
+    cudaCheck(cudaMemcpy(model->d_tokens + 2 * stride, model->h_tokens + 2 * stride, 3 * stride * sizeof(int),
+                         cudaMemcpyHostToDevice));
+
+    // dlogits in place of the logits
+    fused_classifier_kernel<<<N, 1024>>>(a.logits, a.losses, NULL, model->d_targets, loss_scale / N, V, Vp);
+    cudaCheckLaunch();
+    matmul_backward(a.dsmall, g.wte, NULL, cs, a.logits, a.lnf, p.wte, N, C, Vp);
+    cudaCheck(cudaMemset(a.dresidual, 0, (size_t)N * C * sizeof(floatX)));
+    layernorm_backward(a.dresidual, g.lnfw, g.lnfb, cs, a.dsmall, a.residual3 + (L - 1) * slot * C, p.lnfw,
+                       a.lnf_mean, a.lnf_rstd, N, C);
+    for (int l = L - 1; l >= 0; l--) {
+        const floatX* residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * slot * C;
+        size_t o1 = l * slot, oc = o1 * C;
+        floatX* ln1 = a.ln1 + (rl ? 0 : oc);
+        floatX* ln2 = a.ln2 + (rl ? 0 : oc);
+        floatX* fch_gelu = a.fch_gelu + (rg ? 0 : 4 * oc);
+        const floatX* fch = a.fch + 4 * oc;
+        if (rg) gelu_forward(fch_gelu, fch, (size_t)N * 4 * C);
+        if (rl) {
+            layernorm_forward(ln1, a.ln1_mean + o1, a.ln1_rstd + o1, NULL, residual, NULL, p.ln1w + l * C,
+                              p.ln1b + l * C, N, C);
+            layernorm_forward(ln2, a.ln2_mean + o1, a.ln2_rstd + o1, NULL, a.residual2 + oc, NULL, p.ln2w + l * C,
+                              p.ln2b + l * C, N, C);
+        }
+        // residual3 = residual2 + fcproj: dresidual flows to both
+        matmul_backward(a.dbig, g.fcprojw + (size_t)l * C * 4 * C, g.fcprojb + l * C, cs, a.dresidual, fch_gelu,
+                        p.fcprojw + (size_t)l * C * 4 * C, N, 4 * C, C);
+        gelu_backward(a.dbig, fch, (size_t)N * 4 * C);
+        matmul_backward(a.dsmall, g.fcw + (size_t)l * 4 * C * C, g.fcb + l * 4 * C, cs, a.dbig, ln2,
+                        p.fcw + (size_t)l * 4 * C * C, N, C, 4 * C);
+        layernorm_backward(a.dresidual, g.ln2w + l * C, g.ln2b + l * C, cs, a.dsmall, a.residual2 + oc,
+                           p.ln2w + l * C, a.ln2_mean + o1, a.ln2_rstd + o1, N, C);
+        // residual2 = residual + attproj
+        matmul_backward(a.dsmall, g.attprojw + (size_t)l * C * C, g.attprojb + l * C, cs, a.dresidual,
+                        a.atty + oc, p.attprojw + (size_t)l * C * C, N, C, C);
+        attention_backward(a.dbig, a.qkvr, a.dqkvr, a.dy, a.datt, a.dsmall, a.qkv + 3 * oc, a.att + l * att_slot,
+                           B, T, C, NH);
+        matmul_backward(a.dsmall, g.qkvw + (size_t)l * 3 * C * C, g.qkvb + l * 3 * C, cs, a.dbig, ln1,
+                        p.qkvw + (size_t)l * 3 * C * C, N, C, 3 * C);
+        layernorm_backward(a.dresidual, g.ln1w + l * C, g.ln1b + l * C, cs, a.dsmall, residual, p.ln1w + l * C,
+                           a.ln1_mean + o1, a.ln1_rstd + o1, N, C);
+    }
+    encoder_backward_wpe_kernel<<<ceil_div((size_t)T * C, 256), 256>>>(g.wpe, a.dresidual, B, T, C);
+    cudaCheckLaunch();
+    encoder_backward_wte_kernel<<<model->num_buckets, 256>>>(g.wte, a.dresidual, model->d_bucket_tok,
+                                                             model->d_bucket_off, model->d_bucket_pos, C);
+    cudaCheckLaunch();
+    model->has_targets = 0;  // the logits now hold dlogits: a second backward needs a new forward
+}
+
+// global gradient norm, deterministic two-stage reduction
+float gpt2_grad_norm(GPT2* model) {
+    if (model->grads_memory == NULL) fatalf("gpt2_grad_norm before gpt2_allocate");
+    float* partial = model->acts.partial;
+    sumsq_partial_kernel<<<SUMSQ_BLOCKS, 256>>>(partial, model->grads_memory, model->num_parameters);
+    cudaCheckLaunch();
+    sumsq_final_kernel<<<1, 1024>>>(partial + SUMSQ_BLOCKS, partial, SUMSQ_BLOCKS);
+    cudaCheckLaunch();
+    float sumsq;
+    cudaCheck(cudaMemcpy(&sumsq, partial + SUMSQ_BLOCKS, sizeof(float), cudaMemcpyDeviceToHost));
+    return sqrtf(sumsq);
+}
+
+// AdamW as train_gpt2.c's gpt2_adamw_step (global clip of the accumulated gradient, decoupled weight decay on
+// the 2-D tensors); returns the global gradient norm before clipping.
+float gpt2_adamw_step(GPT2* model, float lr, float beta1, float beta2, float eps, float weight_decay, float grad_clip,
+                      int t) {
+    if (model->opt_memory == NULL) fatalf("gpt2_adamw_step before gpt2_allocate");
+    float norm = gpt2_grad_norm(model);
+    float scale = grad_clip > 0.0f && norm > grad_clip ? grad_clip / norm : 1.0f;
+    float bc1 = 1.0f - powf(beta1, (float)t);
+    float bc2 = 1.0f - powf(beta2, (float)t);
+    size_t off = 0;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        size_t n = model->param_sizes[i];
+        float wd = PARAM_TABLE[i].decay ? weight_decay : 0.0f;
+        adamw_kernel<<<ceil_div(n, 256), 256>>>(model->master + off, model->params_memory + off,
+                                                model->grads_memory + off, model->m_memory + off,
+                                                model->v_memory + off, n, lr, beta1, beta2, bc1, bc2, eps, wd, scale);
+        cudaCheckLaunch();
+        off += n;
+    }
+    return norm;
+}
+
+// AdamW step over `micro_batches` micro-batches from next_batch (loss scale 1/K), as train_gpt2.c
+// gpt2_optimizer_step does for AdamW
+void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float lr, int micro_batches,
+                         BatchFn next_batch, void* ctx, StepStats* out) {
+    if (oc->kind != OPT_ADAMW) fatalf("flag -opt: ivon/poco are not in train_gpt2cu yet");
+    if (micro_batches < 1) fatalf("gpt2_optimizer_step: %d micro-batches", micro_batches);
+    const int K = micro_batches;
+    memset(out, 0, sizeof(*out));
+    out->micro_batches = K;
+    out->tokens = (long long)model->batch_size * model->seq_len * K;
+    double loss_sum = 0.0;
+    gpt2_zero_grad(model);
+    for (int j = 0; j < K; j++) {
+        const int *inputs, *targets;
+        next_batch(ctx, &inputs, &targets);
+        gpt2_forward(model, inputs, targets, model->batch_size, model->seq_len);
+        gpt2_backward(model, 1.0f / K);
+        loss_sum += model->mean_loss;
+    }
+    out->loss = (float)(loss_sum / K);
+    out->grad_norm = gpt2_adamw_step(model, lr, (float)oc->adamw_beta1, (float)oc->adamw_beta2, (float)oc->adamw_eps,
+                                     (float)oc->weight_decay, (float)oc->grad_clip, step + 1);
+    cudaCheck(cudaDeviceSynchronize());
+}
+
+// llm.c model file, version 3 fp32 (the master weights), written atomically
+void gpt2_write_model(GPT2* model, const char* path) {
+    gpt2_download_params(model);
+    checkpoint_write_model(path, model->config, model->host_params, model->num_parameters);
+}
+
+// state file with AdamW m, v
+void gpt2_write_state(GPT2* model, const char* path, const StateHeader* sh) {
+    size_t np = model->num_parameters;
+    cudaCheck(cudaMemcpy(model->host_state, model->opt_memory, 2 * np * sizeof(float), cudaMemcpyDeviceToHost));
+    const float* bufs[2] = {model->host_state, model->host_state + np};
+    checkpoint_write_state(path, sh, bufs, 2, np);
+}
+
+// reads a state file's AdamW m, v into the device state; the header into sh
+void gpt2_read_state(GPT2* model, const char* path, StateHeader* sh) {
+    size_t np = model->num_parameters;
+    float* bufs[2] = {model->host_state, model->host_state + np};
+    checkpoint_read_state(path, sh, bufs, 2, np);
+    cudaCheck(cudaMemcpy(model->opt_memory, model->host_state, 2 * np * sizeof(float), cudaMemcpyHostToDevice));
+}
+
+void gpt2_free(GPT2* model) {
+    free(model->host_params);
+    free(model->host_state);
+    free(model->h_sort);
+    if ((void*)model->params_memory != (void*)model->master) cudaCheck(cudaFree(model->params_memory));
+    cudaCheck(cudaFree(model->master));
+    cudaCheck(cudaFree(model->grads_memory));
+    cudaCheck(cudaFree(model->opt_memory));
+    cudaCheck(cudaFree(model->acts_memory));
+    cudaCheck(cudaFree(model->d_tokens));
+    cudaCheck(cudaFreeHost(model->h_tokens));
+    cudaCheck(cudaFreeHost(model->h_losses));
+    cudaCheck(cudaFreeHost(model->h_probs));
+    memset(model, 0, sizeof(*model));
+}
+
+// probabilities of row `row` of the last forward's logits into model->h_probs (Vp floats)
+static const float* gpt2_row_probs(GPT2* model, int row) {
+    GPT2Config c = model->config;
+    fused_classifier_kernel<<<1, 1024>>>(model->acts.logits + (size_t)row * c.padded_vocab_size, NULL,
+                                         model->acts.probs, NULL, 0.0f, c.vocab_size, c.padded_vocab_size);
+    cudaCheckLaunch();
+    cudaCheck(cudaMemcpy(model->h_probs, model->acts.probs, (size_t)c.padded_vocab_size * sizeof(float),
+                         cudaMemcpyDeviceToHost));
+    return model->h_probs;
+}
+
+// dense bf16 peak of the device in FLOP/s, 0 when unknown
+static double gpt2_device_peak_flops(const cudaDeviceProp* prop) {
+    if (strstr(prop->name, "H100") != NULL || strstr(prop->name, "H200") != NULL || strstr(prop->name, "GH200") != NULL) {
+        if (prop->multiProcessorCount >= 132) return 989e12;  // SXM
+        return 756e12;                                        // PCIe (114 SMs)
+    }
+    if (strstr(prop->name, "A100") != NULL) return 312e12;
+    return 0.0;
+}
+
+#ifndef TESTING
+// ----------------------------------------------------------------------------
+// main: training loop (the flow of train_gpt2.c's main)
+
+static float evaluate_mean_loss(GPT2* model, DataLoader* loader, int max_batches) {
+    dataloader_reset(loader);
+    double sum = 0.0;
+    for (int i = 0; i < max_batches; i++) {
+        dataloader_next_batch(loader);
+        gpt2_forward(model, loader->inputs, loader->targets, (int)loader->B, (int)loader->T);
+        sum += model->mean_loss;
+    }
+    return (float)(sum / max_batches);
+}
+
+static void sample_and_print(GPT2* model, Tokenizer* tok, int* gen_tokens, int gen_len, uint64_t seed, int step) {
+    int V = model->config.vocab_size;
+    gen_tokens[0] = GPT2_EOT;
+    printf("generating:\n---\n");
+    for (int t = 1; t < gen_len; t++) {
+        gpt2_forward(model, gen_tokens, NULL, 1, t);
+        int next = train_sample_token(gpt2_row_probs(model, t - 1), V, seed, step, t);
+        gen_tokens[t] = next;
+        tokenizer_print(tokenizer_decode(tok, (uint32_t)next));
+        fflush(stdout);
+    }
+    printf("\n---\n");
+}
+
+int main(int argc, char** argv) {
+    static TrainRun run;
+    TrainRun* r = &run;
+    GPT2Config mc;
+    int source = train_run_parse(r, argc, argv, &mc);
+    if (optimizer_kind_from_name(r->cfg.optimizer) != OPT_ADAMW) fatalf("flag -opt: ivon/poco are not in train_gpt2cu yet");
+
+    int device = 0;
+    cudaDeviceProp prop;
+    cudaCheck(cudaSetDevice(device));
+    cudaCheck(cudaGetDeviceProperties(&prop, device));
+
+    // model: from a descriptor (random init), from a model file, or from the latest checkpoint in -o
+    GPT2 model;
+    if (source == 0) gpt2_build_random(&model, mc, r->cfg.seed);
+    else gpt2_build_from_checkpoint(&model, r->path);
+    train_run_setup(r, model.config, model.num_parameters);
+    const int B = r->B, T = r->T;
+    OptimizerConfig* oc = &r->oc;
+    GPT2Config c = model.config;
+
+    int recompute = r->cfg.recompute;
+    gpt2_allocate(&model, B, T, recompute);
+    double peak = gpt2_device_peak_flops(&prop);
+    printf("device: %s, %d SMs, %.1f GiB; precision %s; recompute %d\n", prop.name, prop.multiProcessorCount,
+           (double)prop.totalGlobalMem / (1 << 30), PRECISION_NAME, recompute);
+    size_t param_bytes_each = 3 * sizeof(float) + 2 * sizeof(floatX);  // master, m, v + weights, grads
+#ifdef ENABLE_FP32
+    param_bytes_each = 3 * sizeof(float) + sizeof(floatX);  // the weights are the master
+#endif
+    printf("memory: %zu bytes per parameter (%.1f MiB), activations %.1f MiB\n", param_bytes_each,
+           (double)param_bytes_each * model.num_parameters / (1 << 20), (double)model.acts_bytes / (1 << 20));
+    if (peak > 0.0) printf("peak: %.0f TFLOP/s bf16 dense\n", peak / 1e12);
+    else printf("peak: unknown peak for %s (no MFU)\n", prop.name);
+    // FLOPs per token: linear layers 6 N, causal attention 6 L C T (forward 2 L C T, backward twice that)
+    double flops_per_step = (6.0 * (double)model.num_parameters + 6.0 * c.num_layers * c.channels * (double)T) *
+                            (double)r->total_batch;
+
+    int* gen_tokens = (int*)mallocCheck((size_t)T * sizeof(int));
+    int start_step = 0;
+    if (r->resume_step >= 0) {
+        StateHeader sh;
+        checkpoint_state_path(r->path, sizeof(r->path), r->cfg.output_log_dir, r->resume_step);
+        gpt2_read_state(&model, r->path, &sh);
+        int anchor_step;
+        long long mega_tokens;
+        train_state_restore(r->path, &sh, r->resume_step, oc->kind, &r->train_loader, &anchor_step, &mega_tokens);
+        start_step = r->resume_step;
+        printf("resumed from %s at step %d\n", r->path, start_step);
+    }
+    TrainBatches batches = {&r->train_loader, r->cfg.overfit_single_batch, 0};
+
+    double total_ms = 0.0;
+    int timed_steps = 0;
+    for (int step = start_step; step <= r->max_steps; step++) {
+        if (train_run_val_due(r, step)) {
+            float val_loss = evaluate_mean_loss(&model, &r->val_loader, r->val_batches);
+            train_report_val(&r->logger, step, val_loss, 0, 0.0f);
+        }
+        if (train_run_sample_due(r, step)) sample_and_print(&model, &r->tokenizer, gen_tokens, r->gen_len, r->cfg.seed, step);
+        if (train_run_checkpoint_due(r, step, start_step)) {
+            checkpoint_model_path(r->path, sizeof(r->path), r->cfg.output_log_dir, step);
+            gpt2_write_model(&model, r->path);
+            StateHeader sh = train_state_header(step, oc->kind, model.num_parameters, &r->train_loader, r->cfg.seed, -1, 0);
+            checkpoint_state_path(r->path, sizeof(r->path), r->cfg.output_log_dir, step);
+            gpt2_write_state(&model, r->path, &sh);
+            checkpoint_write_done(r->cfg.output_log_dir, step);
+            printf("checkpoint: step %d written to %s\n", step, r->cfg.output_log_dir);
+        }
+        if (step == r->max_steps) break;
+
+        double t0 = train_time_now_s();
+        float lr = lr_scheduler_get(&r->sched, step);
+        StepStats st;
+        gpt2_optimizer_step(&model, oc, step, lr, r->grad_accum, train_next_batch, &batches, &st);
+        double ms = 1e3 * (train_time_now_s() - t0);
+        if (step > start_step) { total_ms += ms; timed_steps++; }
+        train_report_step(&r->logger, oc->kind, step, r->max_steps, &st, lr, ms, r->total_batch);
+        if (peak > 0.0) printf("           mfu %.1f%%\n", 100.0 * flops_per_step / (ms / 1e3) / peak);
+    }
+    if (timed_steps > 0) printf("total average iteration time: %.1f ms\n", total_ms / timed_steps);
+
+    free(gen_tokens);
+    train_run_free(r);
+    gpt2_free(&model);
+    return 0;
+}
+#endif
