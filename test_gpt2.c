@@ -278,7 +278,7 @@ static void run_optimizer_test(const char* model_path, const char* state_path, i
     StoredBatches sb = {tokens, nb, 0, row_len, state_path};
     for (int s = 0; s < N; s++) {
         StepStats st;
-        gpt2_optimizer_step(&model, &oc, s, lrs[s], K, stored_batches_next, &sb, &st);
+        gpt2_optimizer_step(&model, &oc, s, lrs[s], K, stored_batches_next, &sb, NULL, &st);
         char name[48];
         snprintf(name, sizeof(name), "step %d loss%s", s, st.anchor_refreshed ? " (anchor)" : "");
         check(name, &st.loss, ref_losses + s, 1, 0.0, OPT_LOSS_RTOL);

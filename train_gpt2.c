@@ -682,10 +682,10 @@ float gpt2_grad_norm(GPT2* model) {
     return (float)sqrt(sum);
 }
 
-// Returns the global gradient norm before clipping.
-float gpt2_adamw_step(GPT2* model, float lr, float beta1, float beta2, float eps, float weight_decay, float grad_clip,
-                      int t) {
-    if (model->grads_memory == NULL) fatalf("gpt2_adamw_step before gpt2_allocate");
+// AdamW update with the accumulated gradient whose global norm (before clipping) is `norm`.
+void gpt2_adamw_apply(GPT2* model, float norm, float lr, float beta1, float beta2, float eps, float weight_decay,
+                      float grad_clip, int t) {
+    if (model->grads_memory == NULL) fatalf("gpt2_adamw_apply before gpt2_allocate");
     if (model->m_memory == NULL) {
         // direct use without gpt2_optimizer_init (tests, bench): the AdamW state, once
         if (model->opt_memory != NULL) fatalf("gpt2_adamw_step: the model holds %s state", optimizer_kind_name(model->opt_kind));
@@ -695,7 +695,6 @@ float gpt2_adamw_step(GPT2* model, float lr, float beta1, float beta2, float eps
         model->v_memory = model->opt_memory + np;
         model->opt_kind = OPT_ADAMW;
     }
-    float norm = gpt2_grad_norm(model);
     float scale = grad_clip > 0.0f && norm > grad_clip ? grad_clip / norm : 1.0f;
     size_t off = 0;
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
@@ -705,6 +704,13 @@ float gpt2_adamw_step(GPT2* model, float lr, float beta1, float beta2, float eps
                      model->v_memory + off, n, lr, beta1, beta2, eps, wd, scale, t);
         off += n;
     }
+}
+
+// Returns the global gradient norm before clipping.
+float gpt2_adamw_step(GPT2* model, float lr, float beta1, float beta2, float eps, float weight_decay, float grad_clip,
+                      int t) {
+    float norm = gpt2_grad_norm(model);
+    gpt2_adamw_apply(model, norm, lr, beta1, beta2, eps, weight_decay, grad_clip, t);
     return norm;
 }
 
@@ -809,12 +815,26 @@ static inline float gpt2_clip_scale(double grad_clip, float norm) {
     return c < 1.0f ? c : 1.0f;
 }
 
-// zero grads, forward and backward (loss scale 1) at the weights in params_memory; returns the grad norm
-static float gpt2_micro_grad(GPT2* model, const int* inputs, const int* targets) {
+// zero grads, forward and backward (loss scale 1) at the weights in params_memory; returns the grad norm.
+// poison (test-only IVON_TEST_NAN_STEP): a NaN in the gradient before the norm.
+static float gpt2_micro_grad_poison(GPT2* model, const int* inputs, const int* targets, int poison) {
     gpt2_zero_grad(model);
     gpt2_forward(model, inputs, targets, model->batch_size, model->seq_len);
     gpt2_backward(model, 1.0f);
+    if (poison) model->grads_memory[0] = NAN;
     return gpt2_grad_norm(model);
+}
+
+static float gpt2_micro_grad(GPT2* model, const int* inputs, const int* targets) {
+    return gpt2_micro_grad_poison(model, inputs, targets, 0);
+}
+
+// 1 if all n floats are finite
+static int gpt2_all_finite(const float* a, size_t n) {
+    int bad = 0;
+    OMP_PRAGMA(parallel for reduction(|:bad) schedule(static))
+    for (size_t i = 0; i < n; i++) bad |= !isfinite(a[i]);
+    return !bad;
 }
 
 // theta = m + sigma(h) * eps over all tensors, each with its group's delta
@@ -858,27 +878,32 @@ void gpt2_optimizer_restore_mean(GPT2* model) {
 }
 
 // Anchor refresh before step `step` (§6.3): m_out = m, h_out = h, then the mega-batch estimates gbar_out and hbar_out
-// from kmega micro-batches at m_out + sigma_out * eps_k (stream ANCHOR, sample k) or at m_out.
-static void gpt2_poco_refresh(GPT2* model, const OptimizerConfig* oc, int step, int kmega, BatchFn next_batch,
-                              void* ctx) {
+// from kmega micro-batches at m_out + sigma_out * eps_k (stream ANCHOR, sample k) or at m_out. The estimates are
+// computed in the out-accumulators (free before the inner micro-batches) and become the anchor only if every
+// micro-batch norm and every estimate is finite; otherwise the previous anchor stays and 0 is returned (the step is
+// then skipped). Returns 1 on success. poison (test-only): a NaN in the first mega-batch gradient.
+static int gpt2_poco_refresh(GPT2* model, const OptimizerConfig* oc, int step, int kmega, BatchFn next_batch,
+                             void* ctx, int poison) {
     size_t np = model->num_parameters;
-    memcpy(model->anchor_mean, model->mean, np * sizeof(float));
-    memcpy(model->anchor_hess, model->hess, np * sizeof(float));
+    float* gbar = model->acc_grad_out;
+    float* hbar = model->acc_noise_grad_out;
+    int finite = 1;
     for (int k = 0; k < kmega; k++) {
         const int *inputs, *targets;
         next_batch(ctx, &inputs, &targets);
         IvonNoiseKey key = ivon_noise_key(oc, step, k, NOISE_STREAM_ANCHOR);
         if (oc->poco_mega_noise) {
-            gpt2_ivon_sample_all(model, oc, model->params_memory, model->anchor_mean, model->anchor_hess, &key);
+            gpt2_ivon_sample_all(model, oc, model->params_memory, model->mean, model->hess, &key);
         } else {
-            memcpy(model->params_memory, model->anchor_mean, np * sizeof(float));
+            memcpy(model->params_memory, model->mean, np * sizeof(float));
         }
-        float c = gpt2_clip_scale(oc->grad_clip, gpt2_micro_grad(model, inputs, targets));
+        float norm = gpt2_micro_grad_poison(model, inputs, targets, poison && k == 0);
+        finite = finite && isfinite(norm);
+        float c = gpt2_clip_scale(oc->grad_clip, norm);
         if (oc->poco_mega_noise) {
-            gpt2_ivon_accumulate_all(model, oc, model->anchor_grad, model->anchor_hess_est, model->grads_memory, c,
-                                     model->anchor_hess, &key, k + 1);
+            gpt2_ivon_accumulate_all(model, oc, gbar, hbar, model->grads_memory, c, model->hess, &key, k + 1);
         } else {
-            ivon_accumulate_grad(model->anchor_grad, model->grads_memory, c, np, k + 1);
+            ivon_accumulate_grad(gbar, model->grads_memory, c, np, k + 1);
         }
         model->mega_tokens += (long long)model->batch_size * model->seq_len;
     }
@@ -888,13 +913,19 @@ static void gpt2_poco_refresh(GPT2* model, const OptimizerConfig* oc, int step, 
         for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
             size_t n = model->param_sizes[i];
             float wdf = (float)ivon_group_delta(oc, PARAM_TABLE[i].decay);
-            ivon_price_hessian(model->anchor_hess_est + off, model->anchor_hess + off, n, essf, wdf);
+            ivon_price_hessian(hbar + off, model->hess + off, n, essf, wdf);
             off += n;
         }
     } else {
-        memcpy(model->anchor_hess_est, model->anchor_hess, np * sizeof(float));
+        memcpy(hbar, model->hess, np * sizeof(float));
     }
+    if (!finite || !gpt2_all_finite(gbar, np) || !gpt2_all_finite(hbar, np)) return 0;
+    memcpy(model->anchor_mean, model->mean, np * sizeof(float));
+    memcpy(model->anchor_hess, model->hess, np * sizeof(float));
+    memcpy(model->anchor_grad, gbar, np * sizeof(float));
+    memcpy(model->anchor_hess_est, hbar, np * sizeof(float));
     model->anchor_step = step;
+    return 1;
 }
 
 // || a - gamma * b || over n floats, double accumulation
@@ -916,8 +947,12 @@ static float gpt2_diff_norm(const float* a, const float* b, float gamma, size_t 
 //   PoCo: before start plain IVON; from start on an anchor refresh every period steps (first), then per
 //     micro-batch the same tokens at theta_in = m + sigma eps and theta_out = m_out + sigma_out eps' and the
 //     variance-reduced update with gamma_t.
+// Between the gradients and the update, step_guard_decide (llmc/outlier.h; guard may be NULL: finite check only)
+// decides whether the update is applied; a skipped step leaves the weights and the optimizer state as they were
+// (IVON/PoCo: m, momentum, h; params_memory = m) and sets out->verdict. A PoCo anchor refresh with a non-finite
+// result keeps the previous anchor and skips the step.
 void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float lr, int micro_batches,
-                         BatchFn next_batch, void* ctx, StepStats* out) {
+                         BatchFn next_batch, void* ctx, StepGuard* guard, StepStats* out) {
     if (model->opt_kind != oc->kind) fatalf("gpt2_optimizer_step: %s state, %s settings (call gpt2_optimizer_init)",
                                             optimizer_kind_name(model->opt_kind), optimizer_kind_name(oc->kind));
     if (micro_batches < 1) fatalf("gpt2_optimizer_step: %d micro-batches", micro_batches);
@@ -928,6 +963,7 @@ void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float
     out->micro_batches = K;
     out->tokens = bt * K;
     double loss_sum = 0.0, norm_sum = 0.0;
+    int poison = step_guard_inject_nan(guard, step);
 
     if (oc->kind == OPT_ADAMW) {
         gpt2_zero_grad(model);
@@ -938,27 +974,43 @@ void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float
             gpt2_backward(model, 1.0f / K);
             loss_sum += model->mean_loss;
         }
+        if (poison) model->grads_memory[0] = NAN;
         out->loss = (float)(loss_sum / K);
-        out->grad_norm = gpt2_adamw_step(model, lr, (float)oc->adamw_beta1, (float)oc->adamw_beta2,
-                                         (float)oc->adamw_eps, (float)oc->weight_decay, (float)oc->grad_clip, step + 1);
+        out->grad_norm = gpt2_grad_norm(model);
+        out->verdict = step_guard_decide(guard, out->loss, out->grad_norm, &out->z_loss, &out->z_norm);
+        if (out->verdict != STEP_APPLIED) return;
+        gpt2_adamw_apply(model, out->grad_norm, lr, (float)oc->adamw_beta1, (float)oc->adamw_beta2,
+                         (float)oc->adamw_eps, (float)oc->weight_decay, (float)oc->grad_clip, step + 1);
         return;
     }
 
     int poco = oc->kind == OPT_POCO && step >= oc->poco_start;
     float gamma = poco_gamma_at(oc, step);
-    if (poco_refresh_at(oc, step)) {
+    int anchor_ok = 1;
+    // a refresh that failed (non-finite) before any anchor existed is retried at the next step
+    if (poco_refresh_at(oc, step) || (poco && model->anchor_step < 0)) {
         int kmega = oc->poco_mega_batches > 0 ? oc->poco_mega_batches : oc->poco_period * K;
-        gpt2_poco_refresh(model, oc, step, kmega, next_batch, ctx);
-        out->anchor_refreshed = 1;
+        anchor_ok = gpt2_poco_refresh(model, oc, step, kmega, next_batch, ctx, poison);
+        out->anchor_refreshed = anchor_ok;
     }
-    if (poco && model->anchor_step < 0) fatalf("PoCo step %d has no anchor (start %d)", step, oc->poco_start);
+    if (!anchor_ok) {
+        // treated as a skipped step: the previous anchor and the state stay, the micro-batches are not drawn
+        memcpy(model->params_memory, model->mean, np * sizeof(float));
+        out->loss = NAN;
+        out->grad_norm = NAN;
+        out->mega_tokens = model->mega_tokens;
+        out->z_loss = out->z_norm = NAN;
+        out->verdict = STEP_SKIP_NONFINITE;
+        return;
+    }
 
+    int finite_out = 1;  // PoCo: norms at theta_out (not part of the reported norm)
     for (int j = 0; j < K; j++) {
         const int *inputs, *targets;
         next_batch(ctx, &inputs, &targets);
         IvonNoiseKey key_in = ivon_noise_key(oc, step, j, NOISE_STREAM_SAMPLE);
         gpt2_ivon_sample_all(model, oc, model->params_memory, model->mean, model->hess, &key_in);
-        float norm_in = gpt2_micro_grad(model, inputs, targets);
+        float norm_in = gpt2_micro_grad_poison(model, inputs, targets, poison && j == 0);
         loss_sum += model->mean_loss;
         norm_sum += norm_in;
         if (!poco || oc->poco_clip_each) {
@@ -972,6 +1024,7 @@ void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float
         IvonNoiseKey key_out = oc->poco_shared_noise ? key_in : ivon_noise_key(oc, step, j, NOISE_STREAM_OUTER);
         gpt2_ivon_sample_all(model, oc, model->params_memory, model->anchor_mean, model->anchor_hess, &key_out);
         float norm_out = gpt2_micro_grad(model, inputs, targets);
+        finite_out = finite_out && isfinite(norm_out);
         float c_out;
         if (oc->poco_clip_each) {
             c_out = gpt2_clip_scale(oc->grad_clip, norm_out);
@@ -982,6 +1035,15 @@ void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float
         }
         gpt2_ivon_accumulate_all(model, oc, model->acc_grad_out, model->acc_noise_grad_out, model->grads_memory,
                                  c_out, model->anchor_hess, &key_out, j + 1);
+    }
+
+    out->loss = (float)(loss_sum / K);
+    out->grad_norm = (float)(norm_sum / K);
+    out->mega_tokens = model->mega_tokens;
+    out->verdict = step_guard_decide(guard, out->loss, finite_out ? out->grad_norm : NAN, &out->z_loss, &out->z_norm);
+    if (out->verdict != STEP_APPLIED) {
+        memcpy(model->params_memory, model->mean, np * sizeof(float));
+        return;
     }
 
     // update, per tensor with its group's scalars
@@ -1015,9 +1077,6 @@ void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float
                "0.5 (h + delta), finite sigma, |dm| <= lr_eff r)", total.violations, step);
 #endif
     memcpy(model->params_memory, model->mean, np * sizeof(float));
-    out->loss = (float)(loss_sum / K);
-    out->grad_norm = (float)(norm_sum / K);
-    out->mega_tokens = model->mega_tokens;
 }
 
 // gpt2_optimizer_diagnostics: quantiles over a fixed strided sample of <= 2^20 coordinates (OptimizerDiagnostics in
@@ -1165,8 +1224,7 @@ int main(int argc, char** argv) {
         int nbuf = gpt2_optimizer_state_buffers(&model, bufs);
         checkpoint_state_path(r->path, sizeof(r->path), r->cfg.output_log_dir, r->resume_step);
         checkpoint_read_state(r->path, &sh, bufs, nbuf, model.num_parameters);
-        train_state_restore(r->path, &sh, r->resume_step, oc->kind, &r->train_loader, &model.anchor_step,
-                            &model.mega_tokens);
+        train_run_restore(r, r->path, &sh, &model.anchor_step, &model.mega_tokens);
         start_step = r->resume_step;
         printf("resumed from %s at step %d\n", r->path, start_step);
     }
@@ -1191,26 +1249,26 @@ int main(int argc, char** argv) {
         if (train_run_checkpoint_due(r, step, start_step)) {
             checkpoint_model_path(r->path, sizeof(r->path), r->cfg.output_log_dir, step);
             gpt2_write_model(&model, r->path);
-            StateHeader sh = train_state_header(step, oc->kind, model.num_parameters, &r->train_loader, r->cfg.seed,
-                                                model.anchor_step, model.mega_tokens);
+            StateHeader sh = train_run_state_header(r, step, model.num_parameters, model.anchor_step, model.mega_tokens);
             float* bufs[6];
             int nbuf = gpt2_optimizer_state_buffers(&model, bufs);
             checkpoint_state_path(r->path, sizeof(r->path), r->cfg.output_log_dir, step);
             checkpoint_write_state(r->path, &sh, (const float* const*)bufs, nbuf, model.num_parameters);
-            checkpoint_write_done(r->cfg.output_log_dir, step);
-            printf("checkpoint: step %d written to %s\n", step, r->cfg.output_log_dir);
+            train_run_checkpoint_done(r, step);
         }
         if (step == r->max_steps) break;
 
         double t0 = train_time_now_s();
         float lr = lr_scheduler_get(&r->sched, step);
         StepStats st;
-        gpt2_optimizer_step(&model, oc, step, lr, r->grad_accum, train_next_batch, &batches, &st);
+        gpt2_optimizer_step(&model, oc, step, lr, r->grad_accum, train_next_batch, &batches, &r->guard, &st);
         double ms = 1e3 * (train_time_now_s() - t0);
         if (step > start_step) { total_ms += ms; timed_steps++; }  // first step warms caches
         train_report_step(&r->logger, oc->kind, step, r->max_steps, &st, lr, ms, r->total_batch);
+        train_run_account_step(r, step, &st);
     }
     if (timed_steps > 0) printf("total average iteration time: %.1f ms\n", total_ms / timed_steps);
+    if (r->skipped_total > 0) printf("skipped steps: %d\n", r->skipped_total);
 
     free(bma_lse);
     free(gen_tokens);

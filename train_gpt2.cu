@@ -974,12 +974,11 @@ float gpt2_grad_norm(GPT2* model) {
     return sqrtf(sumsq);
 }
 
-// AdamW as train_gpt2.c's gpt2_adamw_step (global clip of the accumulated gradient, decoupled weight decay on
-// the 2-D tensors); returns the global gradient norm before clipping.
-float gpt2_adamw_step(GPT2* model, float lr, float beta1, float beta2, float eps, float weight_decay, float grad_clip,
-                      int t) {
-    if (model->opt_memory == NULL) fatalf("gpt2_adamw_step before gpt2_allocate");
-    float norm = gpt2_grad_norm(model);
+// AdamW as train_gpt2.c's gpt2_adamw_apply (global clip of the accumulated gradient whose norm is `norm`, decoupled
+// weight decay on the 2-D tensors).
+void gpt2_adamw_apply(GPT2* model, float norm, float lr, float beta1, float beta2, float eps, float weight_decay,
+                      float grad_clip, int t) {
+    if (model->opt_memory == NULL) fatalf("gpt2_adamw_apply before gpt2_allocate");
     float scale = grad_clip > 0.0f && norm > grad_clip ? grad_clip / norm : 1.0f;
     float bc1 = 1.0f - powf(beta1, (float)t);
     float bc2 = 1.0f - powf(beta2, (float)t);
@@ -993,13 +992,24 @@ float gpt2_adamw_step(GPT2* model, float lr, float beta1, float beta2, float eps
         cudaCheckLaunch();
         off += n;
     }
+}
+
+// returns the global gradient norm before clipping
+float gpt2_adamw_step(GPT2* model, float lr, float beta1, float beta2, float eps, float weight_decay, float grad_clip,
+                      int t) {
+    float norm = gpt2_grad_norm(model);
+    gpt2_adamw_apply(model, norm, lr, beta1, beta2, eps, weight_decay, grad_clip, t);
     return norm;
 }
 
+// test-only IVON_TEST_NAN_STEP: a NaN in the first gradient entry
+__global__ void poison_kernel(floatX* grads) { grads[0] = f2x(__int_as_float(0x7fc00000)); }
+
 // AdamW step over `micro_batches` micro-batches from next_batch (loss scale 1/K), as train_gpt2.c
-// gpt2_optimizer_step does for AdamW
+// gpt2_optimizer_step does for AdamW, with the same skip decision (step_guard_decide, llmc/outlier.h) between the
+// gradients and the update
 void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float lr, int micro_batches,
-                         BatchFn next_batch, void* ctx, StepStats* out) {
+                         BatchFn next_batch, void* ctx, StepGuard* guard, StepStats* out) {
     if (oc->kind != OPT_ADAMW) fatalf("flag -opt: ivon/poco are not in train_gpt2cu yet");
     if (micro_batches < 1) fatalf("gpt2_optimizer_step: %d micro-batches", micro_batches);
     const int K = micro_batches;
@@ -1015,9 +1025,16 @@ void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float
         gpt2_backward(model, 1.0f / K);
         loss_sum += model->mean_loss;
     }
+    if (step_guard_inject_nan(guard, step)) {
+        poison_kernel<<<1, 1>>>(model->grads_memory);
+        cudaCheckLaunch();
+    }
     out->loss = (float)(loss_sum / K);
-    out->grad_norm = gpt2_adamw_step(model, lr, (float)oc->adamw_beta1, (float)oc->adamw_beta2, (float)oc->adamw_eps,
-                                     (float)oc->weight_decay, (float)oc->grad_clip, step + 1);
+    out->grad_norm = gpt2_grad_norm(model);
+    out->verdict = step_guard_decide(guard, out->loss, out->grad_norm, &out->z_loss, &out->z_norm);
+    if (out->verdict == STEP_APPLIED)
+        gpt2_adamw_apply(model, out->grad_norm, lr, (float)oc->adamw_beta1, (float)oc->adamw_beta2,
+                         (float)oc->adamw_eps, (float)oc->weight_decay, (float)oc->grad_clip, step + 1);
     cudaCheck(cudaDeviceSynchronize());
 }
 
@@ -1155,7 +1172,7 @@ int main(int argc, char** argv) {
         gpt2_read_state(&model, r->path, &sh);
         int anchor_step;
         long long mega_tokens;
-        train_state_restore(r->path, &sh, r->resume_step, oc->kind, &r->train_loader, &anchor_step, &mega_tokens);
+        train_run_restore(r, r->path, &sh, &anchor_step, &mega_tokens);
         start_step = r->resume_step;
         printf("resumed from %s at step %d\n", r->path, start_step);
     }
@@ -1172,24 +1189,25 @@ int main(int argc, char** argv) {
         if (train_run_checkpoint_due(r, step, start_step)) {
             checkpoint_model_path(r->path, sizeof(r->path), r->cfg.output_log_dir, step);
             gpt2_write_model(&model, r->path);
-            StateHeader sh = train_state_header(step, oc->kind, model.num_parameters, &r->train_loader, r->cfg.seed, -1, 0);
+            StateHeader sh = train_run_state_header(r, step, model.num_parameters, -1, 0);
             checkpoint_state_path(r->path, sizeof(r->path), r->cfg.output_log_dir, step);
             gpt2_write_state(&model, r->path, &sh);
-            checkpoint_write_done(r->cfg.output_log_dir, step);
-            printf("checkpoint: step %d written to %s\n", step, r->cfg.output_log_dir);
+            train_run_checkpoint_done(r, step);
         }
         if (step == r->max_steps) break;
 
         double t0 = train_time_now_s();
         float lr = lr_scheduler_get(&r->sched, step);
         StepStats st;
-        gpt2_optimizer_step(&model, oc, step, lr, r->grad_accum, train_next_batch, &batches, &st);
+        gpt2_optimizer_step(&model, oc, step, lr, r->grad_accum, train_next_batch, &batches, &r->guard, &st);
         double ms = 1e3 * (train_time_now_s() - t0);
         if (step > start_step) { total_ms += ms; timed_steps++; }
         train_report_step(&r->logger, oc->kind, step, r->max_steps, &st, lr, ms, r->total_batch);
         if (peak > 0.0) printf("           mfu %.1f%%\n", 100.0 * flops_per_step / (ms / 1e3) / peak);
+        train_run_account_step(r, step, &st);
     }
     if (timed_steps > 0) printf("total average iteration time: %.1f ms\n", total_ms / timed_steps);
+    if (r->skipped_total > 0) printf("skipped steps: %d\n", r->skipped_total);
 
     free(gen_tokens);
     train_run_free(r);

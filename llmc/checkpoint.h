@@ -229,26 +229,114 @@ static inline void checkpoint_write_done(const char* dir, int step) {
     checkpoint_file_commit(&f);
 }
 
-// highest step with a DONE_%08d marker in dir, -1 if none (or no such dir)
+// step of a file name "<prefix>%08d<suffix>", -1 if the name has another form
+static inline int checkpoint_parse_name(const char* name, const char* prefix, const char* suffix) {
+    size_t np = strlen(prefix), ns = strlen(suffix), n = strlen(name);
+    if (n != np + 8 + ns || strncmp(name, prefix, np) != 0 || strcmp(name + np + 8, suffix) != 0) return -1;
+    int v = 0;
+    for (int i = 0; i < 8; i++) {
+        char ch = name[np + i];
+        if (ch < '0' || ch > '9') return -1;
+        v = v * 10 + (ch - '0');
+    }
+    return v;
+}
+
+// highest step with a DONE_%08d marker in dir, -1 if none (or no such dir); files without a marker and temporaries
+// are ignored
 static inline int checkpoint_find_latest(const char* dir) {
     DIR* d = opendir(dir);
     if (d == NULL) return -1;
     int best = -1;
     struct dirent* e;
     while ((e = readdir(d)) != NULL) {
-        const char* name = e->d_name;
-        if (strncmp(name, "DONE_", 5) != 0) continue;
-        const char* digits = name + 5;
-        if (strlen(digits) != 8) continue;
-        int ok = 1, v = 0;
-        for (int i = 0; i < 8; i++) {
-            if (digits[i] < '0' || digits[i] > '9') { ok = 0; break; }
-            v = v * 10 + (digits[i] - '0');
-        }
-        if (ok && v > best) best = v;
+        int v = checkpoint_parse_name(e->d_name, "DONE_", "");
+        if (v > best) best = v;
     }
     closedir(d);
     return best;
+}
+
+// unlink that tolerates a missing file
+static inline void checkpoint_unlink(const char* path) {
+    if (unlink(path) != 0 && errno != ENOENT) fatalf("cannot delete '%s': %s", path, strerror(errno));
+}
+
+// Deletes checkpoint `step`: the DONE marker first (a crash in between leaves an incomplete checkpoint, which resume
+// ignores), then the model and state files and their temporaries.
+static inline void checkpoint_remove(const char* dir, int step) {
+    char path[CHECKPOINT_PATH_MAX + 8];
+    const char* names[3][2] = {{"DONE_", ""}, {"model_", ".bin"}, {"state_", ".bin"}};
+    for (int i = 0; i < 3; i++) {
+        checkpoint_path(path, CHECKPOINT_PATH_MAX, dir, names[i][0], step, names[i][1]);
+        checkpoint_unlink(path);
+        strcat(path, ".tmp");
+        checkpoint_unlink(path);
+    }
+    checkpoint_fsync_dir_of(path);
+}
+
+static inline int checkpoint_cmp_desc(const void* a, const void* b) {
+    int x = *(const int*)a, y = *(const int*)b;
+    return (x < y) - (x > y);
+}
+
+// Rolling checkpoints, called once checkpoint `current` is complete (DONE written): of the complete checkpoints
+// before `current`, the newest keep - 1 stay (with `current`, keep in all), the older ones are deleted unless major
+// (step % major == 0, major > 0). Incomplete ones before `current` (files without a marker, temporaries) are deleted
+// too. Checkpoints after `current` (another run's) are left alone. keep <= 0: nothing is deleted.
+// Returns the number of checkpoints deleted.
+static inline int checkpoint_prune(const char* dir, int current, int keep, int major) {
+    if (keep <= 0) return 0;
+    DIR* d = opendir(dir);
+    if (d == NULL) fatalf("cannot list output dir '%s': %s", dir, strerror(errno));
+    int cap = 64, n = 0, no = 0;
+    int* done = (int*)mallocCheck((size_t)cap * sizeof(int));
+    int* orphans = (int*)mallocCheck((size_t)cap * sizeof(int));
+    struct dirent* e;
+    while ((e = readdir(d)) != NULL) {
+        const char* name = e->d_name;
+        int v = checkpoint_parse_name(name, "DONE_", "");
+        int is_done = v >= 0;
+        if (v < 0) v = checkpoint_parse_name(name, "model_", ".bin");
+        if (v < 0) v = checkpoint_parse_name(name, "state_", ".bin");
+        if (v < 0) v = checkpoint_parse_name(name, "model_", ".bin.tmp");
+        if (v < 0) v = checkpoint_parse_name(name, "state_", ".bin.tmp");
+        if (v < 0) v = checkpoint_parse_name(name, "DONE_", ".tmp");
+        if (v < 0 || v >= current) continue;
+        int** list = is_done ? &done : &orphans;
+        int* cnt = is_done ? &n : &no;
+        if (*cnt == cap) {
+            cap *= 2;
+            int* a = (int*)mallocCheck((size_t)cap * sizeof(int));
+            int* b = (int*)mallocCheck((size_t)cap * sizeof(int));
+            memcpy(a, done, (size_t)n * sizeof(int));
+            memcpy(b, orphans, (size_t)no * sizeof(int));
+            free(done);
+            free(orphans);
+            done = a;
+            orphans = b;
+            list = is_done ? &done : &orphans;
+        }
+        (*list)[(*cnt)++] = v;
+    }
+    closedir(d);
+    qsort(done, (size_t)n, sizeof(int), checkpoint_cmp_desc);
+    int removed = 0;
+    for (int i = keep - 1; i < n; i++) {
+        if (major > 0 && done[i] % major == 0) continue;
+        checkpoint_remove(dir, done[i]);
+        removed++;
+    }
+    // incomplete: a step with files but no marker
+    for (int i = 0; i < no; i++) {
+        int complete = 0;
+        for (int j = 0; j < n && !complete; j++) complete = done[j] == orphans[i];
+        if (!complete) checkpoint_remove(dir, orphans[i]);
+    }
+    free(done);
+    free(orphans);
+    return removed;
 }
 
 #endif // LLMC_CHECKPOINT_H

@@ -21,6 +21,8 @@ typedef struct {
     const char* model;              // -e  .bin file or descriptor dN
     const char* output_log_dir;     // -o  NULL = no logs, no checkpoints
     int checkpoint_every;           // -n
+    int checkpoint_keep;            // -nk  0 = keep all
+    int checkpoint_major;           // -nm  0 = no major checkpoints
     int resume;                     // -y
     int B;                          // -b
     int T;                          // -t
@@ -41,6 +43,9 @@ typedef struct {
     uint64_t seed;                  // -seed
     const char* tokenizer_path;     // -tk
     double grad_clip;               // -gc
+    float skip_loss_z;              // -sl  0 = off
+    float skip_norm_z;              // -sg  0 = off
+    int skip_max;                   // -sx  0 = never stop
     // IVON (-1 = derived where noted)
     double ess;                     // -ess  -1 = tokens in the train shards
     double hess_init;               // -h0
@@ -100,6 +105,10 @@ static const CliFlag CLI_FLAGS[] = {
      "output dir for main.log and checkpoints (none = no log, no checkpoints)"},
     {"-n", "checkpoint every", CLI_INT, offsetof(TrainConfig, checkpoint_every), "0", 0, CLI_INT_MAX_D, NULL,
      "write a checkpoint to -o every N steps and after the last step (0 = never)"},
+    {"-nk", "checkpoints kept", CLI_INT, offsetof(TrainConfig, checkpoint_keep), "0", 0, CLI_INT_MAX_D, NULL,
+     "keep the last N checkpoints, delete older minor ones once a new one is complete (0 = keep all)"},
+    {"-nm", "major checkpoint every", CLI_INT, offsetof(TrainConfig, checkpoint_major), "0", 0, CLI_INT_MAX_D, NULL,
+     "checkpoints at multiples of M steps are major: never deleted by -nk (0 = none)"},
     {"-y", "resume", CLI_INT, offsetof(TrainConfig, resume), "0", 0, 1, NULL,
      "resume from the latest checkpoint in -o (0/1)"},
     {"-b", "micro batch size B", CLI_INT, offsetof(TrainConfig, B), "8", 1, 65536, NULL,
@@ -140,6 +149,12 @@ static const CliFlag CLI_FLAGS[] = {
      NULL, "tokenizer file for decoding samples"},
     {"-gc", "grad clip", CLI_DOUBLE, offsetof(TrainConfig, grad_clip), "1.0", 0, 1e30, NULL,
      "gradient clip norm (adamw: global, after accumulation; ivon/poco: each micro-batch); 0 = off"},
+    {"-sl", "skip loss z-score", CLI_FLOAT, offsetof(TrainConfig, skip_loss_z), "0", 0, 1e9, NULL,
+     "skip the update when the loss z-score over the last 128 steps exceeds this (0 = off)"},
+    {"-sg", "skip grad norm z-score", CLI_FLOAT, offsetof(TrainConfig, skip_norm_z), "0", 0, 1e9, NULL,
+     "skip the update when the grad norm z-score over the last 128 steps exceeds this (0 = off)"},
+    {"-sx", "max skipped in a row", CLI_INT, offsetof(TrainConfig, skip_max), "16", 0, CLI_INT_MAX_D, NULL,
+     "stop with an error after N consecutive skipped steps (non-finite or spike; 0 = never)"},
     {"-ess", "ivon ess", CLI_DOUBLE, offsetof(TrainConfig, ess), "-1", -1, 1e30, NULL,
      "IVON effective sample size lambda; -1 = number of tokens in the train shards"},
     {"-h0", "ivon hess init", CLI_DOUBLE, offsetof(TrainConfig, hess_init), "1e-3", 0, 1e30, NULL,

@@ -42,6 +42,7 @@ typedef struct {
     int process_rank, num_processes;
     int shuffle;
     uint64_t seed;
+    uint32_t vocab_size;         // tokens must be < vocab_size (0 = unchecked); set by the caller after init
     // shards (sorted glob order)
     glob_t glob_result;
     size_t num_shards;
@@ -187,7 +188,7 @@ static inline void dataloader_init(DataLoader* l, const char* pattern, size_t B,
             fatalf("data file '%s': size disagrees with header: %llu tokens need %llu bytes, file has %llu", path,
                    (unsigned long long)ntok, (unsigned long long)want, (unsigned long long)fsize);
         if (ntok < BT + 1)
-            fatalf("data file '%s' has %llu tokens, fewer than B*T+1 = %zu*%zu+1 = %zu", path,
+            fatalf("data file '%s' has %llu tokens, fewer than B*T+1 = %zu*%zu+1 = %zu (flags -b, -t)", path,
                    (unsigned long long)ntok, B, T, BT + 1);
         l->shard_tokens[s] = ntok;
         uint64_t W = (ntok - 1) / BT;
@@ -197,7 +198,7 @@ static inline void dataloader_init(DataLoader* l, const char* pattern, size_t B,
         l->num_batches += l->shard_windows[s];
     }
     if (l->num_batches == 0)
-        fatalf("data '%s' has too few tokens for %d processes at B*T = %zu: no batch for rank %d", pattern,
+        fatalf("data '%s' has too few tokens for %d processes at B*T = %zu (flags -b, -t): no batch for rank %d", pattern,
                num_processes, BT, process_rank);
     l->window_order = (uint32_t*)mallocCheck((size_t)max_windows * sizeof(uint32_t));
     l->buffer = (uint16_t*)mallocCheck((BT + 1) * sizeof(uint16_t));
@@ -266,6 +267,13 @@ static inline void dataloader_next_batch(DataLoader* l) {
     off_t offset = (off_t)(DATALOADER_HEADER_BYTES + w * (uint64_t)BT * sizeof(uint16_t));
     if (fseeko(l->fp, offset, SEEK_SET) != 0) fatalf("seek failed on data file '%s': %s", path, strerror(errno));
     freadCheck(l->buffer, sizeof(uint16_t), BT + 1, l->fp, path);
+    if (l->vocab_size > 0) {
+        for (size_t i = 0; i <= BT; i++) {
+            if (l->buffer[i] >= l->vocab_size)
+                fatalf("data file '%s' has token %u at position %llu, outside the vocab of %u", path, l->buffer[i],
+                       (unsigned long long)(w * BT + i), l->vocab_size);
+        }
+    }
     for (size_t i = 0; i < BT; i++) {
         l->inputs[i] = (int)l->buffer[i];
         l->targets[i] = (int)l->buffer[i + 1];

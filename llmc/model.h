@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
+#include <math.h>
 #include "utils.h"
 
 #define MODEL_MAGIC 20240326
@@ -163,14 +164,17 @@ static inline float bf16_to_float(uint16_t b) {
 static inline void model_read_weights(FILE* fp, const char* path, int version, float* params, size_t n) {
     if (version == MODEL_VERSION_FP32) {
         freadCheck(params, sizeof(float), n, fp, path);
-        return;
+    } else {
+        // bf16: convert in chunks through a small stack buffer
+        uint16_t buf[4096];
+        for (size_t i = 0; i < n; i += 4096) {
+            size_t k = n - i < 4096 ? n - i : 4096;
+            freadCheck(buf, sizeof(uint16_t), k, fp, path);
+            for (size_t j = 0; j < k; j++) params[i + j] = bf16_to_float(buf[j]);
+        }
     }
-    // bf16: convert in chunks through a small stack buffer
-    uint16_t buf[4096];
-    for (size_t i = 0; i < n; i += 4096) {
-        size_t k = n - i < 4096 ? n - i : 4096;
-        freadCheck(buf, sizeof(uint16_t), k, fp, path);
-        for (size_t j = 0; j < k; j++) params[i + j] = bf16_to_float(buf[j]);
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(params[i])) fatalf("model file '%s' has a non-finite weight at index %zu", path, i);
     }
 }
 

@@ -6,7 +6,10 @@
 #define LLMC_TRAIN_COMMON_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <stdint.h>
+#include <errno.h>
+#include <limits.h>
 #include <string.h>
 #include <math.h>
 #include <time.h>
@@ -16,6 +19,7 @@
 #include "checkpoint.h"
 #include "dataloader.h"
 #include "logger.h"
+#include "outlier.h"
 #include "philox.h"
 #include "schedule.h"
 #include "tokenizer.h"
@@ -30,6 +34,8 @@ typedef struct {
     long long tokens;       // K * B * T
     long long mega_tokens;  // PoCo: tokens of all anchor refreshes so far
     int anchor_refreshed;   // PoCo: 1 if an anchor refresh ran before this step
+    int verdict;            // StepVerdict (llmc/outlier.h): STEP_APPLIED, or why the update was skipped
+    double z_loss, z_norm;  // z-scores of loss and grad norm against their windows (NAN when undefined)
 } StepStats;
 
 static inline double train_time_now_s(void) {
@@ -217,6 +223,9 @@ static inline void train_state_restore(const char* path, const StateHeader* sh, 
                optimizer_kind_name(kind));
     *anchor_step = sh->extra[0];
     *mega_tokens = (long long)checkpoint_join64(&sh->extra[1]);
+    if (sh->loader_shard >= train->num_shards)
+        fatalf("state file '%s' holds loader shard position %llu but the train data (-i) has %zu shards", path,
+               (unsigned long long)sh->loader_shard, train->num_shards);
     DataLoaderState ds = {sh->loader_epoch, sh->loader_shard, sh->loader_window};
     dataloader_set_state(train, ds);
 }
@@ -285,8 +294,56 @@ typedef struct {
     Tokenizer tokenizer;
     LRScheduler sched;
     Logger logger;
+    StepGuard guard;          // skip decision of every step (non-finite, -sl, -sg)
+    int skipped_total;        // steps skipped so far (kept across resumes)
+    int skipped_in_a_row;     // consecutive skipped steps up to the last one
+    int save_sleep_ms;        // test-only IVON_TEST_SAVE_SLEEP_MS: pause before a checkpoint's DONE marker
     char path[CHECKPOINT_PATH_MAX];  // scratch for checkpoint paths
 } TrainRun;
+
+// Test-only environment variables, read once at startup (documented in README, "What is guaranteed"):
+//   IVON_TEST_NAN_STEP=S[:N]     a NaN is written into the gradient of steps S .. S+N-1 as printed (1-based; N = 1
+//                                by default)
+//   IVON_TEST_SAVE_SLEEP_MS=MS   sleep MS ms between writing a checkpoint's state file and its DONE marker
+// A malformed value ends the run with an error line naming the variable.
+static inline long long train_env_int(const char* name, const char* text, const char* end_chars, const char** rest,
+                                      long long lo, long long hi) {
+    char* end = NULL;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (end == text || (*end != '\0' && strchr(end_chars, *end) == NULL) || errno == ERANGE || v < lo || v > hi)
+        fatalf("environment variable %s: '%s' is not an integer in [%lld, %lld] of the form it expects", name, text, lo,
+               hi);
+    if (rest) *rest = end;
+    return v;
+}
+
+static inline void train_run_read_test_env(TrainRun* r) {
+    const char* nan = getenv("IVON_TEST_NAN_STEP");
+    if (nan != NULL && nan[0] != '\0') {
+        const char* rest = NULL;
+        r->guard.nan_step = (int)train_env_int("IVON_TEST_NAN_STEP", nan, ":", &rest, 1, INT_MAX) - 1;
+        r->guard.nan_count = 1;
+        if (*rest == ':') r->guard.nan_count = (int)train_env_int("IVON_TEST_NAN_STEP", rest + 1, "", NULL, 1, INT_MAX);
+        printf("test: IVON_TEST_NAN_STEP: NaN gradients at steps %d..%d\n", r->guard.nan_step + 1,
+               r->guard.nan_step + r->guard.nan_count);
+    }
+    const char* slp = getenv("IVON_TEST_SAVE_SLEEP_MS");
+    if (slp != NULL && slp[0] != '\0')
+        r->save_sleep_ms = (int)train_env_int("IVON_TEST_SAVE_SLEEP_MS", slp, "", NULL, 0, 3600000);
+}
+
+// -o: created and probed for writing at startup, so that a bad directory stops the run before any training
+static inline void train_check_output_dir(const char* dir) {
+    if (logger_mkdir_p(dir) != 0) fatalf("flag -o: cannot create output dir '%s': %s", dir, strerror(errno));
+    char probe[CHECKPOINT_PATH_MAX + 64];
+    int k = snprintf(probe, sizeof(probe), "%s/.write_test_%d", dir, (int)getpid());
+    if (k < 0 || (size_t)k >= sizeof(probe)) fatalf("flag -o: output dir path '%s' is too long", dir);
+    int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (fd < 0) fatalf("flag -o: cannot write in output dir '%s': %s", dir, strerror(errno));
+    close(fd);
+    unlink(probe);
+}
 
 // Parses the flags and finds the checkpoint to resume from. Returns where the model comes from: 2 = the model
 // file of the resume step (in r->path), 1 = a model file (-e, in r->path), 0 = random init of the descriptor (*mc).
@@ -298,12 +355,20 @@ static inline int train_run_parse(TrainRun* r, int argc, char** argv, GPT2Config
     r->T = r->cfg.T;
     r->resume_step = -1;
     if (r->cfg.resume && r->cfg.output_log_dir == NULL) fatalf("flag -y: resuming needs an output directory (-o)");
+    if (r->cfg.checkpoint_every > 0 && r->cfg.output_log_dir == NULL)
+        fatalf("flag -n: checkpoints need an output directory (-o)");
+    if (r->cfg.output_log_dir != NULL) train_check_output_dir(r->cfg.output_log_dir);
+    step_guard_init(&r->guard, r->cfg.skip_loss_z, r->cfg.skip_norm_z, OUTLIER_WINDOW);
+    train_run_read_test_env(r);
     if (r->cfg.resume) r->resume_step = checkpoint_find_latest(r->cfg.output_log_dir);
     if (r->resume_step >= 0) {
         checkpoint_model_path(r->path, sizeof(r->path), r->cfg.output_log_dir, r->resume_step);
         return 2;
     }
     if (gpt2_config_from_descriptor(r->cfg.model, mc) == 0) return 0;
+    if (access(r->cfg.model, R_OK) != 0)
+        fatalf("flag -e: cannot open model file '%s' (nor is it a descriptor d1..d64): %s", r->cfg.model,
+               strerror(errno));
     snprintf(r->path, sizeof(r->path), "%s", r->cfg.model);
     return 1;
 }
@@ -328,6 +393,7 @@ static inline void train_run_setup(TrainRun* r, GPT2Config c, size_t num_paramet
     }
     if (r->run_val) {
         r->val_batches = cfg->val_max_steps;
+        if (r->val_batches == 0) fatalf("flag -m: 0 val batches; use -1 (the whole val set), >= 1, or -v 0");
         if (r->val_batches < 0 || (size_t)r->val_batches > dataloader_num_batches(&r->val_loader))
             r->val_batches = (int)dataloader_num_batches(&r->val_loader);
     }
@@ -336,7 +402,14 @@ static inline void train_run_setup(TrainRun* r, GPT2Config c, size_t num_paramet
         fatalf("%s", err);
     r->run_sample = cfg->sample_every > 0;
     r->gen_len = cfg->gen_tokens + 1 < T ? cfg->gen_tokens + 1 : T;
-    if (r->run_sample) tokenizer_init(&r->tokenizer, cfg->tokenizer_path);
+    if (r->run_sample) {
+        tokenizer_init(&r->tokenizer, cfg->tokenizer_path);
+        if (r->tokenizer.vocab_size < (uint32_t)c.vocab_size)
+            fatalf("tokenizer file '%s' (flag -tk) has %u tokens but the model's vocab has %d", cfg->tokenizer_path,
+                   r->tokenizer.vocab_size, c.vocab_size);
+    }
+    r->train_loader.vocab_size = (uint32_t)c.vocab_size;
+    if (r->run_val) r->val_loader.vocab_size = (uint32_t)c.vocab_size;
     lr_scheduler_init(&r->sched, cfg->lr_schedule, r->peak_lr, cfg->warmup_iterations, r->max_steps,
                       cfg->final_lr_frac);
     logger_init(&r->logger, cfg->output_log_dir, 0, r->resume_step >= 0);
@@ -364,6 +437,70 @@ static inline int train_run_sample_due(const TrainRun* r, int step) {
 static inline int train_run_checkpoint_due(const TrainRun* r, int step, int start_step) {
     return r->cfg.output_log_dir != NULL && r->cfg.checkpoint_every > 0 && step > start_step &&
            (step % r->cfg.checkpoint_every == 0 || step == r->max_steps);
+}
+
+// state header of the checkpoint at `step`: train_state_header plus the skip counters and B, T, -d (checked on resume)
+static inline StateHeader train_run_state_header(const TrainRun* r, int step, size_t num_parameters, int anchor_step,
+                                                 long long mega_tokens) {
+    StateHeader sh = train_state_header(step, r->oc.kind, num_parameters, &r->train_loader, r->cfg.seed, anchor_step,
+                                        mega_tokens);
+    sh.extra[3] = r->skipped_total;
+    sh.extra[4] = r->skipped_in_a_row;
+    sh.extra[5] = r->B;
+    sh.extra[6] = r->T;
+    sh.extra[7] = r->grad_accum;
+    return sh;
+}
+
+// checks a state header read for the resume (step, optimizer, seed, B, T, -d) and restores the loader position and
+// the skip counters; returns the PoCo anchor step and mega-batch token count
+static inline void train_run_restore(TrainRun* r, const char* path, const StateHeader* sh, int* anchor_step,
+                                     long long* mega_tokens) {
+    if (sh->seed != r->cfg.seed)
+        fatalf("state file '%s' was written with -seed %llu, this run has -seed %llu (flag -seed)", path,
+               (unsigned long long)sh->seed, (unsigned long long)r->cfg.seed);
+    // 0 = a state file written before these slots existed
+    if ((sh->extra[5] != 0 && sh->extra[5] != r->B) || (sh->extra[6] != 0 && sh->extra[6] != r->T) ||
+        (sh->extra[7] != 0 && sh->extra[7] != r->grad_accum))
+        fatalf("state file '%s' was written with B=%d T=%d and %d micro-batches per step, this run has B=%d T=%d and "
+               "%d (flags -b, -t, -d)", path, sh->extra[5], sh->extra[6], sh->extra[7], r->B, r->T, r->grad_accum);
+    train_state_restore(path, sh, r->resume_step, r->oc.kind, &r->train_loader, anchor_step, mega_tokens);
+    r->skipped_total = sh->extra[3];
+    r->skipped_in_a_row = sh->extra[4];
+}
+
+// After a checkpoint's model and state files are written: (test-only pause), the DONE marker, then the rolling
+// deletion of older checkpoints (-nk, -nm).
+static inline void train_run_checkpoint_done(TrainRun* r, int step) {
+    const char* dir = r->cfg.output_log_dir;
+    if (r->save_sleep_ms > 0) {
+        struct timespec ts = {r->save_sleep_ms / 1000, (long)(r->save_sleep_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    checkpoint_write_done(dir, step);
+    int removed = checkpoint_prune(dir, step, r->cfg.checkpoint_keep, r->cfg.checkpoint_major);
+    if (removed > 0) printf("checkpoint: step %d written to %s (%d older deleted)\n", step, dir, removed);
+    else printf("checkpoint: step %d written to %s\n", step, dir);
+}
+
+// After each optimizer step: counts a skipped step, prints and logs it (`s:<step> skip:<reason> ...`), and ends the
+// run with an error after -sx skipped steps in a row.
+static inline void train_run_account_step(TrainRun* r, int step, const StepStats* st) {
+    if (st->verdict == STEP_APPLIED) {
+        r->skipped_in_a_row = 0;
+        return;
+    }
+    r->skipped_total++;
+    r->skipped_in_a_row++;
+    const char* why = step_verdict_name(st->verdict);
+    printf("step %4d/%d | skipped (%s): loss %g, norm %g, z loss %.2f, z norm %.2f | %d in a row, %d in all\n",
+           step + 1, r->max_steps, why, (double)st->loss, (double)st->grad_norm, st->z_loss, st->z_norm,
+           r->skipped_in_a_row, r->skipped_total);
+    logger_log(&r->logger, step + 1, "skip:%s loss:%g norm:%g zl:%.3f zn:%.3f row:%d total:%d", why, (double)st->loss,
+               (double)st->grad_norm, st->z_loss, st->z_norm, r->skipped_in_a_row, r->skipped_total);
+    if (r->cfg.skip_max > 0 && r->skipped_in_a_row >= r->cfg.skip_max)
+        fatalf("%d consecutive optimizer steps skipped (last: step %d, %s); stopping (flag -sx)", r->skipped_in_a_row,
+               step + 1, why);
 }
 
 static inline void train_run_free(TrainRun* r) {

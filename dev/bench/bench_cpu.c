@@ -209,7 +209,7 @@ static void bench_optimizers(const char* desc, int B, int T, int K, int steps) {
         double total = 0;
         for (int s = 0; s <= steps; s++) {  // step 0: warm-up (PoCo: its anchor refresh of K micro-batches)
             double t0 = bench_now();
-            gpt2_optimizer_step(&model, &oc, s, lr, K, bench_next_batch, &batch, &ss);
+            gpt2_optimizer_step(&model, &oc, s, lr, K, bench_next_batch, &batch, NULL, &ss);
             if (s > 0) total += bench_now() - t0;
         }
         ms[kind] = 1e3 * total / steps;
@@ -221,7 +221,7 @@ static void bench_optimizers(const char* desc, int B, int T, int K, int steps) {
             oc.poco_mega_batches = period * K;
             oc.poco_period = 1;
             double t0 = bench_now();
-            gpt2_optimizer_step(&model, &oc, steps + 1, lr, K, bench_next_batch, &batch, &ss);
+            gpt2_optimizer_step(&model, &oc, steps + 1, lr, K, bench_next_batch, &batch, NULL, &ss);
             refresh_ms = 1e3 * (bench_now() - t0) - ms[kind];
         }
         gpt2_free(&model);

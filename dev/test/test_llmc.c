@@ -1,4 +1,5 @@
-// Unit tests of the shared llmc/ modules: cli, dataloader, tokenizer, schedule, logger, philox, checkpoint.
+// Unit tests of the shared llmc/ modules: cli, dataloader, tokenizer, schedule, logger, philox, checkpoint
+// (incl. rolling deletion), outlier (step guard).
 // Error paths that exit run in a forked child; the test checks its exit code and its stderr line.
 // Build: gcc -O2 -Wall -Wextra -o dev/test/bin/test_llmc dev/test/test_llmc.c -lm
 // Last line: "N passed, N failed"; exit status non-zero on any failure.
@@ -19,6 +20,7 @@
 #include "../../llmc/logger.h"
 #include "../../llmc/philox.h"
 #include "../../llmc/checkpoint.h"
+#include "../../llmc/outlier.h"
 
 static int g_pass = 0, g_fail = 0;
 static char g_tmp[256];  // temp dir of this run
@@ -897,6 +899,112 @@ static void test_checkpoint(void) {
     free(m); free(v); free(m2); free(v2);
 }
 
+// rolling checkpoints: checkpoint_prune keeps the newest keep (incl. the current one), majors, later steps
+static int ckpt_exists(const char* dir, const char* prefix, int step, const char* suffix) {
+    char p[CHECKPOINT_PATH_MAX];
+    checkpoint_path(p, sizeof(p), dir, prefix, step, suffix);
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+static void ckpt_fake(const char* dir, int step, int done) {
+    char p[CHECKPOINT_PATH_MAX];
+    checkpoint_model_path(p, sizeof(p), dir, step);
+    fclose(fopenCheck(p, "w"));
+    checkpoint_state_path(p, sizeof(p), dir, step);
+    fclose(fopenCheck(p, "w"));
+    if (done) checkpoint_write_done(dir, step);
+}
+
+static void test_checkpoint_prune(void) {
+    char dir[300], p[CHECKPOINT_PATH_MAX];
+    tmp_path(dir, sizeof(dir), "prune");
+    CHECK(logger_mkdir_p(dir) == 0, "mkdir %s", dir);
+    for (int s = 2; s <= 20; s += 2) ckpt_fake(dir, s, 1);
+    ckpt_fake(dir, 22, 0);                            // incomplete, after the current one: left alone
+    ckpt_fake(dir, 5, 0);                             // incomplete, before: deleted
+    checkpoint_state_path(p, sizeof(p), dir, 7);      // an orphan temporary: deleted
+    fclose(fopenCheck(strcat(p, ".tmp"), "w"));
+    ckpt_fake(dir, 30, 1);                            // another run's later checkpoint: left alone
+    CHECK(checkpoint_prune(dir, 20, 0, 0) == 0 && ckpt_exists(dir, "DONE_", 2, ""), "keep 0 deletes nothing");
+    int removed = checkpoint_prune(dir, 20, 3, 8);    // keep 20, 18, 16; majors 8, 16
+    CHECK(removed == 6, "prune removed %d, want 6 (2 4 6 10 12 14)", removed);
+    int want_kept[] = {8, 16, 18, 20, 30};
+    for (int i = 0; i < 5; i++)
+        CHECK(ckpt_exists(dir, "DONE_", want_kept[i], "") && ckpt_exists(dir, "model_", want_kept[i], ".bin") &&
+              ckpt_exists(dir, "state_", want_kept[i], ".bin"), "checkpoint %d kept", want_kept[i]);
+    int want_gone[] = {2, 4, 6, 10, 12, 14};
+    for (int i = 0; i < 6; i++)
+        CHECK(!ckpt_exists(dir, "DONE_", want_gone[i], "") && !ckpt_exists(dir, "model_", want_gone[i], ".bin") &&
+              !ckpt_exists(dir, "state_", want_gone[i], ".bin"), "checkpoint %d deleted", want_gone[i]);
+    CHECK(!ckpt_exists(dir, "model_", 5, ".bin") && !ckpt_exists(dir, "state_", 7, ".bin.tmp"),
+          "incomplete checkpoints before the current one deleted");
+    CHECK(ckpt_exists(dir, "model_", 22, ".bin"), "incomplete checkpoint after the current one kept");
+    CHECK(checkpoint_find_latest(dir) == 30, "find_latest after prune");
+    removed = checkpoint_prune(dir, 20, 1, 0);        // keep only the current one (no majors)
+    CHECK(removed == 3 && ckpt_exists(dir, "DONE_", 20, "") && !ckpt_exists(dir, "DONE_", 18, "") &&
+          !ckpt_exists(dir, "DONE_", 8, ""), "keep 1 without majors: removed %d", removed);
+}
+
+// outlier detector and step guard (llmc/outlier.h)
+static void test_outlier(void) {
+    OutlierDetector d;
+    outlier_init(&d, 4);
+    CHECK(isnan(outlier_zscore(&d, 1.0)), "z undefined on an empty window");
+    outlier_push(&d, 1.0);
+    outlier_push(&d, 2.0);
+    outlier_push(&d, 3.0);
+    CHECK(isnan(outlier_zscore(&d, 1.0)), "z undefined until the window is full");
+    outlier_push(&d, NAN);
+    outlier_push(&d, INFINITY);
+    CHECK(d.count == 3, "non-finite values are not pushed (count %d)", d.count);
+    outlier_push(&d, 4.0);  // window 1 2 3 4: mean 2.5, population sd sqrt(1.25)
+    double z = outlier_zscore(&d, 5.0);
+    CHECK(fabs(z - 2.5 / sqrt(1.25)) < 1e-12, "z of 5 over {1,2,3,4} = %g", z);
+    outlier_push(&d, 5.0);  // drops 1: window 2 3 4 5
+    z = outlier_zscore(&d, 3.5);
+    CHECK(fabs(z) < 1e-12 && d.count == 4, "ring drops the oldest: z of 3.5 over {2,3,4,5} = %g", z);
+    OutlierDetector flat;
+    outlier_init(&flat, 3);
+    for (int i = 0; i < 3; i++) outlier_push(&flat, 7.0);
+    CHECK(outlier_zscore(&flat, 100.0) == 0.0, "no spread: z = 0");
+    outlier_init(&d, 100000);
+    CHECK(d.window == OUTLIER_WINDOW, "window capped at %d", OUTLIER_WINDOW);
+
+    // guard: non-finite always skipped, also without a guard
+    double zl, zn;
+    CHECK(step_guard_decide(NULL, 1.0f, 1.0f, &zl, &zn) == STEP_APPLIED, "NULL guard applies finite steps");
+    CHECK(step_guard_decide(NULL, NAN, 1.0f, &zl, &zn) == STEP_SKIP_NONFINITE, "NULL guard skips NaN loss");
+    CHECK(step_guard_decide(NULL, 1.0f, INFINITY, &zl, &zn) == STEP_SKIP_NONFINITE, "NULL guard skips Inf norm");
+    StepGuard g;
+    step_guard_init(&g, 3.0, 0.0, 8);  // -sl 3, -sg off
+    int applied = 0;
+    for (int i = 0; i < 8; i++) applied += step_guard_decide(&g, 5.0f + 0.1f * (float)(i % 2), 1.0f + (float)i, &zl, &zn) == STEP_APPLIED;
+    CHECK(applied == 8 && isnan(zl), "window filling: all applied, z undefined");
+    CHECK(step_guard_decide(&g, 5.1f, 100.0f, &zl, &zn) == STEP_APPLIED && zn > 3.0,
+          "norm spike (z %g) applied with -sg off", zn);
+    CHECK(step_guard_decide(&g, 9.0f, 1.0f, &zl, &zn) == STEP_SKIP_LOSS_SPIKE && zl > 3.0, "loss spike skipped, z %g", zl);
+    CHECK(step_guard_decide(&g, 5.0f, 1.0f, &zl, &zn) == STEP_APPLIED && zl < 3.0, "normal loss applied, z %g", zl);
+    CHECK(step_guard_decide(&g, NAN, 1.0f, &zl, &zn) == STEP_SKIP_NONFINITE && isnan(zl), "NaN loss skipped");
+    StepGuard h;
+    step_guard_init(&h, 0.0, 2.0, 4);  // -sg 2
+    for (int i = 0; i < 4; i++) step_guard_decide(&h, 1.0f, 1.0f + 0.5f * (float)(i % 2), &zl, &zn);
+    CHECK(step_guard_decide(&h, 1.0f, 2.0f, &zl, &zn) == STEP_SKIP_NORM_SPIKE, "norm spike skipped with -sg 2, z %g", zn);
+    CHECK(step_guard_decide(&h, 1000.0f, 1.25f, &zl, &zn) == STEP_APPLIED, "loss spike applied with -sl off");
+    // a lasting level shift is absorbed: the skipped values enter the window
+    StepGuard k;
+    step_guard_init(&k, 3.0, 0.0, 8);
+    for (int i = 0; i < 8; i++) step_guard_decide(&k, 1.0f + 0.01f * (float)(i % 2), 1.0f, &zl, &zn);
+    int skipped = 0;
+    for (int i = 0; i < 20; i++) skipped += step_guard_decide(&k, 2.0f, 1.0f, &zl, &zn) != STEP_APPLIED;
+    CHECK(skipped > 0 && skipped < 8, "level shift: %d of 20 skipped, then absorbed", skipped);
+    // test-only NaN injection window
+    g.nan_step = 4;
+    g.nan_count = 2;
+    CHECK(!step_guard_inject_nan(&g, 3) && step_guard_inject_nan(&g, 4) && step_guard_inject_nan(&g, 5) &&
+          !step_guard_inject_nan(&g, 6) && !step_guard_inject_nan(NULL, 4), "NaN injection at steps 4, 5 only");
+}
+
 // ------------------------------------------------------------------------------------------------
 
 int main(void) {
@@ -912,6 +1020,8 @@ int main(void) {
     SUITE(test_schedule);
     SUITE(test_logger);
     SUITE(test_checkpoint);
+    SUITE(test_checkpoint_prune);
+    SUITE(test_outlier);
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_tmp);
     if (system(cmd) != 0) printf("warning: could not remove %s\n", g_tmp);

@@ -427,7 +427,7 @@ static double run_steps(GPT2* model, const OptimizerConfig* oc, int steps, int K
     double loss = 0.0;
     for (int s = 0; s < steps; s++) {
         StepStats st;
-        gpt2_optimizer_step(model, oc, s, sched_lr(s) * lr_scale, K, synth_next, sb, &st);
+        gpt2_optimizer_step(model, oc, s, sched_lr(s) * lr_scale, K, synth_next, sb, NULL, &st);
         loss += st.loss;
     }
     return loss;
@@ -471,7 +471,7 @@ static void test_ivon_step_reference(void) {
     for (int s = 0; s < steps; s++) {
         StepStats sts;
         float lr = sched_lr(s) * 100.0f;
-        gpt2_optimizer_step(&a, &oc, s, lr, K, synth_next, &sa, &sts);
+        gpt2_optimizer_step(&a, &oc, s, lr, K, synth_next, &sa, NULL, &sts);
         loss_a += sts.loss;
         for (int j = 0; j < K; j++) {
             const int *in, *tg;
@@ -536,7 +536,7 @@ static void test_sgd_reduction_step(void) {
     for (int s = 0; s < steps; s++) {
         StepStats st;
         float lr = 0.3f;
-        gpt2_optimizer_step(&a, &oc, s, lr, K, synth_next, &sa, &st);
+        gpt2_optimizer_step(&a, &oc, s, lr, K, synth_next, &sa, NULL, &st);
         for (int j = 0; j < K; j++) {
             const int *in, *tg;
             synth_next(&sr, &in, &tg);
@@ -606,9 +606,9 @@ static void test_poco_gamma0(void) {
         int refreshes = 0;
         for (int s = 0; s < steps; s++) {
             StepStats st;
-            gpt2_optimizer_step(&a, &pc, s, sched_lr(s) * 100.0f, K, synth_next, &sa, &st);
+            gpt2_optimizer_step(&a, &pc, s, sched_lr(s) * 100.0f, K, synth_next, &sa, NULL, &st);
             refreshes += st.anchor_refreshed;
-            gpt2_optimizer_step(&b, &ic, s, sched_lr(s) * 100.0f, K, synth_next, &sb, &st);
+            gpt2_optimizer_step(&b, &ic, s, sched_lr(s) * 100.0f, K, synth_next, &sb, NULL, &st);
         }
         size_t np = a.num_parameters;
         int ok = same_bits(a.mean, b.mean, np, NULL) && same_bits(a.momentum, b.momentum, np, NULL) &&
@@ -684,7 +684,7 @@ static void test_svrg_step(void) {
     for (int s = 0; s < steps; s++) {
         StepStats st;
         float lr = 0.2f;
-        gpt2_optimizer_step(&a, &pc, s, lr, K, synth_next, &sa, &st);
+        gpt2_optimizer_step(&a, &pc, s, lr, K, synth_next, &sa, NULL, &st);
         int active = s >= pc.poco_start;
         float gamma = active ? (float)pc.poco_gamma : 0.0f;
         if (poco_refresh_at(&pc, s)) {
@@ -815,7 +815,8 @@ static void test_select(void) {
 
 static int resolve(const char* const* args, int n, OptimizerConfig* oc, float* lr, int* bma, char* err) {
     TrainConfig c;
-    char* argv[32];
+    char* argv[64];
+    if (n + 1 > (int)(sizeof(argv) / sizeof(argv[0]))) fatalf("resolve: %d flags do not fit argv", n);
     argv[0] = (char*)"train";
     for (int i = 0; i < n; i++) argv[i + 1] = (char*)args[i];
     cli_defaults(&c);
