@@ -191,6 +191,8 @@ SANFLAGS := -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitiz
 ASAN_BINS := $(ASAN)/train_gpt2 $(ASAN)/train_gpt2_checks $(ASAN)/test_gpt2 $(ASAN)/test_gpt2_noomp \
              $(ASAN)/test_llmc $(ASAN)/test_gemm $(ASAN)/test_optim $(ASAN)/test_noise $(ASAN)/test_noise_fc
 # exit code 86 on a report, so that a sanitizer error never passes for a clean `error:` exit 1
+# (test_crash_resume.sh is not in the list: its SIGKILL timings assume the plain build's speed; ASan covers the same
+# save/resume code through test_train.sh)
 ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:exitcode=86:log_path=$(CURDIR)/$(ASAN)/logs/asan \
             UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=86:log_path=$(CURDIR)/$(ASAN)/logs/ubsan
 
@@ -238,7 +240,6 @@ test-asan: ref
 	  "bash dev/test/expect_fail.sh $(ASAN)/test_gpt2 --perturb --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_state.bin" \
 	  "TRAIN_BIN=$(ASAN)/train_gpt2 CHECKS=$(ASAN)/train_gpt2_checks bash dev/test/test_train.sh" \
 	  "TRAIN_BIN=$(ASAN)/train_gpt2 TEST_BIN=$(ASAN)/test_gpt2 bash dev/test/test_bad_inputs.sh" \
-	  "TRAIN_BIN=$(ASAN)/train_gpt2 bash dev/test/test_crash_resume.sh" \
 	  || echo "test-asan: suites failed"; } 2>&1 | tee $(ASAN)/test-asan.log
 	@rc=0; if grep -q "^test-asan: suites failed" $(ASAN)/test-asan.log; then rc=1; fi; \
 	if grep -qE "runtime error:|ERROR: [A-Za-z]+Sanitizer" $(ASAN)/test-asan.log; then \
