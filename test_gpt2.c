@@ -34,9 +34,8 @@
 //   float32 mean[num_parameters], momentum[num_parameters], hess[num_parameters]   after step N-1
 #define TESTING
 #include "train_gpt2.c"
+#include "llmc/debug_state.h"
 
-#define DEBUG_MAGIC 20240327
-#define DEBUG_VERSION 1
 
 // Tolerances. A comparison passes when max|c - ref| <= atol + rtol * max|ref| over the tensor.
 // Both sides are fp32 but sum in different orders (packed GEMM and OpenMP splits vs. PyTorch's BLAS),
@@ -117,11 +116,6 @@ static void check(const char* name, const float* c, const float* ref, size_t n, 
     if (ok) n_pass++; else n_fail++;
 }
 
-static float int_bits_to_float(int32_t x) {
-    float f;
-    memcpy(&f, &x, sizeof(f));
-    return f;
-}
 
 // records and prints one element-wise comparison of n floats: element i passes when
 // |c - ref| <= atol + atol_max * max|ref| + rtol * |ref|; reports the worst ratio of difference to allowance
@@ -204,15 +198,15 @@ static void run_optimizer_test(const char* model_path, const char* state_path, i
 
     OptimizerConfig oc;
     optimizer_config_defaults(&oc, kind);
-    oc.ess = int_bits_to_float(header[32]);
-    oc.hess_init = int_bits_to_float(header[33]);
-    oc.beta1 = int_bits_to_float(header[34]);
-    oc.beta2 = int_bits_to_float(header[35]);
-    oc.clip_radius = int_bits_to_float(header[36]);
-    oc.prior_2d = int_bits_to_float(header[37]);
-    oc.prior_1d = int_bits_to_float(header[38]);
-    oc.grad_clip = int_bits_to_float(header[39]);
-    oc.poco_gamma = int_bits_to_float(header[40]);
+    oc.ess = debug_state_bits_to_float(header[32]);
+    oc.hess_init = debug_state_bits_to_float(header[33]);
+    oc.beta1 = debug_state_bits_to_float(header[34]);
+    oc.beta2 = debug_state_bits_to_float(header[35]);
+    oc.clip_radius = debug_state_bits_to_float(header[36]);
+    oc.prior_2d = debug_state_bits_to_float(header[37]);
+    oc.prior_1d = debug_state_bits_to_float(header[38]);
+    oc.grad_clip = debug_state_bits_to_float(header[39]);
+    oc.poco_gamma = debug_state_bits_to_float(header[40]);
     oc.debias = (flags >> 0) & 1;
     oc.rescale_lr = (flags >> 1) & 1;
     oc.poco_shared_noise = (flags >> 2) & 1;
@@ -233,7 +227,7 @@ static void run_optimizer_test(const char* model_path, const char* state_path, i
         fatalf("optimizer state '%s' has impossible settings: %s", state_path, err);
     float lrs[OPT_STATE_MAX_STEPS];
     for (int s = 0; s < N; s++) {
-        lrs[s] = int_bits_to_float(header[41 + s]);
+        lrs[s] = debug_state_bits_to_float(header[41 + s]);
         if (!(lrs[s] >= 0.0f) || !isfinite(lrs[s])) fatalf("optimizer state '%s' has lr %g at step %d", state_path, lrs[s], s);
     }
 
@@ -353,55 +347,19 @@ int main(int argc, char** argv) {
     GPT2Config cfg = model.config;
     int V = cfg.vocab_size, Vp = cfg.padded_vocab_size, C = cfg.channels;
 
-    // debug state header
-    FILE* fp = fopenCheck(state_path, "rb");
-    long fsize = fileSizeCheck(fp, state_path);
-    int32_t header[256];
-    if (fsize < (long)sizeof(header)) fatalf("debug state '%s' is truncated: %ld bytes, header needs 1024", state_path, fsize);
-    freadCheck(header, sizeof(int32_t), 256, fp, state_path);
-    if (header[0] != DEBUG_MAGIC) fatalf("debug state '%s' has bad magic %d (want %d)", state_path, header[0], DEBUG_MAGIC);
-    if (header[1] != DEBUG_VERSION)
-        fatalf("debug state '%s' has unsupported version %d (want %d)", state_path, header[1], DEBUG_VERSION);
-    int B = header[2], T = header[3], N = header[4];
-    size_t num_params = (size_t)(uint32_t)header[7] | ((size_t)(uint32_t)header[8] << 32);
-    if (B < 1 || T < 1 || T > cfg.max_seq_len || N < 0 || N > 100000)
-        fatalf("debug state '%s' has impossible B=%d T=%d N=%d (model maxT %d)", state_path, B, T, N, cfg.max_seq_len);
-    if (header[5] != V || header[6] != Vp)
-        fatalf("debug state '%s' has V=%d Vp=%d but model '%s' has V=%d Vp=%d", state_path, header[5], header[6],
-               model_path, V, Vp);
-    if (num_params != model.num_parameters)
-        fatalf("debug state '%s' has %zu parameters but model '%s' has %zu", state_path, num_params, model_path,
-               model.num_parameters);
-    float lr = int_bits_to_float(header[10]), beta1 = int_bits_to_float(header[11]);
-    float beta2 = int_bits_to_float(header[12]), eps = int_bits_to_float(header[13]);
-    float weight_decay = int_bits_to_float(header[14]), grad_clip = int_bits_to_float(header[15]);
-    if (!(lr > 0.0f) || !(beta1 >= 0.0f && beta1 < 1.0f) || !(beta2 >= 0.0f && beta2 < 1.0f) || !(eps > 0.0f) ||
-        !(weight_decay >= 0.0f) || !(grad_clip >= 0.0f))
-        fatalf("debug state '%s' has impossible AdamW settings lr=%g beta1=%g beta2=%g eps=%g wd=%g clip=%g", state_path,
-               lr, beta1, beta2, eps, weight_decay, grad_clip);
-    size_t BT = (size_t)B * T;
-    size_t want = sizeof(header) + 2 * BT * sizeof(int32_t) + (BT * V + 1 + num_params + 2 * (size_t)N) * sizeof(float);
-    if ((size_t)fsize != want)
-        fatalf("debug state '%s' has %ld bytes but its header (B=%d T=%d N=%d V=%d params=%zu) implies %zu", state_path,
-               fsize, B, T, N, V, num_params, want);
-
-    // one allocation for the reference data, carved into its parts
-    size_t n_floats = BT * V + 1 + num_params + 2 * (size_t)N;
-    int* tokens = (int*)mallocCheck(2 * BT * sizeof(int));
-    float* ref = (float*)mallocCheck(n_floats * sizeof(float));
-    int* inputs = tokens;           // (B, T)
-    int* targets = tokens + BT;     // (B, T)
-    float* ref_logits = ref;        // (B, T, V)
-    float* ref_loss = ref_logits + BT * V;
-    float* ref_grads = ref_loss + 1;              // (num_parameters)
-    float* ref_losses = ref_grads + num_params;   // (N)
-    float* ref_norms = ref_losses + N;            // (N)
-    freadCheck(tokens, sizeof(int), 2 * BT, fp, state_path);
-    freadCheck(ref, sizeof(float), n_floats, fp, state_path);
-    fcloseCheck(fp, state_path);
-    for (size_t i = 0; i < 2 * BT; i++)
-        if (tokens[i] < 0 || tokens[i] >= V)
-            fatalf("debug state '%s' has token %d at position %zu outside [0, %d)", state_path, tokens[i], i, V);
+    DebugState ds;
+    debug_state_read(&ds, state_path, model_path, cfg, model.num_parameters);
+    const int B = ds.B, T = ds.T, N = ds.N;
+    const size_t BT = (size_t)B * T;
+    const float lr = ds.lr, beta1 = ds.beta1, beta2 = ds.beta2, eps = ds.eps;
+    const float weight_decay = ds.weight_decay, grad_clip = ds.grad_clip;
+    int* inputs = ds.inputs;           // (B, T)
+    int* targets = ds.targets;         // (B, T)
+    float* ref_logits = ds.logits;     // (B, T, V)
+    float* ref_loss = ds.loss;
+    float* ref_grads = ds.grads;       // (num_parameters)
+    float* ref_losses = ds.losses;     // (N)
+    float* ref_norms = ds.norms;       // (N)
 
     printf("test_gpt2: model %s L=%d C=%d NH=%d (%zu params), B=%d T=%d, %d AdamW steps (lr %g wd %g clip %g)\n",
            model_path, cfg.num_layers, C, cfg.num_heads, model.num_parameters, B, T, N, lr, weight_decay, grad_clip);
@@ -448,8 +406,7 @@ int main(int argc, char** argv) {
     }
 
     free(logits);
-    free(tokens);
-    free(ref);
+    debug_state_free(&ds);
     gpt2_free(&model);
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail == 0 ? 0 : 1;

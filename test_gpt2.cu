@@ -8,10 +8,9 @@
 // Debug state format: train_gpt2.py's docstring (and test_gpt2.c).
 #define TESTING
 #include "train_gpt2.cu"
+#include "llmc/debug_state.h"
 #include <unistd.h>
 
-#define DEBUG_MAGIC 20240327
-#define DEBUG_VERSION 1
 
 // Tolerances: pass when max|c - ref| <= atol + rtol * max|ref| over the tensor.
 #ifdef ENABLE_FP32
@@ -68,12 +67,6 @@ static void check(const char* name, const float* c, const float* ref, size_t n, 
 static void check_true(const char* name, int ok, const char* detail) {
     printf("%-4s %s%s%s\n", ok ? "OK" : "FAIL", name, detail[0] ? ": " : "", detail);
     if (ok) n_pass++; else n_fail++;
-}
-
-static float int_bits_to_float(int32_t x) {
-    float f;
-    memcpy(&f, &x, sizeof(f));
-    return f;
 }
 
 // device floatX (n) -> host fp32 (n)
@@ -133,49 +126,19 @@ int main(int argc, char** argv) {
     int V = cfg.vocab_size, Vp = cfg.padded_vocab_size, C = cfg.channels;
     size_t np = model.num_parameters;
 
-    FILE* fp = fopenCheck(state_path, "rb");
-    long fsize = fileSizeCheck(fp, state_path);
-    int32_t header[256];
-    if (fsize < (long)sizeof(header)) fatalf("debug state '%s' is truncated: %ld bytes, header needs 1024", state_path, fsize);
-    freadCheck(header, sizeof(int32_t), 256, fp, state_path);
-    if (header[0] != DEBUG_MAGIC) fatalf("debug state '%s' has bad magic %d (want %d)", state_path, header[0], DEBUG_MAGIC);
-    if (header[1] != DEBUG_VERSION)
-        fatalf("debug state '%s' has unsupported version %d (want %d)", state_path, header[1], DEBUG_VERSION);
-    int B = header[2], T = header[3], N = header[4];
-    size_t num_params = (size_t)(uint32_t)header[7] | ((size_t)(uint32_t)header[8] << 32);
-    if (B < 1 || T < 1 || T > cfg.max_seq_len || N < 0 || N > 100000)
-        fatalf("debug state '%s' has impossible B=%d T=%d N=%d (model maxT %d)", state_path, B, T, N, cfg.max_seq_len);
-    if (header[5] != V || header[6] != Vp)
-        fatalf("debug state '%s' has V=%d Vp=%d but model '%s' has V=%d Vp=%d", state_path, header[5], header[6],
-               model_path, V, Vp);
-    if (num_params != np)
-        fatalf("debug state '%s' has %zu parameters but model '%s' has %zu", state_path, num_params, model_path, np);
-    float lr = int_bits_to_float(header[10]), beta1 = int_bits_to_float(header[11]);
-    float beta2 = int_bits_to_float(header[12]), eps = int_bits_to_float(header[13]);
-    float weight_decay = int_bits_to_float(header[14]), grad_clip = int_bits_to_float(header[15]);
-    if (!(lr > 0.0f) || !(beta1 >= 0.0f && beta1 < 1.0f) || !(beta2 >= 0.0f && beta2 < 1.0f) || !(eps > 0.0f) ||
-        !(weight_decay >= 0.0f) || !(grad_clip >= 0.0f))
-        fatalf("debug state '%s' has impossible AdamW settings lr=%g beta1=%g beta2=%g eps=%g wd=%g clip=%g", state_path,
-               lr, beta1, beta2, eps, weight_decay, grad_clip);
-    size_t BT = (size_t)B * T;
-    size_t want = sizeof(header) + 2 * BT * sizeof(int32_t) + (BT * V + 1 + np + 2 * (size_t)N) * sizeof(float);
-    if ((size_t)fsize != want)
-        fatalf("debug state '%s' has %ld bytes but its header (B=%d T=%d N=%d V=%d params=%zu) implies %zu", state_path,
-               fsize, B, T, N, V, np, want);
-
-    size_t n_floats = BT * V + 1 + np + 2 * (size_t)N;
-    int* tokens = (int*)mallocCheck(2 * BT * sizeof(int));
-    float* ref = (float*)mallocCheck(n_floats * sizeof(float));
-    int* inputs = tokens;           // (B, T)
-    int* targets = tokens + BT;     // (B, T)
-    float* ref_logits = ref;        // (B, T, V)
-    float* ref_loss = ref_logits + BT * V;
-    float* ref_grads = ref_loss + 1;       // (np)
-    float* ref_losses = ref_grads + np;    // (N)
-    float* ref_norms = ref_losses + N;     // (N)
-    freadCheck(tokens, sizeof(int), 2 * BT, fp, state_path);
-    freadCheck(ref, sizeof(float), n_floats, fp, state_path);
-    fcloseCheck(fp, state_path);
+    DebugState ds;
+    debug_state_read(&ds, state_path, model_path, cfg, model.num_parameters);
+    const int B = ds.B, T = ds.T, N = ds.N;
+    const size_t BT = (size_t)B * T;
+    const float lr = ds.lr, beta1 = ds.beta1, beta2 = ds.beta2, eps = ds.eps;
+    const float weight_decay = ds.weight_decay, grad_clip = ds.grad_clip;
+    int* inputs = ds.inputs;           // (B, T)
+    int* targets = ds.targets;         // (B, T)
+    float* ref_logits = ds.logits;     // (B, T, V)
+    float* ref_loss = ds.loss;
+    float* ref_grads = ds.grads;       // (num_parameters)
+    float* ref_losses = ds.losses;     // (N)
+    float* ref_norms = ds.norms;       // (N)
 
     printf("test_gpt2cu (%s): model %s L=%d C=%d NH=%d (%zu params), B=%d T=%d, %d AdamW steps\n", PRECISION_NAME,
            model_path, cfg.num_layers, C, cfg.num_heads, np, B, T, N);
@@ -284,8 +247,7 @@ int main(int argc, char** argv) {
 
     cudaCheck(cudaFree(dev_scratch));
     free(host);
-    free(tokens);
-    free(ref);
+    debug_state_free(&ds);
     gpt2_free(&model);
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail == 0 ? 0 : 1;
