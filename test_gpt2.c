@@ -96,25 +96,7 @@
 #define OPT_HESS_ATOL_MAX 0.0
 #define OPT_HESS_RTOL 1e-5
 
-static int n_pass = 0, n_fail = 0;
 
-// records and prints one comparison of n floats; non-finite C values always fail
-static void check(const char* name, const float* c, const float* ref, size_t n, double atol, double rtol) {
-    double max_diff = 0.0, max_ref = 0.0;
-    int bad_value = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(c[i])) bad_value = 1;
-        double d = fabs((double)c[i] - (double)ref[i]);
-        if (d > max_diff || isnan(d)) max_diff = d;
-        if (fabs((double)ref[i]) > max_ref) max_ref = fabs((double)ref[i]);
-    }
-    double tol = atol + rtol * max_ref;
-    double rel = max_ref > 0.0 ? max_diff / max_ref : max_diff;
-    int ok = !bad_value && max_diff <= tol;
-    printf("%-4s %-16s max abs diff %.3e  max rel diff %.3e (to max|ref| %.3e)  tol %.3e%s\n", ok ? "OK" : "FAIL",
-           name, max_diff, rel, max_ref, tol, bad_value ? "  non-finite values" : "");
-    if (ok) n_pass++; else n_fail++;
-}
 
 
 // records and prints one element-wise comparison of n floats: element i passes when
@@ -137,13 +119,9 @@ static void check_elems(const char* name, const float* c, const float* ref, size
     printf("%-4s %-20s max abs diff %.3e  max|ref| %.3e  rel to max %.3e  worst diff/tol %.3f%s\n", ok ? "OK" : "FAIL",
            name, max_diff, max_ref, max_ref > 0.0 ? max_diff / max_ref : max_diff, worst,
            bad_value ? "  non-finite values" : "");
-    if (ok) n_pass++; else n_fail++;
+    if (ok) test_n_pass++; else test_n_fail++;
 }
 
-static void check_true(const char* name, int ok, const char* detail) {
-    printf("%-4s %s%s%s\n", ok ? "OK" : "FAIL", name, detail[0] ? ": " : "", detail);
-    if (ok) n_pass++; else n_fail++;
-}
 
 // the stored micro-batches, served in order through the BatchFn interface
 typedef struct {
@@ -275,12 +253,12 @@ static void run_optimizer_test(const char* model_path, const char* state_path, i
         gpt2_optimizer_step(&model, &oc, s, lrs[s], K, stored_batches_next, &sb, NULL, &st);
         char name[48];
         snprintf(name, sizeof(name), "step %d loss%s", s, st.anchor_refreshed ? " (anchor)" : "");
-        check(name, &st.loss, ref_losses + s, 1, 0.0, OPT_LOSS_RTOL);
+        test_check(name, &st.loss, ref_losses + s, 1, 0.0, OPT_LOSS_RTOL);
     }
     char detail[96];
     snprintf(detail, sizeof(detail), "%d of %d", sb.next, nb);
-    check_true("all stored micro-batches consumed", sb.next == nb, detail);
-    check_true("params hold the mean after the step",
+    test_check_true("all stored micro-batches consumed", sb.next == nb, detail);
+    test_check_true("params hold the mean after the step",
                memcmp(model.params_memory, model.mean, num_params * sizeof(float)) == 0, "");
 
     size_t outliers = 0;
@@ -288,7 +266,7 @@ static void run_optimizer_test(const char* model_path, const char* state_path, i
         if (!(fabs((double)model.mean[i] - (double)ref_mean[i]) <= OPT_MEAN_OUTLIER_ATOL)) outliers++;
     size_t allowed = (size_t)(OPT_MEAN_OUTLIER_FRAC * (double)num_params);
     snprintf(detail, sizeof(detail), "%zu of %zu (allowed %zu)", outliers, num_params, allowed);
-    check_true("mean coordinates off by > 2e-6", outliers <= allowed, detail);
+    test_check_true("mean coordinates off by > 2e-6", outliers <= allowed, detail);
     const float* bufs[3] = {model.mean, model.momentum, model.hess};
     const float* refs[3] = {ref_mean, ref_momentum, ref_hess};
     const char* names[3] = {"mean", "momentum", "hess"};
@@ -338,8 +316,8 @@ int main(int argc, char** argv) {
     }
     if (opt_mode) {
         run_optimizer_test(model_path, state_path, perturb);
-        printf("%d passed, %d failed\n", n_pass, n_fail);
-        return n_fail == 0 ? 0 : 1;
+        printf("%d passed, %d failed\n", test_n_pass, test_n_fail);
+        return test_n_fail == 0 ? 0 : 1;
     }
 
     GPT2 model;
@@ -375,9 +353,9 @@ int main(int argc, char** argv) {
     // forward of the initial model
     gpt2_forward(&model, inputs, targets, B, T);
     for (size_t i = 0; i < BT; i++) memcpy(logits + i * V, model.acts.logits + i * Vp, (size_t)V * sizeof(float));
-    check("logits", logits, ref_logits, BT * V, LOGITS_ATOL, LOGITS_RTOL);
+    test_check("logits", logits, ref_logits, BT * V, LOGITS_ATOL, LOGITS_RTOL);
     float loss = model.mean_loss;
-    check("loss", &loss, ref_loss, 1, LOSS_ATOL, LOSS_RTOL);
+    test_check("loss", &loss, ref_loss, 1, LOSS_ATOL, LOSS_RTOL);
 
     // backward, each parameter tensor on its own
     gpt2_zero_grad(&model);
@@ -386,7 +364,7 @@ int main(int argc, char** argv) {
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
         char name[32];
         snprintf(name, sizeof(name), "grad %s", PARAM_TABLE[i].name);
-        check(name, model.grads_memory + off, ref_grads + off, model.param_sizes[i], GRAD_ATOL, GRAD_RTOL);
+        test_check(name, model.grads_memory + off, ref_grads + off, model.param_sizes[i], GRAD_ATOL, GRAD_RTOL);
         off += model.param_sizes[i];
     }
 
@@ -400,14 +378,14 @@ int main(int argc, char** argv) {
         char name[32];
         float step_loss = model.mean_loss;
         snprintf(name, sizeof(name), "step %d loss", s);
-        check(name, &step_loss, ref_losses + s, 1, STEP_LOSS_ATOL, STEP_LOSS_RTOL);
+        test_check(name, &step_loss, ref_losses + s, 1, STEP_LOSS_ATOL, STEP_LOSS_RTOL);
         snprintf(name, sizeof(name), "step %d norm", s);
-        check(name, &norm, ref_norms + s, 1, STEP_NORM_ATOL, STEP_NORM_RTOL);
+        test_check(name, &norm, ref_norms + s, 1, STEP_NORM_ATOL, STEP_NORM_RTOL);
     }
 
     free(logits);
     debug_state_free(&ds);
     gpt2_free(&model);
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail == 0 ? 0 : 1;
+    printf("%d passed, %d failed\n", test_n_pass, test_n_fail);
+    return test_n_fail == 0 ? 0 : 1;
 }

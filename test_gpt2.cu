@@ -44,30 +44,8 @@
 #define PERTURB_DELTA 1.0f
 #endif
 
-static int n_pass = 0, n_fail = 0;
 
-// records and prints one comparison of n floats; non-finite values always fail
-static void check(const char* name, const float* c, const float* ref, size_t n, double atol, double rtol) {
-    double max_diff = 0.0, max_ref = 0.0;
-    int bad_value = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(c[i])) bad_value = 1;
-        double d = fabs((double)c[i] - (double)ref[i]);
-        if (d > max_diff || isnan(d)) max_diff = d;
-        if (fabs((double)ref[i]) > max_ref) max_ref = fabs((double)ref[i]);
-    }
-    double tol = atol + rtol * max_ref;
-    double rel = max_ref > 0.0 ? max_diff / max_ref : max_diff;
-    int ok = !bad_value && max_diff <= tol;
-    printf("%-4s %-16s max abs diff %.3e  max rel diff %.3e (to max|ref| %.3e)  tol %.3e%s\n", ok ? "OK" : "FAIL",
-           name, max_diff, rel, max_ref, tol, bad_value ? "  non-finite values" : "");
-    if (ok) n_pass++; else n_fail++;
-}
 
-static void check_true(const char* name, int ok, const char* detail) {
-    printf("%-4s %s%s%s\n", ok ? "OK" : "FAIL", name, detail[0] ? ": " : "", detail);
-    if (ok) n_pass++; else n_fail++;
-}
 
 // device floatX (n) -> host fp32 (n)
 static void copy_x_to_host(float* host, const floatX* dev, size_t n, float* dev_scratch) {
@@ -163,9 +141,9 @@ int main(int argc, char** argv) {
     gpt2_forward(&model, inputs, targets, B, T);
     copy_x_to_host(logits_p, model.acts.logits, BT * Vp, dev_scratch);
     for (size_t i = 0; i < BT; i++) memmove(logits_p + i * V, logits_p + i * Vp, (size_t)V * sizeof(float));
-    check("logits", logits_p, ref_logits, BT * V, LOGITS_ATOL, LOGITS_RTOL);
+    test_check("logits", logits_p, ref_logits, BT * V, LOGITS_ATOL, LOGITS_RTOL);
     float loss = model.mean_loss;
-    check("loss", &loss, ref_loss, 1, LOSS_ATOL, LOSS_RTOL);
+    test_check("loss", &loss, ref_loss, 1, LOSS_ATOL, LOSS_RTOL);
 
     // backward, per tensor
     grads_to_host(&model, inputs, targets, B, T, grads0, dev_scratch);
@@ -173,13 +151,13 @@ int main(int argc, char** argv) {
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
         char name[32];
         snprintf(name, sizeof(name), "grad %s", PARAM_TABLE[i].name);
-        check(name, grads0 + off, ref_grads + off, model.param_sizes[i], GRAD_ATOL, GRAD_RTOL);
+        test_check(name, grads0 + off, ref_grads + off, model.param_sizes[i], GRAD_ATOL, GRAD_RTOL);
         off += model.param_sizes[i];
     }
 
     // the backward is deterministic, and recompute modes 1 and 2 give the same bits as mode 0
     grads_to_host(&model, inputs, targets, B, T, grads1, dev_scratch);
-    check_true("backward repeat bitwise equal", memcmp(grads0, grads1, np * sizeof(float)) == 0, "");
+    test_check_true("backward repeat bitwise equal", memcmp(grads0, grads1, np * sizeof(float)) == 0, "");
     for (int r = RECOMPUTE_GELU; r <= RECOMPUTE_GELU_LN; r++) {
         GPT2 m2;
         gpt2_build_from_checkpoint(&m2, model_path);
@@ -191,7 +169,7 @@ int main(int argc, char** argv) {
         grads_to_host(&m2, inputs, targets, B, T, grads2, dev_scratch);
         char name[64];
         snprintf(name, sizeof(name), "recompute %d gradients bitwise equal to recompute 0", r);
-        check_true(name, memcmp(grads0, grads2, np * sizeof(float)) == 0, "");
+        test_check_true(name, memcmp(grads0, grads2, np * sizeof(float)) == 0, "");
         gpt2_free(&m2);
     }
 
@@ -205,9 +183,9 @@ int main(int argc, char** argv) {
         char name[32];
         float step_loss = model.mean_loss;
         snprintf(name, sizeof(name), "step %d loss", s);
-        check(name, &step_loss, ref_losses + s, 1, 0.0, STEP_LOSS_RTOL);
+        test_check(name, &step_loss, ref_losses + s, 1, 0.0, STEP_LOSS_RTOL);
         snprintf(name, sizeof(name), "step %d norm", s);
-        check(name, &norm, ref_norms + s, 1, 0.0, STEP_NORM_RTOL);
+        test_check(name, &norm, ref_norms + s, 1, 0.0, STEP_NORM_RTOL);
     }
 
     // determinism across a checkpoint: K steps, save model + state, K more steps; reload, K steps: same bits
@@ -233,12 +211,12 @@ int main(int argc, char** argv) {
         gpt2_allocate(&m2, B, T, RECOMPUTE_GELU);
         StateHeader sh2;
         gpt2_read_state(&m2, spath, &sh2);
-        check_true("checkpoint state header step", sh2.step == N, "");
+        test_check_true("checkpoint state header step", sh2.step == N, "");
         run_steps(&m2, inputs, targets, B, T, N, K, lr, beta1, beta2, eps, weight_decay, grad_clip, lb);
         char detail[256];
         snprintf(detail, sizeof(detail), "losses %.9g %.9g %.9g vs %.9g %.9g %.9g", la[0], la[1], la[2], lb[0], lb[1],
                  lb[2]);
-        check_true("resume from checkpoint bitwise equal losses", memcmp(la, lb, sizeof(la)) == 0, detail);
+        test_check_true("resume from checkpoint bitwise equal losses", memcmp(la, lb, sizeof(la)) == 0, detail);
         gpt2_free(&m2);
         unlink(mpath);
         unlink(spath);
@@ -249,6 +227,6 @@ int main(int argc, char** argv) {
     free(host);
     debug_state_free(&ds);
     gpt2_free(&model);
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail == 0 ? 0 : 1;
+    printf("%d passed, %d failed\n", test_n_pass, test_n_fail);
+    return test_n_fail == 0 ? 0 : 1;
 }

@@ -551,22 +551,7 @@ static void attention_backward(floatX* dqkv, floatX* qkvr, floatX* dqkvr, floatX
 // model
 
 typedef struct {
-    floatX* wte;       // (Vp, C)
-    floatX* wpe;       // (maxT, C)
-    floatX* ln1w;      // (L, C)
-    floatX* ln1b;      // (L, C)
-    floatX* qkvw;      // (L, 3C, C)
-    floatX* qkvb;      // (L, 3C)
-    floatX* attprojw;  // (L, C, C)
-    floatX* attprojb;  // (L, C)
-    floatX* ln2w;      // (L, C)
-    floatX* ln2b;      // (L, C)
-    floatX* fcw;       // (L, 4C, C)
-    floatX* fcb;       // (L, 4C)
-    floatX* fcprojw;   // (L, C, 4C)
-    floatX* fcprojb;   // (L, C)
-    floatX* lnfw;      // (C)
-    floatX* lnfb;      // (C)
+    GPT2_PARAMETER_FIELDS(floatX)
 } ParameterTensors;
 
 // Activations (device). Per-layer tensors have L slots of the allocated (B, T) size (one slot when recomputed);

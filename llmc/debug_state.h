@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdint.h>
 #include <string.h>
+#include <math.h>
 #include "utils.h"
 #include "model.h"
 
@@ -95,6 +96,34 @@ static inline void debug_state_free(DebugState* d) {
     free(d->tokens);
     free(d->ref);
     memset(d, 0, sizeof(*d));
+}
+
+// ----------------------------------------------------------------------------------------------
+// comparison records of the test programs: OK/FAIL lines, counted for the closing `N passed, N failed`
+
+static int test_n_pass = 0, test_n_fail = 0;
+
+// one comparison of n floats: passes when max|c - ref| <= atol + rtol * max|ref|; non-finite c always fails
+static inline void test_check(const char* name, const float* c, const float* ref, size_t n, double atol, double rtol) {
+    double max_diff = 0.0, max_ref = 0.0;
+    int bad_value = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(c[i])) bad_value = 1;
+        double d = fabs((double)c[i] - (double)ref[i]);
+        if (d > max_diff || isnan(d)) max_diff = d;
+        if (fabs((double)ref[i]) > max_ref) max_ref = fabs((double)ref[i]);
+    }
+    double tol = atol + rtol * max_ref;
+    double rel = max_ref > 0.0 ? max_diff / max_ref : max_diff;
+    int ok = !bad_value && max_diff <= tol;
+    printf("%-4s %-16s max abs diff %.3e  max rel diff %.3e (to max|ref| %.3e)  tol %.3e%s\n", ok ? "OK" : "FAIL",
+           name, max_diff, rel, max_ref, tol, bad_value ? "  non-finite values" : "");
+    if (ok) test_n_pass++; else test_n_fail++;
+}
+
+static inline void test_check_true(const char* name, int ok, const char* detail) {
+    printf("%-4s %s%s%s\n", ok ? "OK" : "FAIL", name, detail[0] ? ": " : "", detail);
+    if (ok) test_n_pass++; else test_n_fail++;
 }
 
 #endif // LLMC_DEBUG_STATE_H

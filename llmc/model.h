@@ -27,6 +27,26 @@ typedef struct {
 
 #define NUM_PARAMETER_TENSORS 16
 
+// The 16 parameter tensors in PARAM_TABLE order, as pointers of element type T (float on the CPU, floatX on
+// the GPU): `typedef struct { GPT2_PARAMETER_FIELDS(float) } ParameterTensors;`
+#define GPT2_PARAMETER_FIELDS(T) \
+    T* wte;       /* (Vp, C) */ \
+    T* wpe;       /* (maxT, C) */ \
+    T* ln1w;      /* (L, C) */ \
+    T* ln1b;      /* (L, C) */ \
+    T* qkvw;      /* (L, 3C, C) */ \
+    T* qkvb;      /* (L, 3C) */ \
+    T* attprojw;  /* (L, C, C) */ \
+    T* attprojb;  /* (L, C) */ \
+    T* ln2w;      /* (L, C) */ \
+    T* ln2b;      /* (L, C) */ \
+    T* fcw;       /* (L, 4C, C) */ \
+    T* fcb;       /* (L, 4C) */ \
+    T* fcprojw;   /* (L, C, 4C) */ \
+    T* fcprojb;   /* (L, C) */ \
+    T* lnfw;      /* (C) */ \
+    T* lnfb;      /* (C) */
+
 // The parameter table: order = model file order. Shapes in terms of (Vp, maxT, L, C).
 // `decay` marks the 2-D weight matrices that get decoupled weight decay (AdamW) and the
 // 2-D prior-precision group (IVON); the 1-D tensors (biases, layernorm) do not.
