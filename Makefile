@@ -30,6 +30,12 @@ train_gpt2: train_gpt2.c $(HEADERS)
 train_gpt2_noomp: train_gpt2.c $(HEADERS)
 	$(CC) $(CFLAGS) -Wno-unknown-pragmas -o $@ $< $(LDLIBS)
 
+# data-parallel CPU trainer: the same source over MPI (Debian: libopenmpi-dev, openmpi-bin), started with
+# `mpirun -np N ./train_gpt2mpi ...`
+MPICC ?= mpicc
+train_gpt2mpi: train_gpt2.c $(HEADERS)
+	$(MPICC) $(CFLAGS) $(OMPFLAGS) -DUSE_MPI -o $@ $< $(LDLIBS)
+
 # trainer with the IVON/PoCo invariant checks of every update (h + delta > 0, (h' + delta) >= (h + delta) / 2,
 # finite sigma, |dm| <= lr_eff r); exits with an error line on a violation
 train_gpt2_checks: $(BIN)/train_gpt2_checks
@@ -158,7 +164,7 @@ ref: setup-test data
 
 # --- tests ---
 TEST_BINS := train_gpt2 train_gpt2_noomp test_gpt2 $(BIN)/test_gpt2_noomp $(BIN)/test_llmc $(BIN)/test_gemm \
-             $(BIN)/test_optim $(BIN)/train_gpt2_checks $(BIN)/test_noise $(BIN)/test_noise_fc
+             $(BIN)/test_optim $(BIN)/train_gpt2_checks $(BIN)/test_noise $(BIN)/test_noise_fc train_gpt2mpi
 
 test: ref
 	$(MAKE) $(TEST_BINS)
@@ -180,7 +186,8 @@ test: ref
 	  "bash dev/test/expect_fail.sh ./test_gpt2 --perturb --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_state.bin" \
 	  "bash dev/test/test_train.sh" \
 	  "bash dev/test/test_bad_inputs.sh" \
-	  "bash dev/test/test_crash_resume.sh"
+	  "bash dev/test/test_crash_resume.sh" \
+	  "bash dev/test/test_dist.sh"
 
 # --- sanitizers: the C suites of `make test` with AddressSanitizer + UndefinedBehaviorSanitizer builds in
 # build/asan/ (gcc, OpenMP on). ASan/LSan reports go to build/asan/logs/ (tests that capture a program's

@@ -1,6 +1,11 @@
 // GPT-2 training on the CPU in fp32: hand-written forward and backward kernels for every layer,
-// OpenMP-parallel (also builds without OpenMP), packed GEMM for the linear layers, AdamW.
+// OpenMP-parallel (also builds without OpenMP), packed GEMM for the linear layers, AdamW, IVON, IVON-PoCo.
+// Built with -DUSE_MPI (make train_gpt2mpi): data parallel over MPI processes (llmc/dist.h).
 #define _POSIX_C_SOURCE 200809L
+#if defined(USE_MPI) && !defined(LLMC_FATAL_HOOK)
+#define LLMC_FATAL_HOOK  // an error on one process ends all of them (MPI_Abort), not only this one
+#define TRAIN_MPI_ABORT_HOOK
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
@@ -23,6 +28,10 @@
 #include "llmc/schedule.h"
 #include "llmc/tokenizer.h"
 #include "llmc/train_common.h"
+#include "llmc/dist.h"
+#ifdef USE_MPI
+#include <mpi.h>
+#endif
 
 #define LN_EPS 1e-5f
 #define GELU_SCALE 0.7978845608028654f  // sqrt(2/pi)
@@ -403,6 +412,8 @@ typedef struct {
     float* grads_in;            // PoCo with -pce 0: copy of g_in
     float* diag_scratch;        // (2, diag_n) strided samples of h and sigma for the diagnostics
     size_t diag_n;
+    DistInfo dist;              // data-parallel layout (dist_single() unless main sets it)
+    size_t shard_lo, shard_hi;  // ZeRO-1: this rank's slice of the flat parameters ([0, np) without sharding)
     int anchor_step;            // PoCo: step before which the anchor was taken, -1 = none
     long long mega_tokens;      // PoCo: tokens of all anchor refreshes so far
     IvonUpdateStats last_update;  // statistics of the last IVON/PoCo update
@@ -493,6 +504,9 @@ static void gpt2_init_common(GPT2* model, GPT2Config config, const char* what) {
     model->mean_loss = -1.0f;
     model->opt_kind = -1;
     model->anchor_step = -1;
+    model->dist = dist_single();
+    model->shard_lo = 0;
+    model->shard_hi = model->num_parameters;
 }
 
 void gpt2_build_from_checkpoint(GPT2* model, const char* path) {
@@ -667,7 +681,127 @@ float gpt2_grad_norm(GPT2* model) {
     return (float)sqrt(sum);
 }
 
-// AdamW update with the accumulated gradient whose global norm (before clipping) is `norm`.
+// ----------------------------------------------------------------------------
+// data parallel (llmc/dist.h): the collectives over MPI; with one process they return at once
+
+// the piece [*a, *a + *n) of tensor i inside this rank's shard [shard_lo, shard_hi); 0 if empty
+static int gpt2_shard_piece(const GPT2* model, int i, size_t* a, size_t* n) {
+    size_t off = 0;
+    for (int k = 0; k < i; k++) off += model->param_sizes[k];
+    size_t lo = off > model->shard_lo ? off : model->shard_lo;
+    size_t end = off + model->param_sizes[i];
+    size_t hi = end < model->shard_hi ? end : model->shard_hi;
+    if (lo >= hi) return 0;
+    *a = lo;
+    *n = hi - lo;
+    return 1;
+}
+
+// the layout of a data-parallel run; ZeRO-1 gives each rank a slice of the flat parameters
+void gpt2_set_dist(GPT2* model, const DistInfo* d) {
+    model->dist = *d;
+    if (d->zero_stage > 0) dist_shard(model->num_parameters, d->world, d->rank, &model->shard_lo, &model->shard_hi);
+    else model->shard_lo = 0, model->shard_hi = model->num_parameters;
+}
+
+#ifdef USE_MPI
+#ifdef TRAIN_MPI_ABORT_HOOK
+void llmc_fatal_hook(void) {
+    int inited = 0, finalized = 0, world = 1;
+    MPI_Initialized(&inited);
+    MPI_Finalized(&finalized);
+    if (!inited || finalized) return;
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    if (world < 2) return;
+    fflush(stdout);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, EXIT_FAILURE);
+}
+#endif
+static void mpi_check(int err, const char* file, int line) {
+    if (err == MPI_SUCCESS) return;
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(err, msg, &len);
+    fatalf("MPI error at %s:%d: %s", file, line, msg);
+}
+#define mpiCheck(err) mpi_check((err), __FILE__, __LINE__)
+#define DP_CHUNK ((size_t)1 << 30)  // elements per MPI call (int counts)
+#endif
+
+// buf (n floats) = mean over the ranks of buf, on every rank
+static void dp_allreduce_mean(const DistInfo* d, float* buf, size_t n) {
+    if (d->world < 2) return;
+#ifdef USE_MPI
+    for (size_t o = 0; o < n; o += DP_CHUNK) {
+        size_t c = n - o < DP_CHUNK ? n - o : DP_CHUNK;
+        mpiCheck(MPI_Allreduce(MPI_IN_PLACE, buf + o, (int)c, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
+    }
+    float inv = 1.0f / (float)d->world;
+    OMP_PRAGMA(parallel for schedule(static))
+    for (size_t i = 0; i < n; i++) buf[i] *= inv;
+#else
+    (void)buf, (void)n;
+#endif
+}
+
+// v (n doubles) = sum over the ranks, on every rank
+static void dp_allreduce_sum(const DistInfo* d, double* v, int n) {
+    if (d->world < 2) return;
+#ifdef USE_MPI
+    mpiCheck(MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+#else
+    (void)v, (void)n;
+#endif
+}
+
+// ZeRO-1: this rank's shard [lo, hi) of buf (n floats, shards of llmc/dist.h) = mean over the ranks; the rest of
+// buf is left undefined
+static void dp_reduce_scatter_mean(const DistInfo* d, float* buf, size_t n) {
+    if (d->world < 2) return;
+#ifdef USE_MPI
+    size_t s = dist_shard_size(n, d->world);
+    if (s > (size_t)INT_MAX) fatalf("ZeRO-1: shard of %zu elements exceeds MPI's int counts", s);
+    int counts[1024];
+    if (d->world > 1024) fatalf("ZeRO-1 on the CPU supports at most 1024 processes");
+    for (int r = 0; r < d->world; r++) {
+        size_t lo, hi;
+        dist_shard(n, d->world, r, &lo, &hi);
+        counts[r] = (int)(hi - lo);
+    }
+    // in place: the reduced shard lands at the start of buf, then moves to its place
+    mpiCheck(MPI_Reduce_scatter(MPI_IN_PLACE, buf, counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
+    size_t lo, hi;
+    dist_shard(n, d->world, d->rank, &lo, &hi);
+    if (lo > 0 && hi > lo) memmove(buf + lo, buf, (hi - lo) * sizeof(float));
+    float inv = 1.0f / (float)d->world;
+    for (size_t i = lo; i < hi; i++) buf[i] *= inv;
+#else
+    (void)buf, (void)n;
+#endif
+}
+
+// ZeRO-1: every rank's shard of buf (n floats) from its owner, on every rank
+static void dp_all_gather(const DistInfo* d, float* buf, size_t n) {
+    if (d->world < 2) return;
+#ifdef USE_MPI
+    int counts[1024], displs[1024];
+    if (d->world > 1024) fatalf("ZeRO-1 on the CPU supports at most 1024 processes");
+    for (int r = 0; r < d->world; r++) {
+        size_t lo, hi;
+        dist_shard(n, d->world, r, &lo, &hi);
+        if (lo > (size_t)INT_MAX) fatalf("ZeRO-1: %zu parameters exceed MPI's int displacements", n);
+        counts[r] = (int)(hi - lo);
+        displs[r] = (int)lo;
+    }
+    mpiCheck(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, displs, MPI_FLOAT, MPI_COMM_WORLD));
+#else
+    (void)buf, (void)n;
+#endif
+}
+
+// AdamW update with the accumulated gradient whose global norm (before clipping) is `norm`; with ZeRO-1 only
+// this rank's shard of the parameters and moments.
 void gpt2_adamw_apply(GPT2* model, float norm, float lr, float beta1, float beta2, float eps, float weight_decay,
                       float grad_clip, int t) {
     if (model->grads_memory == NULL) fatalf("gpt2_adamw_apply before gpt2_allocate");
@@ -681,13 +815,12 @@ void gpt2_adamw_apply(GPT2* model, float norm, float lr, float beta1, float beta
         model->opt_kind = OPT_ADAMW;
     }
     float scale = grad_clip > 0.0f && norm > grad_clip ? grad_clip / norm : 1.0f;
-    size_t off = 0;
+    size_t a, n;
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
-        size_t n = model->param_sizes[i];
+        if (!gpt2_shard_piece(model, i, &a, &n)) continue;
         float wd = PARAM_TABLE[i].decay ? weight_decay : 0.0f;
-        adamw_update(model->params_memory + off, model->grads_memory + off, model->m_memory + off,
-                     model->v_memory + off, n, lr, beta1, beta2, eps, wd, scale, t);
-        off += n;
+        adamw_update(model->params_memory + a, model->grads_memory + a, model->m_memory + a, model->v_memory + a, n,
+                     lr, beta1, beta2, eps, wd, scale, t);
     }
 }
 
@@ -742,11 +875,11 @@ void gpt2_optimizer_init(GPT2* model, const OptimizerConfig* oc) {
         model->v_memory = model->opt_memory + np;
         return;
     }
-    // buffers of the kind, in this order (the transients of each list contiguous, cleared in one go); no noise
+    // buffers of the kind, in this order (the accumulators adjacent: one collective reduces them all); no noise
     // buffer: the accumulate pass regenerates the noise of the sample pass from its key
     float** bufs[12] = {&model->mean, &model->momentum, &model->hess, &model->acc_grad, &model->acc_noise_grad,
-                        &model->anchor_mean, &model->anchor_hess, &model->anchor_grad, &model->anchor_hess_est,
-                        &model->acc_grad_out, &model->acc_noise_grad_out, &model->grads_in};
+                        &model->acc_grad_out, &model->acc_noise_grad_out, &model->anchor_mean, &model->anchor_hess,
+                        &model->anchor_grad, &model->anchor_hess_est, &model->grads_in};
     size_t nbuf = oc->kind == OPT_IVON ? 5 : 12 - (oc->poco_clip_each ? 1 : 0);
     size_t diag_cap = (size_t)1 << 20;
     model->diag_n = np < diag_cap ? np : diag_cap;
@@ -768,7 +901,8 @@ void gpt2_optimizer_init(GPT2* model, const OptimizerConfig* oc) {
         memcpy(model->anchor_hess, model->hess, np * sizeof(float));
         memset(model->anchor_grad, 0, np * sizeof(float));
         memcpy(model->anchor_hess_est, model->hess, np * sizeof(float));
-        memset(model->acc_grad_out, 0, (nbuf - 9) * np * sizeof(float));
+        memset(model->acc_grad_out, 0, 2 * np * sizeof(float));
+        if (model->grads_in != NULL) memset(model->grads_in, 0, np * sizeof(float));
     }
 }
 
@@ -863,35 +997,41 @@ void gpt2_optimizer_restore_mean(GPT2* model) {
 }
 
 // Anchor refresh before step `step` (§6.3): m_out = m, h_out = h, then the mega-batch estimates gbar_out and hbar_out
-// from kmega micro-batches at m_out + sigma_out * eps_k (stream ANCHOR, sample k) or at m_out. The estimates are
-// computed in the out-accumulators (free before the inner micro-batches) and become the anchor only if every
-// micro-batch norm and every estimate is finite; otherwise the previous anchor stays and 0 is returned (the step is
-// then skipped). Returns 1 on success. poison (test-only): a NaN in the first mega-batch gradient.
+// from kmega micro-batches (over all processes; kmega / P on each) at m_out + sigma_out * eps_k (stream ANCHOR,
+// sample of llmc/dist.h) or at m_out, averaged over the processes. The estimates are computed in the
+// out-accumulators (free before the inner micro-batches) and become the anchor only if every micro-batch norm and
+// every estimate is finite; otherwise the previous anchor stays and 0 is returned (the step is then skipped).
+// Returns 1 on success. poison (test-only): a NaN in the first mega-batch gradient.
 static int gpt2_poco_refresh(GPT2* model, const OptimizerConfig* oc, int step, int kmega, BatchFn next_batch,
                              void* ctx, int poison) {
     size_t np = model->num_parameters;
+    const DistInfo* d = &model->dist;
     float* gbar = model->acc_grad_out;
     float* hbar = model->acc_noise_grad_out;
-    int finite = 1;
-    for (int k = 0; k < kmega; k++) {
+    double nonfinite = 0.0;
+    int klocal = kmega / d->world;
+    for (int k = 0; k < klocal; k++) {
         const int *inputs, *targets;
         next_batch(ctx, &inputs, &targets);
-        IvonNoiseKey key = ivon_noise_key(oc, step, k, NOISE_STREAM_ANCHOR);
+        IvonNoiseKey key = ivon_noise_key(oc, step, dist_noise_sample(d, k), NOISE_STREAM_ANCHOR);
         if (oc->poco_mega_noise) {
             gpt2_ivon_sample_all(model, oc, model->params_memory, model->mean, model->hess, &key);
         } else {
             memcpy(model->params_memory, model->mean, np * sizeof(float));
         }
         float norm = gpt2_micro_grad_poison(model, inputs, targets, poison && k == 0);
-        finite = finite && isfinite(norm);
+        if (!isfinite(norm)) nonfinite += 1.0;
         float c = gpt2_clip_scale(oc->grad_clip, norm);
         if (oc->poco_mega_noise) {
             gpt2_ivon_accumulate_all(model, oc, gbar, hbar, model->grads_memory, c, model->hess, &key, k + 1);
         } else {
             ivon_accumulate_grad(gbar, model->grads_memory, c, np, k + 1);
         }
-        model->mega_tokens += (long long)model->batch_size * model->seq_len;
+        model->mega_tokens += (long long)model->batch_size * model->seq_len * d->world;
     }
+    // gbar and the noise*gradient mean are adjacent: one collective
+    dp_allreduce_mean(d, gbar, oc->poco_mega_noise ? 2 * np : np);
+    dp_allreduce_sum(d, &nonfinite, 1);
     if (oc->poco_mega_noise) {
         float essf = (float)oc->ess;
         size_t off = 0;
@@ -904,7 +1044,7 @@ static int gpt2_poco_refresh(GPT2* model, const OptimizerConfig* oc, int step, i
     } else {
         memcpy(hbar, model->hess, np * sizeof(float));
     }
-    if (!finite || !gpt2_all_finite(gbar, np) || !gpt2_all_finite(hbar, np)) return 0;
+    if (nonfinite > 0.0 || !gpt2_all_finite(gbar, np) || !gpt2_all_finite(hbar, np)) return 0;
     memcpy(model->anchor_mean, model->mean, np * sizeof(float));
     memcpy(model->anchor_hess, model->hess, np * sizeof(float));
     memcpy(model->anchor_grad, gbar, np * sizeof(float));
@@ -924,14 +1064,42 @@ static float gpt2_diff_norm(const float* a, const float* b, float gamma, size_t 
     return (float)sqrt(sum);
 }
 
-// One optimizer step (0-based `step`, scheduled lr) over `micro_batches` micro-batches from next_batch.
-//   AdamW: gradients accumulated with loss scale 1/K, global clip, update.
-//   IVON: per micro-batch j a fresh sample theta = m + sigma eps (stream SAMPLE, sample j), forward/backward at
-//     theta with loss scale 1, clip c = min(1, gc / (norm + 1e-6)), Welford accumulation; update with t = step + 1;
-//     then params_memory = m.
+// Shared noise with one micro-batch per rank (dist_reduce_grad_only): the accumulated gradients acc_grad (and
+// PoCo's acc_grad_out) are averaged over the ranks, then the noise*gradient means are formed from them again
+// (k = 1: acc_ng = sigma eps * acc_g), over this rank's shard.
+static void gpt2_reduce_grad_only(GPT2* model, const OptimizerConfig* oc, int poco, const IvonNoiseKey* key_in,
+                                  const IvonNoiseKey* key_out) {
+    const DistInfo* d = &model->dist;
+    size_t np = model->num_parameters;
+    float essf = (float)oc->ess;
+    if (d->zero_stage > 0) dp_reduce_scatter_mean(d, model->acc_grad, np);
+    else dp_allreduce_mean(d, model->acc_grad, np);
+    if (poco) dp_allreduce_mean(d, model->acc_grad_out, np);
+    size_t a, n;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        if (!gpt2_shard_piece(model, i, &a, &n)) continue;
+        float wdf = (float)ivon_group_delta(oc, PARAM_TABLE[i].decay);
+        ivon_accumulate(model->acc_grad + a, model->acc_noise_grad + a, model->acc_grad + a, 1.0f, model->hess + a,
+                        n, a, essf, wdf, key_in, 1);
+        if (poco)
+            ivon_accumulate(model->acc_grad_out + a, model->acc_noise_grad_out + a, model->acc_grad_out + a, 1.0f,
+                            model->anchor_hess + a, n, a, essf, wdf, key_out, 1);
+    }
+}
+
+// One optimizer step (0-based `step`, scheduled lr) over `micro_batches` micro-batches from next_batch (on each
+// process; the step covers micro_batches x P micro-batches, local micro-batch j being global j * P + rank).
+//   AdamW: gradients accumulated with loss scale 1/K, averaged over the processes, global clip, update.
+//   IVON: per micro-batch j a fresh sample theta = m + sigma eps (stream SAMPLE, sample dist_noise_sample(j)),
+//     forward/backward at theta with loss scale 1, clip c = min(1, gc / (norm + 1e-6)), Welford accumulation;
+//     accumulators averaged over the processes; update with t = step + 1; then params_memory = m.
 //   PoCo: before start plain IVON; from start on an anchor refresh every period steps (first), then per
 //     micro-batch the same tokens at theta_in = m + sigma eps and theta_out = m_out + sigma_out eps' and the
 //     variance-reduced update with gamma_t.
+// Data parallel: loss, norm and the finite checks are averaged or summed over the processes first, so every
+// process takes the same decisions. ZeRO-1: the reduction is a reduce-scatter, each process updates its shard
+// (AdamW: parameters and moments; IVON: m, momentum, h), then the parameters (AdamW) or m and h (IVON) are
+// gathered.
 // Between the gradients and the update, step_guard_decide (llmc/outlier.h; guard may be NULL: finite check only)
 // decides whether the update is applied; a skipped step leaves the weights and the optimizer state as they were
 // (IVON/PoCo: m, momentum, h; params_memory = m) and sets out->verdict. A PoCo anchor refresh with a non-finite
@@ -942,12 +1110,15 @@ void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float
                                             optimizer_kind_name(model->opt_kind), optimizer_kind_name(oc->kind));
     if (micro_batches < 1) fatalf("gpt2_optimizer_step: %d micro-batches", micro_batches);
     const int K = micro_batches;
+    const DistInfo* d = &model->dist;
+    const int P = d->world;
+    const int zero = d->zero_stage > 0 && P > 1;
     size_t np = model->num_parameters;
     long long bt = (long long)model->batch_size * model->seq_len;
     memset(out, 0, sizeof(*out));
-    out->micro_batches = K;
-    out->tokens = bt * K;
-    double loss_sum = 0.0, norm_sum = 0.0;
+    out->micro_batches = K * P;
+    out->tokens = bt * K * P;
+    double sums[3] = {0.0, 0.0, 0.0};  // loss, norm, count of non-finite norms at theta_out; summed over processes
     int poison = step_guard_inject_nan(guard, step);
 
     if (oc->kind == OPT_ADAMW) {
@@ -957,15 +1128,28 @@ void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float
             next_batch(ctx, &inputs, &targets);
             gpt2_forward(model, inputs, targets, model->batch_size, model->seq_len);
             gpt2_backward(model, 1.0f / K);
-            loss_sum += model->mean_loss;
+            sums[0] += model->mean_loss;
         }
         if (poison) model->grads_memory[0] = NAN;
-        out->loss = (float)(loss_sum / K);
-        out->grad_norm = gpt2_grad_norm(model);
+        dp_allreduce_sum(d, sums, 1);
+        out->loss = (float)(sums[0] / (K * P));
+        if (zero) {
+            // the norm of the averaged gradient from the shards' sums of squares
+            dp_reduce_scatter_mean(d, model->grads_memory, np);
+            double sq = 0.0;
+            const float* g = model->grads_memory;
+            for (size_t i = model->shard_lo; i < model->shard_hi; i++) sq += (double)g[i] * (double)g[i];
+            dp_allreduce_sum(d, &sq, 1);
+            out->grad_norm = (float)sqrt(sq);
+        } else {
+            dp_allreduce_mean(d, model->grads_memory, np);
+            out->grad_norm = gpt2_grad_norm(model);
+        }
         out->verdict = step_guard_decide(guard, out->loss, out->grad_norm, &out->z_loss, &out->z_norm);
         if (out->verdict != STEP_APPLIED) return;
         gpt2_adamw_apply(model, out->grad_norm, lr, (float)oc->adamw_beta1, (float)oc->adamw_beta2,
                          (float)oc->adamw_eps, (float)oc->weight_decay, (float)oc->grad_clip, step + 1);
+        if (zero) dp_all_gather(d, model->params_memory, np);
         return;
     }
 
@@ -974,8 +1158,7 @@ void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float
     int anchor_ok = 1;
     // a refresh that failed (non-finite) before any anchor existed is retried at the next step
     if (poco_refresh_at(oc, step) || (poco && model->anchor_step < 0)) {
-        int kmega = oc->poco_mega_batches > 0 ? oc->poco_mega_batches : oc->poco_period * K;
-        anchor_ok = gpt2_poco_refresh(model, oc, step, kmega, next_batch, ctx, poison);
+        anchor_ok = gpt2_poco_refresh(model, oc, step, poco_mega_batches(oc, K * P), next_batch, ctx, poison);
         out->anchor_refreshed = anchor_ok;
     }
     if (!anchor_ok) {
@@ -989,15 +1172,16 @@ void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float
         return;
     }
 
-    int finite_out = 1;  // PoCo: norms at theta_out (not part of the reported norm)
+    IvonNoiseKey key_in = {0}, key_out = {0};
     for (int j = 0; j < K; j++) {
         const int *inputs, *targets;
         next_batch(ctx, &inputs, &targets);
-        IvonNoiseKey key_in = ivon_noise_key(oc, step, j, NOISE_STREAM_SAMPLE);
+        int sample = dist_noise_sample(d, j);
+        key_in = ivon_noise_key(oc, step, sample, NOISE_STREAM_SAMPLE);
         gpt2_ivon_sample_all(model, oc, model->params_memory, model->mean, model->hess, &key_in);
         float norm_in = gpt2_micro_grad_poison(model, inputs, targets, poison && j == 0);
-        loss_sum += model->mean_loss;
-        norm_sum += norm_in;
+        sums[0] += model->mean_loss;
+        sums[1] += norm_in;
         if (!poco || oc->poco_clip_each) {
             float c = gpt2_clip_scale(oc->grad_clip, norm_in);
             gpt2_ivon_accumulate_all(model, oc, model->acc_grad, model->acc_noise_grad, model->grads_memory, c,
@@ -1006,10 +1190,10 @@ void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float
             memcpy(model->grads_in, model->grads_memory, np * sizeof(float));
         }
         if (!poco) continue;
-        IvonNoiseKey key_out = oc->poco_shared_noise ? key_in : ivon_noise_key(oc, step, j, NOISE_STREAM_OUTER);
+        key_out = oc->poco_shared_noise ? key_in : ivon_noise_key(oc, step, sample, NOISE_STREAM_OUTER);
         gpt2_ivon_sample_all(model, oc, model->params_memory, model->anchor_mean, model->anchor_hess, &key_out);
         float norm_out = gpt2_micro_grad(model, inputs, targets);
-        finite_out = finite_out && isfinite(norm_out);
+        if (!isfinite(norm_out)) sums[2] += 1.0;
         float c_out;
         if (oc->poco_clip_each) {
             c_out = gpt2_clip_scale(oc->grad_clip, norm_out);
@@ -1022,24 +1206,37 @@ void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float
                                  c_out, model->anchor_hess, &key_out, j + 1);
     }
 
-    out->loss = (float)(loss_sum / K);
-    out->grad_norm = (float)(norm_sum / K);
+    dp_allreduce_sum(d, sums, 3);
+    out->loss = (float)(sums[0] / (K * P));
+    out->grad_norm = (float)(sums[1] / (K * P));
     out->mega_tokens = model->mega_tokens;
-    out->verdict = step_guard_decide(guard, out->loss, finite_out ? out->grad_norm : NAN, &out->z_loss, &out->z_norm);
+    out->verdict = step_guard_decide(guard, out->loss, sums[2] == 0.0 ? out->grad_norm : NAN, &out->z_loss,
+                                     &out->z_norm);
     if (out->verdict != STEP_APPLIED) {
         memcpy(model->params_memory, model->mean, np * sizeof(float));
         return;
     }
 
-    // update, per tensor with its group's scalars
+    // the accumulators averaged over the processes (acc_grad, acc_noise_grad[, acc_grad_out, acc_noise_grad_out]
+    // are adjacent: one collective)
+    if (dist_reduce_grad_only(d, K)) {
+        gpt2_reduce_grad_only(model, oc, poco, &key_in, &key_out);
+    } else if (zero) {
+        dp_reduce_scatter_mean(d, model->acc_grad, np);
+        dp_reduce_scatter_mean(d, model->acc_noise_grad, np);
+    } else {
+        dp_allreduce_mean(d, model->acc_grad, (poco ? 4 : 2) * np);
+    }
+
+    // update, per tensor (piece of this rank's shard) with its group's scalars
     IvonScalars groups[2] = {ivon_scalars(oc, lr, ivon_group_delta(oc, 0), step + 1),
                              ivon_scalars(oc, lr, ivon_group_delta(oc, 1), step + 1)};
     int prox_mode = !oc->poco_prox ? IVON_PROX_NONE
                     : oc->poco_prox_in_momentum ? IVON_PROX_IN_MOMENTUM : IVON_PROX_NEXT_TO_DECAY;
     IvonUpdateStats total = {0, 0, 0.0, 0};
-    size_t off = 0;
+    size_t off, n;
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
-        size_t n = model->param_sizes[i];
+        if (!gpt2_shard_piece(model, i, &off, &n)) continue;
         const IvonScalars* s = &groups[PARAM_TABLE[i].decay ? 1 : 0];
         IvonUpdateStats st;
         if (poco) {
@@ -1053,7 +1250,16 @@ void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float
                              model->acc_noise_grad + off, n, s);
         }
         ivon_stats_add(&total, &st);
-        off += n;
+    }
+    if (zero) {
+        dp_all_gather(d, model->mean, np);
+        dp_all_gather(d, model->hess, np);
+        double st[4] = {(double)total.n, (double)total.clipped, total.sum_abs_dm, (double)total.violations};
+        dp_allreduce_sum(d, st, 4);
+        total.n = (size_t)st[0];
+        total.clipped = (size_t)st[1];
+        total.sum_abs_dm = st[2];
+        total.violations = (size_t)st[3];
     }
     model->last_update = total;
 #ifdef IVON_CHECKS
@@ -1062,6 +1268,21 @@ void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float
                "0.5 (h + delta), finite sigma, |dm| <= lr_eff r)", total.violations, step);
 #endif
     memcpy(model->params_memory, model->mean, np * sizeof(float));
+}
+
+// the full optimizer state on every process before a checkpoint is written: ZeRO-1 keeps each shard's momentum
+// (and AdamW's moments) up to date only on its owner
+void gpt2_optimizer_gather_state(GPT2* model) {
+    const DistInfo* d = &model->dist;
+    if (d->zero_stage == 0 || d->world < 2) return;
+    size_t np = model->num_parameters;
+    if (model->opt_kind == OPT_ADAMW) {
+        if (model->m_memory == NULL) return;
+        dp_all_gather(d, model->m_memory, np);
+        dp_all_gather(d, model->v_memory, np);
+    } else if (model->momentum != NULL) {
+        dp_all_gather(d, model->momentum, np);
+    }
 }
 
 // gpt2_optimizer_diagnostics: quantiles over a fixed strided sample of <= 2^20 coordinates (OptimizerDiagnostics in
@@ -1131,16 +1352,30 @@ void gpt2_optimizer_diagnostics(GPT2* model, const OptimizerConfig* oc, Optimize
 // main: training loop
 
 
-// Mean loss over up to `max_batches` sequential batches of the val loader.
-static float evaluate_mean_loss(GPT2* model, DataLoader* loader, int max_batches) {
+// ECE bins summed over the processes, then the ECE
+static double dp_ece_value(const DistInfo* d, EceBins* e) {
+    dp_allreduce_sum(d, (double*)e, 3 * ECE_BINS);
+    return ece_value(e);
+}
+
+// Mean loss over `max_batches` batches of the val loader on each process (process r: batches r, r + P, ...),
+// averaged over the processes; *ece: the calibration error of the predictions.
+static float evaluate_mean_loss(GPT2* model, DataLoader* loader, int max_batches, double* ece) {
     dataloader_reset(loader);
     double sum = 0.0;
+    EceBins bins;
+    ece_reset(&bins);
+    int V = model->config.vocab_size, Vp = model->config.padded_vocab_size;
+    size_t bt = loader->B * loader->T;
     for (int i = 0; i < max_batches; i++) {
         dataloader_next_batch(loader);
         gpt2_forward(model, loader->inputs, loader->targets, (int)loader->B, (int)loader->T);
         sum += model->mean_loss;
+        for (size_t t = 0; t < bt; t++) ece_add(&bins, model->acts.probs + t * Vp, V, loader->targets[t]);
     }
-    return (float)(sum / max_batches);
+    dp_allreduce_sum(&model->dist, &sum, 1);
+    *ece = dp_ece_value(&model->dist, &bins);
+    return (float)(sum / ((double)max_batches * model->dist.world));
 }
 
 // Samples `gen_len` tokens after an EOT with temperature 1 (train_sample_token).
@@ -1160,21 +1395,41 @@ static void sample_and_print(GPT2* model, Tokenizer* tok, int* gen_tokens, int g
 
 // posterior-predictive (BMA) val loss with S samples theta_s = m + sigma eps (stream BMA, sample s, step):
 // per token lp(t) = logsumexp_s(lp_s(t)) - log S, loss = -mean_t lp(t). lse (max_batches, B*T) holds the running
-// logsumexp; params_memory is back at the mean afterwards.
+// logsumexp. *ece: calibration of the predictive mean_s p_s, summed per batch in prob_sum (B*T, Vp).
+// params_memory is back at the mean afterwards.
 static float evaluate_bma_loss(GPT2* model, const OptimizerConfig* oc, DataLoader* loader, int max_batches, int S,
-                               int step, float* lse) {
+                               int step, float* lse, float* prob_sum, double* ece) {
     size_t bt = loader->B * loader->T;
-    for (int s = 0; s < S; s++) {
-        gpt2_optimizer_sample_bma(model, oc, step, s);
-        dataloader_reset(loader);
-        for (int b = 0; b < max_batches; b++) {
-            dataloader_next_batch(loader);
+    int V = model->config.vocab_size, Vp = model->config.padded_vocab_size;
+    size_t nprob = bt * (size_t)Vp;
+    float invS = 1.0f / (float)S;
+    EceBins bins;
+    ece_reset(&bins);
+    dataloader_reset(loader);
+    for (int b = 0; b < max_batches; b++) {
+        dataloader_next_batch(loader);
+        for (int s = 0; s < S; s++) {
+            gpt2_optimizer_sample_bma(model, oc, step, s);
             gpt2_forward(model, loader->inputs, loader->targets, (int)loader->B, (int)loader->T);
             train_bma_accumulate(lse + (size_t)b * bt, model->acts.losses, bt, s);
+            const float* p = model->acts.probs;
+            if (s == 0) {
+                OMP_PRAGMA(parallel for schedule(static))
+                for (size_t i = 0; i < nprob; i++) prob_sum[i] = p[i];
+            } else {
+                OMP_PRAGMA(parallel for schedule(static))
+                for (size_t i = 0; i < nprob; i++) prob_sum[i] += p[i];
+            }
         }
+        OMP_PRAGMA(parallel for schedule(static))
+        for (size_t i = 0; i < nprob; i++) prob_sum[i] *= invS;
+        for (size_t t = 0; t < bt; t++) ece_add(&bins, prob_sum + t * Vp, V, loader->targets[t]);
     }
+    *ece = dp_ece_value(&model->dist, &bins);
     gpt2_optimizer_restore_mean(model);
-    return train_bma_loss(lse, (size_t)max_batches * bt, S);
+    double loss = train_bma_loss(lse, (size_t)max_batches * bt, S);
+    dp_allreduce_sum(&model->dist, &loss, 1);
+    return (float)(loss / model->dist.world);
 }
 
 
@@ -1185,9 +1440,21 @@ int main(int argc, char** argv) {
     TrainRun* r = &run;
     GPT2 model;
     GPT2Config mc;
-    if (train_run_parse(r, argc, argv, &mc) == 0) gpt2_build_random(&model, mc, r->cfg.seed);
+    int from_file = train_run_parse(r, argc, argv, &mc);
+#ifdef USE_MPI
+    int init = dist_resolve_init_or_exit(&r->cfg, 1, 0, "train_gpt2mpi");
+    int rank = 0, world = 1;
+    mpiCheck(MPI_Init(&argc, &argv));
+    mpiCheck(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+    mpiCheck(MPI_Comm_size(MPI_COMM_WORLD, &world));
+    train_run_set_dist(r, rank, world, -1, world > 1 ? DIST_INIT_MPI : init);
+#else
+    train_run_set_dist(r, 0, 1, 0, dist_resolve_init_or_exit(&r->cfg, 0, 0, "train_gpt2mpi (make train_gpt2mpi)"));
+#endif
+    if (from_file == 0) gpt2_build_random(&model, mc, r->cfg.seed);
     else gpt2_build_from_checkpoint(&model, r->path);
     train_run_setup(r, model.config, model.num_parameters);
+    train_run_print_dist(r, model.num_parameters, 4, 4);
     const int B = r->B, T = r->T;
     OptimizerConfig* oc = &r->oc;
 #ifdef _OPENMP
@@ -1197,10 +1464,15 @@ int main(int argc, char** argv) {
 #endif
 
     gpt2_allocate(&model, B, T);
+    gpt2_set_dist(&model, &r->dist);
     gpt2_optimizer_init(&model, oc);
     int* gen_tokens = (int*)mallocCheck((size_t)T * sizeof(int));
-    float* bma_lse = NULL;  // (val_batches, B*T)
-    if (r->run_val && r->bma_samples > 0) bma_lse = (float*)mallocCheck((size_t)r->val_batches * B * T * sizeof(float));
+    float* bma_lse = NULL;       // (val_batches, B*T)
+    float* bma_prob_sum = NULL;  // (B*T, Vp)
+    if (r->run_val && r->bma_samples > 0) {
+        bma_lse = (float*)mallocCheck((size_t)r->val_batches * B * T * sizeof(float));
+        bma_prob_sum = (float*)mallocCheck((size_t)B * T * model.config.padded_vocab_size * sizeof(float));
+    }
 
     int start_step = 0;
     if (r->resume_step >= 0) {
@@ -1219,11 +1491,13 @@ int main(int argc, char** argv) {
     int timed_steps = 0;
     for (int step = start_step; step <= r->max_steps; step++) {
         if (train_run_val_due(r, step)) {
-            float val_loss = evaluate_mean_loss(&model, &r->val_loader, r->val_batches);
+            double ece = -1.0, bma_ece = -1.0;
+            float val_loss = evaluate_mean_loss(&model, &r->val_loader, r->val_batches, &ece);
             float bma_loss = 0.0f;
             if (r->bma_samples > 0)
-                bma_loss = evaluate_bma_loss(&model, oc, &r->val_loader, r->val_batches, r->bma_samples, step, bma_lse);
-            train_report_val(&r->logger, step, val_loss, r->bma_samples, bma_loss);
+                bma_loss = evaluate_bma_loss(&model, oc, &r->val_loader, r->val_batches, r->bma_samples, step, bma_lse,
+                                             bma_prob_sum, &bma_ece);
+            train_report_val(&r->logger, step, val_loss, r->bma_samples, bma_loss, ece, bma_ece);
             if (oc->kind != OPT_ADAMW) {
                 OptimizerDiagnostics d;
                 gpt2_optimizer_diagnostics(&model, oc, &d);
@@ -1231,7 +1505,8 @@ int main(int argc, char** argv) {
             }
         }
         if (train_run_sample_due(r, step)) sample_and_print(&model, &r->tokenizer, gen_tokens, r->gen_len, r->cfg.seed, step);
-        if (train_run_checkpoint_due(r, step, start_step)) {
+        if (train_run_checkpoint_due(r, step, start_step)) gpt2_optimizer_gather_state(&model);
+        if (train_run_checkpoint_due(r, step, start_step) && r->dist.rank == 0) {
             checkpoint_model_path(r->path, sizeof(r->path), r->cfg.output_log_dir, step);
             gpt2_write_model(&model, r->path);
             StateHeader sh = train_run_state_header(r, step, model.num_parameters, model.anchor_step, model.mega_tokens);
@@ -1256,9 +1531,13 @@ int main(int argc, char** argv) {
     if (r->skipped_total > 0) printf("skipped steps: %d\n", r->skipped_total);
 
     free(bma_lse);
+    free(bma_prob_sum);
     free(gen_tokens);
     train_run_free(r);
     gpt2_free(&model);
+#ifdef USE_MPI
+    mpiCheck(MPI_Finalize());
+#endif
     return 0;
 }
 #endif

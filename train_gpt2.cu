@@ -1168,7 +1168,7 @@ int main(int argc, char** argv) {
     for (int step = start_step; step <= r->max_steps; step++) {
         if (train_run_val_due(r, step)) {
             float val_loss = evaluate_mean_loss(&model, &r->val_loader, r->val_batches);
-            train_report_val(&r->logger, step, val_loss, 0, 0.0f);
+            train_report_val(&r->logger, step, val_loss, 0, 0.0f, -1.0, -1.0);  // no ECE: the fused classifier keeps no probabilities
         }
         if (train_run_sample_due(r, step)) sample_and_print(&model, &r->tokenizer, gen_tokens, r->gen_len, r->cfg.seed, step);
         if (train_run_checkpoint_due(r, step, start_step)) {

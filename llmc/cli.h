@@ -69,6 +69,16 @@ typedef struct {
     int poco_momentum;              // -pmo
     int poco_clip_each;             // -pce
     int poco_mega_noise;            // -pmn
+    // data parallel (llmc/dist.h)
+    const char* dp_noise;           // -dn rank|shared
+    int dp_noise_group;             // -dg  -1 = 1 (rank) or P (shared)
+    int zero_stage;                 // -zs
+    const char* dp_init;            // -dm auto|mpi|tcp|fs
+    int dp_processes;               // -dp  tcp/fs only
+    int dp_rank;                    // -dr  tcp/fs only
+    int dp_gpus_per_node;           // -dl  -1 = launcher's local rank, else rank % visible GPUs
+    const char* dp_server;          // -ds  host:port (tcp)
+    const char* dp_fs_dir;          // -df  shared directory (fs)
 } TrainConfig;
 
 typedef enum {
@@ -197,6 +207,27 @@ static const CliFlag CLI_FLAGS[] = {
      "PoCo: clip g_in and g_out each (1) or both by the norm of g_in - gamma*g_out (0)"},
     {"-pmn", "poco mega noise", CLI_INT, offsetof(TrainConfig, poco_mega_noise), "1", 0, 1, NULL,
      "PoCo mega-batch at sampled m_out + sigma_out*eps (1) or at m_out, hbar_out = h_out (0)"},
+    {"-dn", "dp noise", CLI_CHOICE, offsetof(TrainConfig, dp_noise), "rank", CLI_NO_RANGE, "rank|shared",
+     "data parallel IVON noise: rank = own eps per micro-batch and rank (accumulators reduced), shared = same eps "
+     "on all ranks at a micro-step (1 micro-batch per rank: only the gradient reduced)"},
+    {"-dg", "dp noise group", CLI_INT, offsetof(TrainConfig, dp_noise_group), "-1", -1, 1000000, NULL,
+     "consecutive global micro-batches sharing one eps; -1 = 1 with -dn rank, processes with -dn shared "
+     "(set it to reproduce a shared-noise run of N processes in fewer)"},
+    {"-zs", "zero stage", CLI_INT, offsetof(TrainConfig, zero_stage), "0", 0, 1, NULL,
+     "optimizer state sharding: 0 = replicated, 1 = ZeRO-1 (adamw, ivon)"},
+    {"-dm", "dp init method", CLI_CHOICE, offsetof(TrainConfig, dp_init), "auto", CLI_NO_RANGE, "auto|mpi|tcp|fs",
+     "how processes find each other: auto = mpi under mpirun else one process; tcp (-ds), fs (-df): train_gpt2cu "
+     "with -dp, -dr, e.g. under Slurm without MPI"},
+    {"-dp", "dp processes", CLI_INT, offsetof(TrainConfig, dp_processes), "-1", -1, 1000000, NULL,
+     "number of processes for -dm tcp|fs (mpirun sets it)"},
+    {"-dr", "dp rank", CLI_INT, offsetof(TrainConfig, dp_rank), "-1", -1, 1000000, NULL,
+     "rank of this process for -dm tcp|fs, 0 .. -dp - 1 (mpirun sets it)"},
+    {"-dl", "gpus per node", CLI_INT, offsetof(TrainConfig, dp_gpus_per_node), "-1", -1, 1024, NULL,
+     "train_gpt2cu: GPU = rank % N; -1 = the launcher's local rank, else rank % visible GPUs"},
+    {"-ds", "dp server", CLI_STRING, offsetof(TrainConfig, dp_server), NULL, CLI_NO_RANGE, NULL,
+     "-dm tcp: host:port where rank 0 listens for the other ranks"},
+    {"-df", "dp fs dir", CLI_STRING, offsetof(TrainConfig, dp_fs_dir), NULL, CLI_NO_RANGE, NULL,
+     "-dm fs: directory on a file system shared by all ranks (rank 0 writes the NCCL id there)"},
 };
 #define CLI_NUM_FLAGS ((int)(sizeof(CLI_FLAGS) / sizeof(CLI_FLAGS[0])))
 
@@ -459,23 +490,35 @@ static inline void cli_print_table(FILE* fp, const TrainConfig* cfg) {
 
 // Cross-flag helper: total batch size (-d, -1 = B*T) must be a positive multiple of B*T.
 // Sets *grad_accum_steps and *total_tokens; returns 0, or -1 with "flag -d: ..." in err.
-static inline int cli_resolve_total_batch(const TrainConfig* cfg, int* grad_accum_steps, long long* total_tokens,
-                                          char* err, size_t errlen) {
+// With P data-parallel processes (-1 = B*T*P) the total must be a multiple of B*T*P; *grad_accum_steps is then the
+// number of micro-batches of each process.
+static inline int cli_resolve_total_batch_dp(const TrainConfig* cfg, int world, int* grad_accum_steps,
+                                             long long* total_tokens, char* err, size_t errlen) {
     long long bt = (long long)cfg->B * (long long)cfg->T;
     const CliFlag* f = cli_find_flag("-d");
     if (bt > INT_MAX) {
         cli_errorf(err, errlen, f, "B*T = %d*%d = %lld is too large", cfg->B, cfg->T, bt);
         return -1;
     }
-    long long total = cfg->total_batch_size == -1 ? bt : (long long)cfg->total_batch_size;
-    if (total <= 0 || total % bt != 0) {
-        cli_errorf(err, errlen, f, "%d is not a positive multiple of B*T = %d*%d = %lld", cfg->total_batch_size,
-                   cfg->B, cfg->T, bt);
+    long long btp = bt * (world > 1 ? world : 1);
+    long long total = cfg->total_batch_size == -1 ? btp : (long long)cfg->total_batch_size;
+    if (total <= 0 || total % btp != 0) {
+        if (world > 1)
+            cli_errorf(err, errlen, f, "%d is not a positive multiple of B*T*processes = %d*%d*%d = %lld",
+                       cfg->total_batch_size, cfg->B, cfg->T, world, btp);
+        else
+            cli_errorf(err, errlen, f, "%d is not a positive multiple of B*T = %d*%d = %lld", cfg->total_batch_size,
+                       cfg->B, cfg->T, bt);
         return -1;
     }
-    *grad_accum_steps = (int)(total / bt);
+    *grad_accum_steps = (int)(total / btp);
     *total_tokens = total;
     return 0;
+}
+
+static inline int cli_resolve_total_batch(const TrainConfig* cfg, int* grad_accum_steps, long long* total_tokens,
+                                          char* err, size_t errlen) {
+    return cli_resolve_total_batch_dp(cfg, 1, grad_accum_steps, total_tokens, err, errlen);
 }
 
 #endif // LLMC_CLI_H

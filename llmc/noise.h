@@ -6,6 +6,7 @@
 // and lane = index & 3 picks one of the 4 normals of that block. Box-Muller on words (0, 1) and (2, 3):
 //   u = ((x >> 9) + 0.5) * 2^-23, r = sqrt(-2 ln u_a), z_a = r cos(2 pi u_b), z_b = r sin(2 pi u_b).
 // stream < 256; rank uses its low 24 bits; the block counter uses quad's low 32 bits (indices < 2^34 distinct).
+// The trainers pass rank 0: data-parallel runs number the samples over all processes instead (llmc/dist.h).
 // ln, sin, cos are built here from IEEE-754 fp32 +, -, *, /, sqrt and integer bit operations only, in a fixed
 // order with one rounding per operation (no FMA, no libm), so every target rounds identically:
 //   C: build with -ffp-contract=off (GCC's GNU modes default to =fast, which fuses a*b+c into FMA); then the

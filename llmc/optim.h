@@ -183,6 +183,11 @@ static inline int poco_refresh_at(const OptimizerConfig* oc, int t) {
     return oc->kind == OPT_POCO && t >= oc->poco_start && (t - oc->poco_start) % oc->poco_period == 0;
 }
 
+// micro-batches of an anchor refresh over all processes: -pmb, or period x global micro-batches per step
+static inline int poco_mega_batches(const OptimizerConfig* oc, int global_micro_batches) {
+    return oc->poco_mega_batches > 0 ? oc->poco_mega_batches : oc->poco_period * global_micro_batches;
+}
+
 // ----------------------------------------------------------------------------------------------
 // IVON: scalars, noise, element passes
 

@@ -15,6 +15,7 @@
 #include <time.h>
 #include "utils.h"
 #include "cli.h"
+#include "dist.h"
 #include "optim.h"
 #include "checkpoint.h"
 #include "dataloader.h"
@@ -121,7 +122,9 @@ static inline int optimizer_config_from_train(OptimizerConfig* oc, const TrainCo
 }
 
 // rows of the resolved optimizer settings under the flag table
-static inline void train_print_optimizer_rows(const OptimizerConfig* oc, float lr, int bma, int grad_accum) {
+// grad_accum: micro-batches per step of each process; d: the data-parallel layout
+static inline void train_print_optimizer_rows(const OptimizerConfig* oc, float lr, int bma, int grad_accum,
+                                              const DistInfo* d) {
     char v[128];
     snprintf(v, sizeof(v), "%s", optimizer_kind_name(oc->kind));
     cli_table_row(stdout, "resolved optimizer", v);
@@ -146,14 +149,16 @@ static inline void train_print_optimizer_rows(const OptimizerConfig* oc, float l
     int pmo0 = oc->kind == OPT_POCO && !oc->poco_momentum;
     snprintf(v, sizeof(v), "%g, debias %d", pmo0 ? 0.0 : oc->beta1, pmo0 ? 0 : oc->debias);
     cli_table_row(stdout, "effective beta1", v);
-    snprintf(v, sizeof(v), "%d MC samples per step (one per micro-batch)", grad_accum);
+    int global_k = grad_accum * d->world;
+    snprintf(v, sizeof(v), "%d MC samples per step (%d micro-batches)", (global_k + d->noise_group - 1) / d->noise_group,
+             global_k);
     cli_table_row(stdout, "ivon samples", v);
     snprintf(v, sizeof(v), "%d", bma);
     cli_table_row(stdout, "resolved bma samples", v);
     if (oc->kind == OPT_POCO) {
         snprintf(v, sizeof(v), "%d", oc->poco_start);
         cli_table_row(stdout, "resolved poco start", v);
-        int kmega = oc->poco_mega_batches > 0 ? oc->poco_mega_batches : oc->poco_period * grad_accum;
+        int kmega = poco_mega_batches(oc, global_k);
         snprintf(v, sizeof(v), "%d", kmega);
         cli_table_row(stdout, "resolved poco mega batches", v);
     }
@@ -230,14 +235,64 @@ static inline void train_state_restore(const char* path, const StateHeader* sh, 
     dataloader_set_state(train, ds);
 }
 
-// val line: mean-weight val loss, and the BMA val loss when bma_samples > 0
-static inline void train_report_val(Logger* logger, int step, float val_loss, int bma_samples, float bma_loss) {
+// Next-token calibration: expected calibration error over ECE_BINS equal-width bins of the confidence (the
+// largest predicted probability): ECE = sum_b n_b / N |accuracy_b - mean confidence_b|; a prediction is correct
+// when the target is the first index of the largest probability.
+#define ECE_BINS 15
+typedef struct {
+    double n[ECE_BINS], conf[ECE_BINS], correct[ECE_BINS];  // per bin: tokens, sum of confidences, correct tokens
+} EceBins;
+
+static inline void ece_reset(EceBins* e) { memset(e, 0, sizeof(*e)); }
+
+// one token's predictive distribution (V probabilities) and its target
+static inline void ece_add(EceBins* e, const float* probs, int V, int target) {
+    int arg = 0;
+    float best = probs[0];
+    for (int v = 1; v < V; v++) {
+        if (probs[v] > best) {
+            best = probs[v];
+            arg = v;
+        }
+    }
+    int b = (int)(best * ECE_BINS);
+    b = b < 0 ? 0 : b >= ECE_BINS ? ECE_BINS - 1 : b;
+    e->n[b] += 1.0;
+    e->conf[b] += best;
+    e->correct[b] += arg == target ? 1.0 : 0.0;
+}
+
+static inline double ece_value(const EceBins* e) {
+    double total = 0.0, sum = 0.0;
+    for (int b = 0; b < ECE_BINS; b++) total += e->n[b];
+    if (total == 0.0) return 0.0;
+    for (int b = 0; b < ECE_BINS; b++)
+        if (e->n[b] > 0.0) sum += e->n[b] / total * fabs(e->correct[b] / e->n[b] - e->conf[b] / e->n[b]);
+    return sum;
+}
+
+// val line: mean-weight val loss, and the BMA val loss when bma_samples > 0; then the calibration line when the
+// trainer computes it (ece >= 0; bma_ece >= 0 with BMA)
+static inline void train_report_val(Logger* logger, int step, float val_loss, int bma_samples, float bma_loss,
+                                    double ece, double bma_ece) {
+    char cal[64] = "";
+    if (ece >= 0.0 && bma_samples > 0 && bma_ece >= 0.0)
+        snprintf(cal, sizeof(cal), " ece:%.4f bece:%.4f", ece, bma_ece);
+    else if (ece >= 0.0)
+        snprintf(cal, sizeof(cal), " ece:%.4f", ece);
     if (bma_samples > 0) {
         printf("step %d: val loss %.6f (mean) | bma(%d) %.6f\n", step, val_loss, bma_samples, bma_loss);
-        logger_log(logger, step, "tel:%.4f bma:%.4f", (double)val_loss, (double)bma_loss);
+        logger_log(logger, step, "tel:%.4f bma:%.4f%s", (double)val_loss, (double)bma_loss, cal);
     } else {
         printf("step %d: val loss %.6f\n", step, val_loss);
-        logger_log_val(logger, step, val_loss);
+        logger_log(logger, step, "tel:%.4f%s", (double)val_loss, cal);
+    }
+    if (ece >= 0.0) {
+        if (bma_samples > 0 && bma_ece >= 0.0)
+            printf("step %d: calibration ECE(%d bins) %.4f (mean) | bma(%d) %.4f\n", step, ECE_BINS, ece, bma_samples,
+                   bma_ece);
+        else
+            printf("step %d: calibration ECE(%d bins) %.4f\n", step, ECE_BINS, ece);
     }
 }
 
@@ -265,12 +320,13 @@ static inline void train_report_step(Logger* logger, int kind, int step, int max
         printf("step %4d/%d | loss %.6f | norm %.4f | lr %.2e | %.1f ms | %.0f tok/s | mega %lld tok%s\n", step + 1,
                max_steps, st->loss, st->grad_norm, lr, ms, tok_s, st->mega_tokens,
                st->anchor_refreshed ? " (anchor refreshed)" : "");
-        logger_log(logger, step + 1, "trl:%.4f lr:%.6g norm:%.4f ms:%.1f tok/s:%.0f mega:%lld", (double)st->loss,
-                   (double)lr, (double)st->grad_norm, ms, tok_s, st->mega_tokens);
+        logger_log(logger, step + 1, "trl:%.4f lr:%.6g norm:%.4f ms:%.1f tok/s:%.0f tok:%lld mega:%lld",
+                   (double)st->loss, (double)lr, (double)st->grad_norm, ms, tok_s, tokens_per_step, st->mega_tokens);
     } else {
         printf("step %4d/%d | loss %.6f | norm %.4f | lr %.2e | %.1f ms | %.0f tok/s\n", step + 1, max_steps, st->loss,
                st->grad_norm, lr, ms, tok_s);
-        logger_log_train(logger, step + 1, st->loss, lr, st->grad_norm, ms, tok_s);
+        logger_log(logger, step + 1, "trl:%.4f lr:%.6g norm:%.4f ms:%.1f tok/s:%.0f tok:%lld", (double)st->loss,
+                   (double)lr, (double)st->grad_norm, ms, tok_s, tokens_per_step);
     }
 }
 
@@ -285,7 +341,8 @@ typedef struct {
     int grad_accum;          // micro-batches per step
     long long total_batch;   // tokens per step
     int max_steps;
-    int run_val, val_batches;
+    int run_val, val_batches;  // val_batches: per process (all processes: val_batches * P)
+    DistInfo dist;             // data-parallel layout (train_run_set_dist); one process by default
     int run_sample, gen_len;  // EOT + generated tokens, within T
     OptimizerConfig oc;
     float peak_lr;
@@ -354,6 +411,7 @@ static inline int train_run_parse(TrainRun* r, int argc, char** argv, GPT2Config
     r->B = r->cfg.B;
     r->T = r->cfg.T;
     r->resume_step = -1;
+    r->dist = dist_single();
     if (r->cfg.resume && r->cfg.output_log_dir == NULL) fatalf("flag -y: resuming needs an output directory (-o)");
     if (r->cfg.checkpoint_every > 0 && r->cfg.output_log_dir == NULL)
         fatalf("flag -n: checkpoints need an output directory (-o)");
@@ -373,6 +431,37 @@ static inline int train_run_parse(TrainRun* r, int argc, char** argv, GPT2Config
     return 1;
 }
 
+// Data-parallel layout once the processes know each other (before train_run_setup). Processes other than rank 0
+// print nothing on stdout (errors still go to stderr).
+static inline void train_run_set_dist(TrainRun* r, int rank, int world, int local_rank, int init) {
+    r->dist.rank = rank;
+    r->dist.world = world;
+    r->dist.local_rank = local_rank;
+    r->dist.init = init;
+    dist_set_modes(&r->dist, &r->cfg);
+    if (rank != 0 && freopen("/dev/null", "w", stdout) == NULL) fatalf("rank %d: cannot silence stdout", rank);
+}
+
+// startup lines of the data-parallel layout and the communication per step (grad_bytes: element size of the
+// reduced AdamW gradient; param_bytes: of the gathered parameters under ZeRO-1)
+static inline void train_run_print_dist(const TrainRun* r, size_t num_parameters, int grad_bytes, int param_bytes) {
+    const DistInfo* d = &r->dist;
+    int kind = r->oc.kind;
+    printf("data parallel: %d process%s (%s), noise %s (G = %d), ZeRO-%d\n", d->world, d->world > 1 ? "es" : "",
+           dist_init_name(d->init), d->noise_mode == DIST_NOISE_SHARED ? "shared" : "per rank", d->noise_group,
+           d->zero_stage);
+    if (d->world < 2) return;
+    for (int phase = 0; phase < (kind == OPT_POCO ? 2 : 1); phase++) {
+        DistCost c = dist_cost(d, kind, phase, r->grad_accum, grad_bytes, param_bytes);
+        printf("communication per step%s: %s = %.2f B per parameter per rank (%.1f MB)\n",
+               kind == OPT_POCO ? (phase ? " (PoCo inner step)" : " (before -pst)") : "", c.text, c.bytes_per_param,
+               c.bytes_per_param * (double)num_parameters / 1e6);
+        if (kind == OPT_POCO && phase)
+            printf("communication per anchor refresh: all-reduce 2 fp32 vectors = %.2f B per parameter per rank\n",
+                   c.refresh_bytes_per_param);
+    }
+}
+
 // With the model's config known: checks T, resolves the batch, opens the loaders, resolves the steps and the
 // optimizer settings, opens the tokenizer, schedule and logger, prints the startup table and summary lines.
 static inline void train_run_setup(TrainRun* r, GPT2Config c, size_t num_parameters) {
@@ -380,10 +469,12 @@ static inline void train_run_setup(TrainRun* r, GPT2Config c, size_t num_paramet
     const int B = r->B, T = r->T;
     if (T > c.max_seq_len) fatalf("flag -t: sequence length %d exceeds the model's context %d", T, c.max_seq_len);
     char err[512];
-    if (cli_resolve_total_batch(cfg, &r->grad_accum, &r->total_batch, err, sizeof(err)) != 0) fatalf("%s", err);
-    dataloader_init(&r->train_loader, cfg->train_data_pattern, B, T, 0, 1, 1, cfg->seed);
+    const DistInfo* d = &r->dist;
+    if (cli_resolve_total_batch_dp(cfg, d->world, &r->grad_accum, &r->total_batch, err, sizeof(err)) != 0)
+        fatalf("%s", err);
+    dataloader_init(&r->train_loader, cfg->train_data_pattern, B, T, d->rank, d->world, 1, cfg->seed);
     r->run_val = cfg->val_loss_every > 0;
-    if (r->run_val) dataloader_init(&r->val_loader, cfg->val_data_pattern, B, T, 0, 1, 0, cfg->seed);
+    if (r->run_val) dataloader_init(&r->val_loader, cfg->val_data_pattern, B, T, d->rank, d->world, 0, cfg->seed);
     r->max_steps = cfg->max_steps;
     if (r->max_steps < 0) {
         r->max_steps = (int)(dataloader_num_batches(&r->train_loader) / r->grad_accum);
@@ -394,13 +485,20 @@ static inline void train_run_setup(TrainRun* r, GPT2Config c, size_t num_paramet
     if (r->run_val) {
         r->val_batches = cfg->val_max_steps;
         if (r->val_batches == 0) fatalf("flag -m: 0 val batches; use -1 (the whole val set), >= 1, or -v 0");
+        // per process: batch k of the val set goes to rank k % P
+        if (r->val_batches > 0) r->val_batches = r->val_batches / d->world > 0 ? r->val_batches / d->world : 1;
         if (r->val_batches < 0 || (size_t)r->val_batches > dataloader_num_batches(&r->val_loader))
             r->val_batches = (int)dataloader_num_batches(&r->val_loader);
     }
     if (optimizer_config_from_train(&r->oc, cfg, (long long)r->train_loader.num_tokens, r->max_steps, &r->peak_lr,
                                     &r->bma_samples, err, sizeof(err)) != 0)
         fatalf("%s", err);
-    r->run_sample = cfg->sample_every > 0;
+    if (d->zero_stage > 0 && r->oc.kind == OPT_POCO)
+        fatalf("flag -zs: ZeRO-1 sharding supports -opt adamw and ivon, not poco");
+    if (r->oc.kind == OPT_POCO && poco_mega_batches(&r->oc, r->grad_accum * d->world) % d->world != 0)
+        fatalf("flag -pmb: %d anchor-refresh micro-batches do not split evenly over %d processes",
+               poco_mega_batches(&r->oc, r->grad_accum * d->world), d->world);
+    r->run_sample = cfg->sample_every > 0 && d->rank == 0;
     r->gen_len = cfg->gen_tokens + 1 < T ? cfg->gen_tokens + 1 : T;
     if (r->run_sample) {
         tokenizer_init(&r->tokenizer, cfg->tokenizer_path);
@@ -412,19 +510,20 @@ static inline void train_run_setup(TrainRun* r, GPT2Config c, size_t num_paramet
     if (r->run_val) r->val_loader.vocab_size = (uint32_t)c.vocab_size;
     lr_scheduler_init(&r->sched, cfg->lr_schedule, r->peak_lr, cfg->warmup_iterations, r->max_steps,
                       cfg->final_lr_frac);
-    logger_init(&r->logger, cfg->output_log_dir, 0, r->resume_step >= 0);
+    logger_init(&r->logger, cfg->output_log_dir, d->rank, r->resume_step >= 0);
 
     cli_print_table_rows(stdout, cfg);
-    train_print_optimizer_rows(&r->oc, r->peak_lr, r->bma_samples, r->grad_accum);
+    train_print_optimizer_rows(&r->oc, r->peak_lr, r->bma_samples, r->grad_accum, d);
     cli_table_line(stdout);
     printf("model: L=%d NH=%d C=%d maxT=%d V=%d Vp=%d, %zu parameters\n", c.num_layers, c.num_heads, c.channels,
            c.max_seq_len, c.vocab_size, c.padded_vocab_size, num_parameters);
-    printf("batch: B=%d T=%d, grad accumulation %d -> %lld tokens per step; %d steps\n", B, T, r->grad_accum,
-           r->total_batch, r->max_steps);
+    printf("batch: B=%d T=%d, grad accumulation %d x %d processes -> %lld tokens per step; %d steps\n", B, T,
+           r->grad_accum, d->world, r->total_batch, r->max_steps);
     printf("train data: %zu tokens, %zu batches per epoch\n", (size_t)r->train_loader.num_tokens,
            (size_t)dataloader_num_batches(&r->train_loader));
     if (r->run_val)
-        printf("val data: %zu tokens, %d batches per evaluation\n", (size_t)r->val_loader.num_tokens, r->val_batches);
+        printf("val data: %zu tokens, %d batches per evaluation (%d per process)\n", (size_t)r->val_loader.num_tokens,
+               r->val_batches * d->world, r->val_batches);
 }
 
 // what happens at `step` (before optimizer step `step`; step == max_steps is the final evaluation)
@@ -449,6 +548,8 @@ static inline StateHeader train_run_state_header(const TrainRun* r, int step, si
     sh.extra[5] = r->B;
     sh.extra[6] = r->T;
     sh.extra[7] = r->grad_accum;
+    sh.extra[8] = r->dist.world;
+    sh.extra[9] = r->dist.noise_group;
     return sh;
 }
 
@@ -459,6 +560,10 @@ static inline void train_run_restore(TrainRun* r, const char* path, const StateH
     if (sh->seed != r->cfg.seed)
         fatalf("state file '%s' was written with -seed %llu, this run has -seed %llu (flag -seed)", path,
                (unsigned long long)sh->seed, (unsigned long long)r->cfg.seed);
+    if ((sh->extra[8] != 0 && sh->extra[8] != r->dist.world) || (sh->extra[9] != 0 && sh->extra[9] != r->dist.noise_group))
+        fatalf("state file '%s' was written by %d processes with noise group %d, this run has %d and %d (mpirun -np, "
+               "flags -dp, -dn, -dg): the data order and the noise depend on them", path, sh->extra[8], sh->extra[9],
+               r->dist.world, r->dist.noise_group);
     // 0 = a state file written before these slots existed
     if ((sh->extra[5] != 0 && sh->extra[5] != r->B) || (sh->extra[6] != 0 && sh->extra[6] != r->T) ||
         (sh->extra[7] != 0 && sh->extra[7] != r->grad_accum))

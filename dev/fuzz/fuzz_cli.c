@@ -56,7 +56,13 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                         if (!isfinite(l)) abort();
                     }
                     cli_print_table_rows(devnull, &cfg);
-                    train_print_optimizer_rows(&oc, lr, bma, accum);
+                    DistInfo d = dist_single();
+                    char derr[256];
+                    if (dist_check_flags(&cfg, cli_choice_index("auto|mpi|tcp|fs", cfg.dp_init), derr,
+                                         sizeof(derr)) != 0 && strncmp(derr, "flag ", 5) != 0)
+                        abort();  // every data-parallel flag error names its flag
+                    dist_set_modes(&d, &cfg);
+                    train_print_optimizer_rows(&oc, lr, bma, accum, &d);
                 }
             }
         }

@@ -21,6 +21,7 @@
 #include "../../llmc/philox.h"
 #include "../../llmc/checkpoint.h"
 #include "../../llmc/outlier.h"
+#include "../../llmc/dist.h"
 
 static int g_pass = 0, g_fail = 0;
 static char g_tmp[256];  // temp dir of this run
@@ -1007,6 +1008,81 @@ static void test_outlier(void) {
 
 // ------------------------------------------------------------------------------------------------
 
+// data-parallel layout: batch split, noise assignment, shards, communication cost
+static void test_dist(void) {
+    TrainConfig c;
+    cli_defaults(&c);
+    char err[256];
+    int accum = 0;
+    long long total = 0;
+    c.B = 2, c.T = 32, c.total_batch_size = 256;
+    CHECK(cli_resolve_total_batch_dp(&c, 2, &accum, &total, err, sizeof(err)) == 0 && accum == 2 && total == 256,
+          "-d 256 over 2 processes: 2 micro-batches each");
+    c.total_batch_size = 192;
+    CHECK(cli_resolve_total_batch_dp(&c, 2, &accum, &total, err, sizeof(err)) == -1 && strstr(err, "B*T*processes"),
+          "-d 192 over 2 processes rejected: %s", err);
+    c.total_batch_size = -1;
+    CHECK(cli_resolve_total_batch_dp(&c, 4, &accum, &total, err, sizeof(err)) == 0 && accum == 1 && total == 256,
+          "-d -1 over 4 processes = B*T*P");
+    // noise: rank mode gives every (rank, j) its own sample g = j P + r; shared mode j; -dg G: g / G
+    DistInfo d = dist_single();
+    d.world = 4;
+    int distinct = 1, same = 1;
+    for (int r = 0; r < 4; r++) {
+        d.rank = r;
+        d.noise_group = 1;
+        for (int j = 0; j < 3; j++) distinct = distinct && dist_noise_sample(&d, j) == j * 4 + r;
+        d.noise_group = 4;
+        for (int j = 0; j < 3; j++) same = same && dist_noise_sample(&d, j) == j;
+    }
+    CHECK(distinct && same, "dist_noise_sample: per rank j*P + r, shared j");
+    DistInfo one = dist_single();
+    one.noise_group = 2;
+    CHECK(dist_noise_sample(&one, 0) == 0 && dist_noise_sample(&one, 1) == 0 && dist_noise_sample(&one, 2) == 1 &&
+          dist_noise_sample(&one, 3) == 1, "one process with -dg 2 reproduces the shared assignment of 2");
+    CHECK(dist_reduce_grad_only(&d, 1) && !dist_reduce_grad_only(&d, 2), "gradient-only reduction needs K_local 1");
+    d.noise_group = 1;
+    CHECK(!dist_reduce_grad_only(&d, 1), "no gradient-only reduction with per-rank noise");
+    // shards cover [0, n) exactly once
+    size_t n = 1003, covered = 0, prev_hi = 0;
+    int contiguous = 1;
+    for (int r = 0; r < 4; r++) {
+        size_t lo, hi;
+        dist_shard(n, 4, r, &lo, &hi);
+        contiguous = contiguous && lo == prev_hi && hi >= lo;
+        covered += hi - lo;
+        prev_hi = hi;
+    }
+    CHECK(contiguous && covered == n && prev_hi == n, "dist_shard covers the parameters once");
+    size_t lo, hi;
+    dist_shard(2, 4, 3, &lo, &hi);
+    CHECK(lo == hi, "dist_shard: empty last shard when n < P");
+    // bytes per parameter per rank: ring all-reduce 2 (P-1)/P x bytes
+    d.world = 2, d.zero_stage = 0, d.noise_group = 1;
+    DistCost a = dist_cost(&d, 0, 0, 2, 2, 2), iv = dist_cost(&d, 1, 0, 2, 2, 2), pc = dist_cost(&d, 2, 1, 2, 2, 2);
+    CHECK(fabs(a.bytes_per_param - 2.0) < 1e-12 && fabs(iv.bytes_per_param - 8.0) < 1e-12 &&
+          fabs(pc.bytes_per_param - 16.0) < 1e-12, "dist_cost ZeRO-0: adamw bf16 2, ivon 8, poco 16 B (P = 2): %g %g %g",
+          a.bytes_per_param, iv.bytes_per_param, pc.bytes_per_param);
+    d.noise_group = 2;
+    DistCost ivs = dist_cost(&d, 1, 0, 1, 2, 2);
+    CHECK(fabs(ivs.bytes_per_param - 4.0) < 1e-12 && ivs.allreduce == 1, "dist_cost shared noise K 1: one fp32 vector");
+    d.noise_group = 1, d.zero_stage = 1;
+    DistCost az = dist_cost(&d, 0, 0, 2, 2, 2), ivz = dist_cost(&d, 1, 0, 2, 2, 2);
+    CHECK(fabs(az.bytes_per_param - 2.0) < 1e-12 && fabs(ivz.bytes_per_param - 8.0) < 1e-12,
+          "dist_cost ZeRO-1: adamw RS+AG 2 B, ivon RS 2 + AG 2 fp32 = 8 B (P = 2): %g %g", az.bytes_per_param,
+          ivz.bytes_per_param);
+    // flag conflicts name their flag
+    cli_defaults(&c);
+    c.dp_server = "h:1";
+    CHECK(dist_check_flags(&c, DIST_INIT_AUTO, err, sizeof(err)) == -1 && strncmp(err, "flag -ds", 8) == 0, "-ds alone: %s", err);
+    cli_defaults(&c);
+    CHECK(dist_check_flags(&c, DIST_INIT_TCP, err, sizeof(err)) == -1 && strncmp(err, "flag -dm", 8) == 0, "tcp without -dp/-dr: %s", err);
+    c.dp_processes = 2, c.dp_rank = 2, c.dp_server = "h:1";
+    CHECK(dist_check_flags(&c, DIST_INIT_TCP, err, sizeof(err)) == -1 && strncmp(err, "flag -dr", 8) == 0, "rank >= -dp: %s", err);
+    c.dp_rank = 1;
+    CHECK(dist_check_flags(&c, DIST_INIT_TCP, err, sizeof(err)) == 0, "tcp with -dp 2 -dr 1 -ds");
+}
+
 int main(void) {
     snprintf(g_tmp, sizeof(g_tmp), "/tmp/test_llmc_XXXXXX");
     if (mkdtemp(g_tmp) == NULL) { perror("mkdtemp"); return 2; }
@@ -1022,6 +1098,7 @@ int main(void) {
     SUITE(test_checkpoint);
     SUITE(test_checkpoint_prune);
     SUITE(test_outlier);
+    SUITE(test_dist);
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_tmp);
     if (system(cmd) != 0) printf("warning: could not remove %s\n", g_tmp);

@@ -873,7 +873,28 @@ static void test_flags(void) {
     }
 }
 
+// ECE (llmc/train_common.h): known bins, argmax tie rule, perfect calibration
+static void test_ece(void) {
+    EceBins e;
+    ece_reset(&e);
+    float a[4] = {0.9f, 0.05f, 0.03f, 0.02f};  // confidence 0.9, correct
+    float b[4] = {0.1f, 0.6f, 0.2f, 0.1f};     // confidence 0.6, wrong (target 0)
+    ece_add(&e, a, 4, 0);
+    ece_add(&e, b, 4, 0);
+    // bins: 0.9 -> |1 - 0.9| = 0.1, 0.6 -> |0 - 0.6| = 0.6; ECE = (0.1 + 0.6) / 2
+    CHECK(fabs(ece_value(&e) - 0.35) < 1e-6, "ECE of two tokens %.6f (expected 0.35)", ece_value(&e));
+    ece_reset(&e);
+    float c[2] = {0.5f, 0.5f};
+    for (int i = 0; i < 10; i++) ece_add(&e, c, 2, i % 2);  // confidence 0.5, argmax 0 (first), right half the time
+    CHECK(fabs(ece_value(&e)) < 1e-9, "ECE of a calibrated coin is 0 (%.3g)", ece_value(&e));
+    float one[3] = {0.0f, 1.0f, 0.0f};
+    ece_reset(&e);
+    ece_add(&e, one, 3, 1);
+    CHECK(fabs(ece_value(&e)) < 1e-9 && e.n[ECE_BINS - 1] == 1.0, "confidence 1 goes to the last bin");
+}
+
 int main(void) {
+    test_ece();
     test_scalars();
     test_sample_accumulate();
     test_welford();
