@@ -71,7 +71,8 @@ $(BIN)/bench_cpu: dev/bench/bench_cpu.c train_gpt2.c $(HEADERS) | $(BIN)
 $(BIN):
 	mkdir -p $@
 
-# --- CUDA (one GPU). `make cuda` builds every variant, `make cuda-check` only compiles them (no GPU needed).
+# --- CUDA (one GPU per process). `make cuda` builds every variant, `make cuda-check` only compiles them (no GPU
+# needed).
 NVCC ?= /usr/local/cuda/bin/nvcc
 GPU_ARCH ?= -gencode arch=compute_90,code=[sm_90,compute_90]
 # no --use_fast_math: the fp32 build is compared tightly against PyTorch
@@ -86,7 +87,36 @@ else
 $(error PRECISION must be BF16 or FP32, not '$(PRECISION)')
 endif
 NVCCFLAGS += -std=c++17 $(GPU_ARCH) -Xcompiler -Wall,-Wextra
-NVLDLIBS = -lcublas -lcublasLt
+# Data parallel (llmc/cuda_dist.h): NCCL always (NCCL_HOME=... if it is not in the CUDA or system paths); MPI when
+# mpicc is on PATH (Open MPI: its --showme:compile / --showme:link flags), off with NO_MPI=1 (then -dm tcp|fs only).
+# nvcc takes the -I/-D/-L/-l words as they are, -Wl,... through -Xlinker, any other word through -Xcompiler.
+# Run `make clean` after changing NO_MPI (the binaries depend on the sources only).
+NO_MPI ?= 0
+CUDA_MPICC := $(or $(MPICC),mpicc)
+CUDA_COMMA := ,
+CUDA_DIST_FLAGS := -DUSE_NCCL
+CUDA_DIST_LIBS := -lnccl
+ifneq ($(NCCL_HOME),)
+CUDA_DIST_FLAGS += -I$(NCCL_HOME)/include
+CUDA_DIST_LIBS := -L$(NCCL_HOME)/lib -lnccl
+endif
+ifeq ($(NO_MPI),1)
+CUDA_MPI_STATUS := MPI off (NO_MPI=1)
+else ifeq ($(shell command -v $(CUDA_MPICC) 2>/dev/null),)
+CUDA_MPI_STATUS := MPI off ($(CUDA_MPICC) not found)
+else
+CUDA_MPI_COMPILE := $(shell $(CUDA_MPICC) --showme:compile 2>/dev/null)
+CUDA_MPI_LINK := $(shell $(CUDA_MPICC) --showme:link 2>/dev/null)
+ifeq ($(strip $(CUDA_MPI_LINK)),)
+CUDA_MPI_STATUS := MPI off ($(CUDA_MPICC) --showme:link printed nothing; Open MPI expected)
+else
+CUDA_MPI_STATUS := MPI on ($(CUDA_MPICC))
+CUDA_DIST_FLAGS += -DUSE_MPI $(foreach w,$(CUDA_MPI_COMPILE),$(if $(filter -I% -D%,$(w)),$(w),-Xcompiler=$(w)))
+CUDA_DIST_LIBS += $(foreach w,$(CUDA_MPI_LINK),$(if $(filter -L% -l%,$(w)),$(w),$(if \
+  $(filter -Wl$(CUDA_COMMA)%,$(w)),-Xlinker=$(patsubst -Wl$(CUDA_COMMA)%,%,$(w)),-Xcompiler=$(w))))
+endif
+endif
+NVLDLIBS = -lcublas -lcublasLt $(CUDA_DIST_LIBS)
 CUDA_SRC := train_gpt2.cu $(HEADERS)
 CUDA_BIN := build/cuda
 
@@ -97,27 +127,33 @@ cuda: $(CUDA_TARGETS)
 
 # compile-only check of every variant (CI without a GPU); the cuDNN variant must fail with its #error
 cuda-check: $(CUDA_TARGETS)
+	@echo "cuda-check: compiled $(CUDA_TARGETS) with NCCL, $(CUDA_MPI_STATUS)"
 	@if $(MAKE) -s train_gpt2cu_cudnn >/dev/null 2>&1; then echo "cuda-check: the USE_CUDNN=1 build should stop with #error"; exit 1; \
 	else echo "cuda-check: USE_CUDNN=1 build stops with its #error (not implemented yet), as intended"; fi
 
 train_gpt2cu: $(CUDA_SRC)
-	$(NVCC) $(NVCCFLAGS) $(PRECISION_FLAGS) -o $@ $< $(NVLDLIBS)
+	$(NVCC) $(NVCCFLAGS) $(PRECISION_FLAGS) $(CUDA_DIST_FLAGS) -o $@ $< $(NVLDLIBS)
 
 test_gpt2cu: test_gpt2.cu $(CUDA_SRC)
-	$(NVCC) $(NVCCFLAGS) $(PRECISION_FLAGS) -o $@ $< $(NVLDLIBS)
+	$(NVCC) $(NVCCFLAGS) $(PRECISION_FLAGS) $(CUDA_DIST_FLAGS) -o $@ $< $(NVLDLIBS)
 
 $(CUDA_BIN)/train_gpt2fp32cu: $(CUDA_SRC) | $(CUDA_BIN)
-	$(NVCC) $(NVCCFLAGS) -DENABLE_FP32 -o $@ $< $(NVLDLIBS)
+	$(NVCC) $(NVCCFLAGS) -DENABLE_FP32 $(CUDA_DIST_FLAGS) -o $@ $< $(NVLDLIBS)
 
 $(CUDA_BIN)/test_gpt2fp32cu: test_gpt2.cu $(CUDA_SRC) | $(CUDA_BIN)
-	$(NVCC) $(NVCCFLAGS) -DENABLE_FP32 -o $@ $< $(NVLDLIBS)
+	$(NVCC) $(NVCCFLAGS) -DENABLE_FP32 $(CUDA_DIST_FLAGS) -o $@ $< $(NVLDLIBS)
 
 train_gpt2fp32cu: $(CUDA_BIN)/train_gpt2fp32cu
 test_gpt2fp32cu: $(CUDA_BIN)/test_gpt2fp32cu
 
+# data-parallel checks on a GPU machine (1-rank NCCL path = plain path bit for bit; 2 ranks with 2+ GPUs)
+.PHONY: test-dist-gpu
+test-dist-gpu: train_gpt2cu $(CUDA_BIN)/train_gpt2fp32cu data
+	bash dev/test/test_dist_gpu.sh
+
 # cuDNN flash attention (USE_CUDNN=1): not implemented yet, the source stops with #error
 train_gpt2cu_cudnn: $(CUDA_SRC) | $(CUDA_BIN)
-	$(NVCC) $(NVCCFLAGS) -DUSE_CUDNN -o $(CUDA_BIN)/$@ $< $(NVLDLIBS) -lcudnn
+	$(NVCC) $(NVCCFLAGS) $(CUDA_DIST_FLAGS) -DUSE_CUDNN -o $(CUDA_BIN)/$@ $< $(NVLDLIBS) -lcudnn
 
 $(CUDA_BIN):
 	mkdir -p $@

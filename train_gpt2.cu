@@ -1,9 +1,18 @@
-// GPT-2 training on one GPU: hand-written CUDA kernels (encoder, layernorm, attention softmax, GELU, fused
+// GPT-2 training on one or more GPUs: hand-written CUDA kernels (encoder, layernorm, attention softmax, GELU, fused
 // classifier, grad norm, AdamW), cuBLASLt for the linear layers, cuBLAS strided-batched GEMMs for attention.
 // bf16 working weights/activations/gradients with fp32 master weights and AdamW state (default), or all fp32
 // (-DENABLE_FP32, `make train_gpt2fp32cu`). Same flags, data, checkpoints and output lines as train_gpt2.c.
+// Data parallel over NCCL, one process per GPU (llmc/dist.h, llmc/cuda_dist.h; section "data parallel" below).
 #ifdef USE_CUDNN
 #error "USE_CUDNN=1: cuDNN flash attention (backend graph API) is not implemented yet in train_gpt2.cu"
+#endif
+#ifndef USE_NCCL
+#error "train_gpt2.cu needs NCCL: build with -DUSE_NCCL and -lnccl (the Makefile does)"
+#endif
+// an error on one process ends all of them (cuda_dist_fatal_abort), not only this one
+#ifndef LLMC_FATAL_HOOK
+#define LLMC_FATAL_HOOK
+#define TRAIN_CUDA_ABORT_HOOK
 #endif
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +32,8 @@
 #include "llmc/schedule.h"
 #include "llmc/tokenizer.h"
 #include "llmc/train_common.h"
+#include "llmc/dist.h"
+#include "llmc/cuda_dist.h"
 
 #define LN_EPS 1e-5f
 #define GELU_SCALE 0.7978845608028654f  // sqrt(2/pi)
@@ -35,6 +46,10 @@
 #define RECOMPUTE_NONE 0
 #define RECOMPUTE_GELU 1     // fch_gelu is recomputed from fch in the backward (one layer of storage)
 #define RECOMPUTE_GELU_LN 2  // also ln1 / ln2 (from the residual stream and the kept mean / rstd)
+
+#ifdef TRAIN_CUDA_ABORT_HOOK
+void llmc_fatal_hook(void) { cuda_dist_fatal_abort(); }
+#endif
 
 static cublasHandle_t cublas_handle;
 static cublasLtHandle_t cublaslt_handle;
@@ -624,6 +639,14 @@ typedef struct {
     int has_targets;
     float* h_losses;          // (B*T) pinned
     float* h_probs;           // (Vp) pinned
+    // data parallel (gpt2_set_dist, before gpt2_allocate); without a communicator: dist NULL, zero and overlap 0,
+    // the shard is [0, np) and nothing is padded
+    CudaDist* dist;
+    int zero;                 // ZeRO-1: master, m, v hold only [shard_lo, shard_hi) (shard_size floats each)
+    int overlap;              // ZeRO-0: the gradient all-reduce runs per layer inside the last micro-batch's backward
+    size_t shard_lo, shard_hi;
+    size_t shard_size;        // ZeRO-1: ceil(np / P), else np
+    size_t padded_parameters; // ZeRO-1: P * shard_size elements of the working weights and gradients, else np
 } GPT2;
 
 static void gpt2_point_params(ParameterTensors* p, floatX* memory, const size_t sizes[NUM_PARAMETER_TENSORS]) {
@@ -636,9 +659,10 @@ static void gpt2_point_params(ParameterTensors* p, floatX* memory, const size_t 
     }
 }
 
-// host_params -> master -> working copy
+// host_params -> master -> working copy (before gpt2_allocate shards the master weights under ZeRO-1)
 static void gpt2_upload_params(GPT2* model) {
     size_t np = model->num_parameters;
+    if (model->zero && model->acts_memory != NULL) fatalf("gpt2_upload_params after the ZeRO-1 sharding");
     cudaCheck(cudaMemcpy(model->master, model->host_params, np * sizeof(float), cudaMemcpyHostToDevice));
     if ((void*)model->params_memory != (void*)model->master) {
         float_to_x_kernel<<<ceil_div(np, 256), 256>>>(model->params_memory, model->master, np);
@@ -647,8 +671,17 @@ static void gpt2_upload_params(GPT2* model) {
     cudaCheck(cudaDeviceSynchronize());
 }
 
-// master -> host_params
+// this process's rank (0 without a communicator)
+static int gpt2_rank(const GPT2* model) { return model->dist != NULL ? model->dist->rank : 0; }
+
+// master -> host_params; under ZeRO-1 the shards gathered on rank 0 (collective: every rank calls it), with the
+// gradient buffer as rank 0's receive scratch (P * shard_size floatX >= shard_size floats for P >= 2)
 static void gpt2_download_params(GPT2* model) {
+    if (model->zero) {
+        cuda_dist_gather_to_host(model->dist, model->master, model->shard_size, model->num_parameters,
+                                 model->host_params, (float*)model->grads_memory);
+        return;
+    }
     cudaCheck(cudaMemcpy(model->host_params, model->master, model->num_parameters * sizeof(float),
                          cudaMemcpyDeviceToHost));
 }
@@ -672,6 +705,10 @@ static void gpt2_init_common(GPT2* model, GPT2Config c, const char* what) {
 #endif
     gpt2_point_params(&model->params, model->params_memory, model->param_sizes);
     model->mean_loss = -1.0f;
+    model->shard_lo = 0;
+    model->shard_hi = np;
+    model->shard_size = np;
+    model->padded_parameters = np;
 }
 
 // one-time library setup (handles, cuBLASLt workspace); the default fp32 cuBLAS math (no TF32)
@@ -702,6 +739,90 @@ void gpt2_build_random(GPT2* model, GPT2Config config, uint64_t seed) {
     gpt2_upload_params(model);
 }
 
+// ----------------------------------------------------------------------------
+// data parallel (llmc/dist.h, llmc/cuda_dist.h): one process per GPU.
+//   ZeRO-0 (AdamW): each rank accumulates its micro-batches' gradients (loss scale 1/K_local); in the backward of the
+//     last micro-batch, as soon as layer l's backward has been issued, the 12 gradient slices of layer l (the
+//     per-layer tensors are (L, ...) arrays, so a layer's gradient is 12 contiguous slices, not one block) are
+//     averaged over the ranks in one NCCL group on the NCCL stream, after an event of the compute stream; lnfw/lnfb
+//     go with layer L-1, wte and wpe (written again by the encoder backward at the very end) last. The compute
+//     stream waits for the NCCL stream before the norm and the update. Every rank then holds the same mean gradient,
+//     norm and update.
+//   ZeRO-1 (-zs 1): after the backward one reduce-scatter of the flat gradient (padded to P * ceil(np / P); the
+//     flat shards cut across tensors and layers, so it cannot start per layer), the global norm from the shards'
+//     sums of squares (summed over the ranks together with the loss), AdamW on this rank's shard of the master
+//     weights, m and v (only the shard is allocated), then one all-gather of the floatX weights.
+// Loss, val loss and (ZeRO-1) the squared norm are summed over the ranks as host doubles, so the step guard sees the
+// same values on every rank. Checkpoints hold the full state in the single-process format: rank 0 writes, ZeRO-1
+// gathers the shards to it first; on resume every rank reads the files and keeps its shard.
+
+// the layout of a data-parallel run; before gpt2_allocate. d == NULL or without a communicator: one process.
+void gpt2_set_dist(GPT2* model, CudaDist* d, int zero_stage) {
+    if (model->acts_memory != NULL) fatalf("gpt2_set_dist after gpt2_allocate");
+    int comm = d != NULL && d->comm != NULL;
+    size_t np = model->num_parameters;
+    model->dist = comm ? d : NULL;
+    model->zero = comm && zero_stage > 0;
+    model->overlap = comm && !model->zero;
+    model->shard_lo = 0;
+    model->shard_hi = np;
+    model->shard_size = np;
+    model->padded_parameters = np;
+    if (model->zero) {
+        model->shard_size = dist_shard_size(np, d->world);
+        model->padded_parameters = model->shard_size * (size_t)d->world;
+        dist_shard(np, d->world, d->rank, &model->shard_lo, &model->shard_hi);
+    }
+}
+
+// ZeRO-1: the working weights padded to P * shard_size, the master weights cut to this rank's shard
+static void gpt2_shard_weights(GPT2* model) {
+    size_t np = model->num_parameters, npad = model->padded_parameters, s = model->shard_size;
+    size_t lo = model->shard_lo, hi = model->shard_hi;
+    floatX* w;
+    cudaCheck(cudaMalloc((void**)&w, npad * sizeof(floatX)));
+    cudaCheck(cudaMemset(w, 0, npad * sizeof(floatX)));
+    cudaCheck(cudaMemcpy(w, model->params_memory, np * sizeof(floatX), cudaMemcpyDeviceToDevice));
+    float* ms;
+    cudaCheck(cudaMalloc((void**)&ms, s * sizeof(float)));
+    cudaCheck(cudaMemset(ms, 0, s * sizeof(float)));
+    if (hi > lo) cudaCheck(cudaMemcpy(ms, model->master + lo, (hi - lo) * sizeof(float), cudaMemcpyDeviceToDevice));
+    if ((void*)model->params_memory != (void*)model->master) cudaCheck(cudaFree(model->params_memory));
+    cudaCheck(cudaFree(model->master));
+    model->master = ms;
+    model->params_memory = w;
+    gpt2_point_params(&model->params, w, model->param_sizes);
+}
+
+// the gradient slices of layer l (and, with the last layer, lnfw / lnfb) = their mean over the ranks, on the NCCL
+// stream after the compute work issued so far. Tensors 2..13 of PARAM_TABLE are the per-layer (L, ...) ones.
+static void gpt2_reduce_layer_grads(GPT2* model, int l) {
+    floatX* ptrs[NUM_PARAMETER_TENSORS];
+    size_t counts[NUM_PARAMETER_TENSORS];
+    int n = 0, L = model->config.num_layers;
+    size_t off = 0;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        size_t sz = model->param_sizes[i];
+        if (i >= 2 && i <= 13) {
+            size_t per = sz / (size_t)L;
+            ptrs[n] = model->grads_memory + off + (size_t)l * per;
+            counts[n++] = per;
+        } else if (i >= 14 && l == L - 1) {
+            ptrs[n] = model->grads_memory + off;
+            counts[n++] = sz;
+        }
+        off += sz;
+    }
+    cuda_dist_allreduce_mean_x(model->dist, ptrs, counts, n);
+}
+
+// wte and wpe gradients = their mean over the ranks (after the encoder backward)
+static void gpt2_reduce_embedding_grads(GPT2* model) {
+    floatX* ptrs[2] = {model->grads.wte, model->grads.wpe};
+    size_t counts[2] = {model->param_sizes[0], model->param_sizes[1]};
+    cuda_dist_allreduce_mean_x(model->dist, ptrs, counts, 2);
+}
+
 // bytes of one carved tensor, rounded up to 256 (cuBLASLt alignment)
 static size_t gpt2_align(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
 
@@ -714,14 +835,16 @@ void gpt2_allocate(GPT2* model, int B, int T, int recompute) {
     if (recompute < RECOMPUTE_NONE || recompute > RECOMPUTE_GELU_LN)
         fatalf("recompute mode %d must be 0 (none), 1 (GELU) or 2 (GELU and layernorm)", recompute);
     if (model->acts_memory != NULL) fatalf("gpt2_allocate called twice");
-    size_t np = model->num_parameters;
-    cudaCheck(cudaMalloc((void**)&model->grads_memory, np * sizeof(floatX)));
-    cudaCheck(cudaMemset(model->grads_memory, 0, np * sizeof(floatX)));
+    size_t np = model->num_parameters, npad = model->padded_parameters, s = model->shard_size;
+    if (model->zero) gpt2_shard_weights(model);
+    cudaCheck(cudaMalloc((void**)&model->grads_memory, npad * sizeof(floatX)));
+    cudaCheck(cudaMemset(model->grads_memory, 0, npad * sizeof(floatX)));
     gpt2_point_params(&model->grads, model->grads_memory, model->param_sizes);
-    cudaCheck(cudaMalloc((void**)&model->opt_memory, 2 * np * sizeof(float)));
-    cudaCheck(cudaMemset(model->opt_memory, 0, 2 * np * sizeof(float)));
+    // AdamW m, v: this rank's shard under ZeRO-1 (s = np otherwise)
+    cudaCheck(cudaMalloc((void**)&model->opt_memory, 2 * s * sizeof(float)));
+    cudaCheck(cudaMemset(model->opt_memory, 0, 2 * s * sizeof(float)));
     model->m_memory = model->opt_memory;
-    model->v_memory = model->opt_memory + np;
+    model->v_memory = model->opt_memory + s;
     model->host_state = (float*)mallocCheck(2 * np * sizeof(float));
 
     size_t L = c.num_layers, C = c.channels, NH = c.num_heads, Vp = c.padded_vocab_size, BT = (size_t)B * T;
@@ -877,11 +1000,16 @@ void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int
 
 void gpt2_zero_grad(GPT2* model) {
     if (model->grads_memory == NULL) fatalf("gpt2_zero_grad before gpt2_allocate");
-    cudaCheck(cudaMemset(model->grads_memory, 0, model->num_parameters * sizeof(floatX)));
+    cudaCheck(cudaMemset(model->grads_memory, 0, model->padded_parameters * sizeof(floatX)));
 }
 
+// test-only IVON_TEST_NAN_STEP: a NaN in the first gradient entry
+__global__ void poison_kernel(floatX* grads) { grads[0] = f2x(__int_as_float(0x7fc00000)); }
+
 // Backward of the last forward (which had targets), the loss scaled by loss_scale; adds into the gradients.
-void gpt2_backward(GPT2* model, float loss_scale) {
+// reduce: the last micro-batch of a ZeRO-0 data-parallel step, each layer's gradients averaged over the ranks as
+// soon as its backward is issued (gpt2_reduce_layer_grads); poison: the test-only NaN, before any wte reduction.
+static void gpt2_backward_impl(GPT2* model, float loss_scale, int reduce, int poison) {
     if (model->grads_memory == NULL) fatalf("gpt2_backward before gpt2_allocate");
     if (model->mean_loss == -1.0f || !model->has_targets) fatalf("gpt2_backward needs a forward with targets first");
     GPT2Config c = model->config;
@@ -937,45 +1065,62 @@ void gpt2_backward(GPT2* model, float loss_scale) {
                         p.qkvw + (size_t)l * 3 * C * C, N, C, 3 * C);
         layernorm_backward(a.dresidual, g.ln1w + l * C, g.ln1b + l * C, cs, a.dsmall, residual, p.ln1w + l * C,
                            a.ln1_mean + o1, a.ln1_rstd + o1, N, C);
+        if (reduce) gpt2_reduce_layer_grads(model, l);
     }
     encoder_backward_wpe_kernel<<<ceil_div((size_t)T * C, 256), 256>>>(g.wpe, a.dresidual, B, T, C);
     cudaCheckLaunch();
     encoder_backward_wte_kernel<<<model->num_buckets, 256>>>(g.wte, a.dresidual, model->d_bucket_tok,
                                                              model->d_bucket_off, model->d_bucket_pos, C);
     cudaCheckLaunch();
+    if (poison) {
+        poison_kernel<<<1, 1>>>(model->grads_memory);
+        cudaCheckLaunch();
+    }
+    if (reduce) gpt2_reduce_embedding_grads(model);
     model->has_targets = 0;  // the logits now hold dlogits: a second backward needs a new forward
 }
 
-// global gradient norm, deterministic two-stage reduction
-float gpt2_grad_norm(GPT2* model) {
-    if (model->grads_memory == NULL) fatalf("gpt2_grad_norm before gpt2_allocate");
+void gpt2_backward(GPT2* model, float loss_scale) { gpt2_backward_impl(model, loss_scale, 0, 0); }
+
+// sum of squares of x (n floatX on the device), deterministic two-stage reduction
+static float gpt2_sumsq(GPT2* model, const floatX* x, size_t n) {
     float* partial = model->acts.partial;
-    sumsq_partial_kernel<<<SUMSQ_BLOCKS, 256>>>(partial, model->grads_memory, model->num_parameters);
+    sumsq_partial_kernel<<<SUMSQ_BLOCKS, 256>>>(partial, x, n);
     cudaCheckLaunch();
     sumsq_final_kernel<<<1, 1024>>>(partial + SUMSQ_BLOCKS, partial, SUMSQ_BLOCKS);
     cudaCheckLaunch();
     float sumsq;
     cudaCheck(cudaMemcpy(&sumsq, partial + SUMSQ_BLOCKS, sizeof(float), cudaMemcpyDeviceToHost));
-    return sqrtf(sumsq);
+    return sumsq;
+}
+
+// global gradient norm (of this process's full gradient)
+float gpt2_grad_norm(GPT2* model) {
+    if (model->grads_memory == NULL) fatalf("gpt2_grad_norm before gpt2_allocate");
+    return sqrtf(gpt2_sumsq(model, model->grads_memory, model->num_parameters));
 }
 
 // AdamW as train_gpt2.c's gpt2_adamw_apply (global clip of the accumulated gradient whose norm is `norm`, decoupled
-// weight decay on the 2-D tensors).
+// weight decay on the 2-D tensors), per tensor piece of this rank's shard [shard_lo, shard_hi) (all of it without
+// ZeRO-1): master, m, v are indexed from shard_lo, weights and gradients by the flat index.
 void gpt2_adamw_apply(GPT2* model, float norm, float lr, float beta1, float beta2, float eps, float weight_decay,
                       float grad_clip, int t) {
     if (model->opt_memory == NULL) fatalf("gpt2_adamw_apply before gpt2_allocate");
     float scale = grad_clip > 0.0f && norm > grad_clip ? grad_clip / norm : 1.0f;
     float bc1 = 1.0f - powf(beta1, (float)t);
     float bc2 = 1.0f - powf(beta2, (float)t);
-    size_t off = 0;
+    size_t lo = model->shard_lo, hi = model->shard_hi, off = 0;
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
-        size_t n = model->param_sizes[i];
+        size_t a = off > lo ? off : lo, e = off + model->param_sizes[i] < hi ? off + model->param_sizes[i] : hi;
+        off += model->param_sizes[i];
+        if (a >= e) continue;
+        size_t n = e - a;
         float wd = PARAM_TABLE[i].decay ? weight_decay : 0.0f;
-        adamw_kernel<<<ceil_div(n, 256), 256>>>(model->master + off, model->params_memory + off,
-                                                model->grads_memory + off, model->m_memory + off,
-                                                model->v_memory + off, n, lr, beta1, beta2, bc1, bc2, eps, wd, scale);
+        adamw_kernel<<<ceil_div(n, 256), 256>>>(model->master + (a - lo), model->params_memory + a,
+                                                model->grads_memory + a, model->m_memory + (a - lo),
+                                                model->v_memory + (a - lo), n, lr, beta1, beta2, bc1, bc2, eps, wd,
+                                                scale);
         cudaCheckLaunch();
-        off += n;
     }
 }
 
@@ -987,62 +1132,91 @@ float gpt2_adamw_step(GPT2* model, float lr, float beta1, float beta2, float eps
     return norm;
 }
 
-// test-only IVON_TEST_NAN_STEP: a NaN in the first gradient entry
-__global__ void poison_kernel(floatX* grads) { grads[0] = f2x(__int_as_float(0x7fc00000)); }
-
 // AdamW step over `micro_batches` micro-batches from next_batch (loss scale 1/K), as train_gpt2.c
 // gpt2_optimizer_step does for AdamW, with the same skip decision (step_guard_decide, llmc/outlier.h) between the
-// gradients and the update
+// gradients and the update. Data parallel (see "data parallel" above): K micro-batches on each of the P ranks, the
+// gradients averaged over the ranks (ZeRO-0: all-reduce overlapped with the last backward; ZeRO-1: reduce-scatter,
+// shard update, all-gather), loss and norm reduced before the step guard, so every rank decides alike.
 void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float lr, int micro_batches,
                          BatchFn next_batch, void* ctx, StepGuard* guard, StepStats* out) {
     if (oc->kind != OPT_ADAMW) fatalf("flag -opt: ivon/poco are not in train_gpt2cu yet");
     if (micro_batches < 1) fatalf("gpt2_optimizer_step: %d micro-batches", micro_batches);
     const int K = micro_batches;
+    CudaDist* d = model->dist;  // NULL: one process, no collectives
+    const int P = d != NULL ? d->world : 1;
     memset(out, 0, sizeof(*out));
-    out->micro_batches = K;
-    out->tokens = (long long)model->batch_size * model->seq_len * K;
-    double loss_sum = 0.0;
+    out->micro_batches = K * P;
+    out->tokens = (long long)model->batch_size * model->seq_len * K * P;
+    int poison = step_guard_inject_nan(guard, step);
+    double sums[2] = {0.0, 0.0};  // loss, ZeRO-1 squared gradient norm of the shard; summed over the ranks
     gpt2_zero_grad(model);
     for (int j = 0; j < K; j++) {
         const int *inputs, *targets;
         next_batch(ctx, &inputs, &targets);
         gpt2_forward(model, inputs, targets, model->batch_size, model->seq_len);
-        gpt2_backward(model, 1.0f / K);
-        loss_sum += model->mean_loss;
+        gpt2_backward_impl(model, 1.0f / K, model->overlap && j == K - 1, poison && j == K - 1);
+        sums[0] += model->mean_loss;
     }
-    if (step_guard_inject_nan(guard, step)) {
-        poison_kernel<<<1, 1>>>(model->grads_memory);
-        cudaCheckLaunch();
+    if (model->zero) {
+        cuda_dist_reduce_scatter_mean_x(d, model->grads_memory, model->shard_size);
+        cuda_dist_before_compute(d);
+        sums[1] = gpt2_sumsq(model, model->grads_memory + model->shard_lo, model->shard_hi - model->shard_lo);
+        cuda_dist_allreduce_sum_host(d, sums, 2);
+        out->grad_norm = sqrtf((float)sums[1]);
+    } else {
+        if (model->overlap) cuda_dist_before_compute(d);
+        cuda_dist_allreduce_sum_host(d, sums, 1);
+        out->grad_norm = gpt2_grad_norm(model);
     }
-    out->loss = (float)(loss_sum / K);
-    out->grad_norm = gpt2_grad_norm(model);
+    out->loss = (float)(sums[0] / (K * P));
     out->verdict = step_guard_decide(guard, out->loss, out->grad_norm, &out->z_loss, &out->z_norm);
-    if (out->verdict == STEP_APPLIED)
+    if (out->verdict == STEP_APPLIED) {
         gpt2_adamw_apply(model, out->grad_norm, lr, (float)oc->adamw_beta1, (float)oc->adamw_beta2,
                          (float)oc->adamw_eps, (float)oc->weight_decay, (float)oc->grad_clip, step + 1);
+        if (model->zero) {
+            cuda_dist_all_gather_x(d, model->params_memory, model->shard_size);
+            cuda_dist_before_compute(d);
+        }
+    }
     cudaCheck(cudaDeviceSynchronize());
 }
 
-// llm.c model file, version 3 fp32 (the master weights), written atomically
+// llm.c model file, version 3 fp32 (the master weights), written atomically. Data parallel: every rank calls it
+// (ZeRO-1 gathers the shards), rank 0 writes.
 void gpt2_write_model(GPT2* model, const char* path) {
+    if (!model->zero && gpt2_rank(model) != 0) return;
     gpt2_download_params(model);
-    checkpoint_write_model(path, model->config, model->host_params, model->num_parameters);
+    if (gpt2_rank(model) == 0) checkpoint_write_model(path, model->config, model->host_params, model->num_parameters);
 }
 
-// state file with AdamW m, v
+// state file with AdamW m, v. Data parallel: every rank calls it (ZeRO-1 gathers the shards), rank 0 writes.
 void gpt2_write_state(GPT2* model, const char* path, const StateHeader* sh) {
-    size_t np = model->num_parameters;
-    cudaCheck(cudaMemcpy(model->host_state, model->opt_memory, 2 * np * sizeof(float), cudaMemcpyDeviceToHost));
+    size_t np = model->num_parameters, s = model->shard_size;
+    if (model->zero) {
+        float* tmp = (float*)model->grads_memory;  // rank 0's receive scratch (see gpt2_download_params)
+        cuda_dist_gather_to_host(model->dist, model->m_memory, s, np, model->host_state, tmp);
+        cuda_dist_gather_to_host(model->dist, model->v_memory, s, np, model->host_state + np, tmp);
+    } else if (gpt2_rank(model) == 0) {
+        cudaCheck(cudaMemcpy(model->host_state, model->opt_memory, 2 * np * sizeof(float), cudaMemcpyDeviceToHost));
+    }
+    if (gpt2_rank(model) != 0) return;
     const float* bufs[2] = {model->host_state, model->host_state + np};
     checkpoint_write_state(path, sh, bufs, 2, np);
 }
 
-// reads a state file's AdamW m, v into the device state; the header into sh
+// reads a state file's AdamW m, v into the device state (ZeRO-1: this rank's shard); the header into sh
 void gpt2_read_state(GPT2* model, const char* path, StateHeader* sh) {
-    size_t np = model->num_parameters;
+    size_t np = model->num_parameters, lo = model->shard_lo, hi = model->shard_hi;
     float* bufs[2] = {model->host_state, model->host_state + np};
     checkpoint_read_state(path, sh, bufs, 2, np);
-    cudaCheck(cudaMemcpy(model->opt_memory, model->host_state, 2 * np * sizeof(float), cudaMemcpyHostToDevice));
+    if (!model->zero) {
+        cudaCheck(cudaMemcpy(model->opt_memory, model->host_state, 2 * np * sizeof(float), cudaMemcpyHostToDevice));
+        return;
+    }
+    if (hi == lo) return;
+    cudaCheck(cudaMemcpy(model->m_memory, model->host_state + lo, (hi - lo) * sizeof(float), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(model->v_memory, model->host_state + np + lo, (hi - lo) * sizeof(float),
+                         cudaMemcpyHostToDevice));
 }
 
 void gpt2_free(GPT2* model) {
@@ -1086,6 +1260,8 @@ static double gpt2_device_peak_flops(const cudaDeviceProp* prop) {
 // ----------------------------------------------------------------------------
 // main: training loop (the flow of train_gpt2.c's main)
 
+// Mean loss over `max_batches` batches of the val loader on each process (process r: batches r, r + P, ...),
+// averaged over the processes.
 static float evaluate_mean_loss(GPT2* model, DataLoader* loader, int max_batches) {
     dataloader_reset(loader);
     double sum = 0.0;
@@ -1094,7 +1270,9 @@ static float evaluate_mean_loss(GPT2* model, DataLoader* loader, int max_batches
         gpt2_forward(model, loader->inputs, loader->targets, (int)loader->B, (int)loader->T);
         sum += model->mean_loss;
     }
-    return (float)(sum / max_batches);
+    cuda_dist_allreduce_sum_host(model->dist, &sum, 1);
+    int P = model->dist != NULL ? model->dist->world : 1;
+    return (float)(sum / ((double)max_batches * P));
 }
 
 static void sample_and_print(GPT2* model, Tokenizer* tok, int* gen_tokens, int gen_len, uint64_t seed, int step) {
@@ -1111,16 +1289,31 @@ static void sample_and_print(GPT2* model, Tokenizer* tok, int* gen_tokens, int g
     printf("\n---\n");
 }
 
+#ifdef USE_MPI
+#define TRAIN_MPI_HINT "train_gpt2cu"
+#else
+#define TRAIN_MPI_HINT "a train_gpt2cu built with MPI (make train_gpt2cu with mpicc on PATH and without NO_MPI=1), " \
+                       "or -dm tcp / -dm fs"
+#endif
+
 int main(int argc, char** argv) {
     static TrainRun run;
+    static CudaDist dist;
     TrainRun* r = &run;
     GPT2Config mc;
     int source = train_run_parse(r, argc, argv, &mc);
     if (optimizer_kind_from_name(r->cfg.optimizer) != OPT_ADAMW) fatalf("flag -opt: ivon/poco are not in train_gpt2cu yet");
 
-    int device = 0;
+    // processes, GPU, communicator (llmc/cuda_dist.h); one process without -dm: no NCCL call at all
+    int init = dist_resolve_init_or_exit(&r->cfg, CUDA_DIST_HAS_MPI, 1, TRAIN_MPI_HINT);
+    cuda_dist_init(&dist, &r->cfg, init, &argc, &argv);
+    train_run_set_dist(r, dist.rank, dist.world, dist.local_rank, init);
+    int lo, hi;
+    if (!cuda_dist_all_equal(&dist, r->resume_step, &lo, &hi))
+        fatalf("flag -y: the ranks would resume from different steps (%d .. %d; -1 = none, this rank %d): -o must be "
+               "one directory on storage shared by all ranks", lo, hi, r->resume_step);
+    int device = dist.device;
     cudaDeviceProp prop;
-    cudaCheck(cudaSetDevice(device));
     cudaCheck(cudaGetDeviceProperties(&prop, device));
 
     // model: from a descriptor (random init), from a model file, or from the latest checkpoint in -o
@@ -1128,26 +1321,30 @@ int main(int argc, char** argv) {
     if (source == 0) gpt2_build_random(&model, mc, r->cfg.seed);
     else gpt2_build_from_checkpoint(&model, r->path);
     train_run_setup(r, model.config, model.num_parameters);
+    train_run_print_dist(r, model.num_parameters, (int)sizeof(floatX), (int)sizeof(floatX));
+    cuda_dist_print(&dist);
     const int B = r->B, T = r->T;
     OptimizerConfig* oc = &r->oc;
     GPT2Config c = model.config;
 
     int recompute = r->cfg.recompute;
+    gpt2_set_dist(&model, &dist, r->dist.zero_stage);
     gpt2_allocate(&model, B, T, recompute);
     double peak = gpt2_device_peak_flops(&prop);
     printf("device: %s, %d SMs, %.1f GiB; precision %s; recompute %d\n", prop.name, prop.multiProcessorCount,
            (double)prop.totalGlobalMem / (1 << 30), PRECISION_NAME, recompute);
-    size_t param_bytes_each = 3 * sizeof(float) + 2 * sizeof(floatX);  // master, m, v + weights, grads
+    // master, m, v (ZeRO-1: a 1/P shard) + weights, grads
+    double param_bytes_each = (model.zero ? 3.0 * sizeof(float) / dist.world : 3.0 * sizeof(float)) + 2.0 * sizeof(floatX);
 #ifdef ENABLE_FP32
-    param_bytes_each = 3 * sizeof(float) + sizeof(floatX);  // the weights are the master
+    if (!model.zero) param_bytes_each = 3.0 * sizeof(float) + sizeof(floatX);  // the weights are the master
 #endif
-    printf("memory: %zu bytes per parameter (%.1f MiB), activations %.1f MiB\n", param_bytes_each,
-           (double)param_bytes_each * model.num_parameters / (1 << 20), (double)model.acts_bytes / (1 << 20));
+    printf("memory: %g bytes per parameter (%.1f MiB), activations %.1f MiB\n", param_bytes_each,
+           param_bytes_each * model.num_parameters / (1 << 20), (double)model.acts_bytes / (1 << 20));
     if (peak > 0.0) printf("peak: %.0f TFLOP/s bf16 dense\n", peak / 1e12);
     else printf("peak: unknown peak for %s (no MFU)\n", prop.name);
-    // FLOPs per token: linear layers 6 N, causal attention 6 L C T (forward 2 L C T, backward twice that)
+    // FLOPs per token: linear layers 6 N, causal attention 6 L C T (forward 2 L C T, backward twice that); per GPU
     double flops_per_step = (6.0 * (double)model.num_parameters + 6.0 * c.num_layers * c.channels * (double)T) *
-                            (double)r->total_batch;
+                            (double)r->total_batch / dist.world;
 
     int* gen_tokens = (int*)mallocCheck((size_t)T * sizeof(int));
     int start_step = 0;
@@ -1172,12 +1369,13 @@ int main(int argc, char** argv) {
         }
         if (train_run_sample_due(r, step)) sample_and_print(&model, &r->tokenizer, gen_tokens, r->gen_len, r->cfg.seed, step);
         if (train_run_checkpoint_due(r, step, start_step)) {
+            // every rank takes part (ZeRO-1 gathers the shards to rank 0); rank 0 writes
             checkpoint_model_path(r->path, sizeof(r->path), r->cfg.output_log_dir, step);
             gpt2_write_model(&model, r->path);
             StateHeader sh = train_run_state_header(r, step, model.num_parameters, -1, 0);
             checkpoint_state_path(r->path, sizeof(r->path), r->cfg.output_log_dir, step);
             gpt2_write_state(&model, r->path, &sh);
-            train_run_checkpoint_done(r, step);
+            if (dist.rank == 0) train_run_checkpoint_done(r, step);
         }
         if (step == r->max_steps) break;
 
@@ -1197,6 +1395,7 @@ int main(int argc, char** argv) {
     free(gen_tokens);
     train_run_free(r);
     gpt2_free(&model);
+    cuda_dist_finish(&dist);
     return 0;
 }
 #endif

@@ -9,14 +9,16 @@
 #include <cuda_bf16.h>
 #include <cublas_v2.h>
 #include <cublasLt.h>
+#include "utils.h"
 
 // ----------------------------------------------------------------------------
-// error checks: one line naming the call site, exit 1
+// error checks: one line naming the call site, then exit 1 through LLMC_FATAL_EXIT (llmc/utils.h), so that a
+// data-parallel run's fatal hook ends the other ranks too
 
 static inline void cuda_check(cudaError_t err, const char* file, int line) {
     if (err != cudaSuccess) {
         fprintf(stderr, "error: CUDA at %s:%d: %s\n", file, line, cudaGetErrorString(err));
-        exit(1);
+        LLMC_FATAL_EXIT();
     }
 }
 #define cudaCheck(err) cuda_check((err), __FILE__, __LINE__)
@@ -24,7 +26,7 @@ static inline void cuda_check(cudaError_t err, const char* file, int line) {
 static inline void cublas_check(cublasStatus_t status, const char* file, int line) {
     if (status != CUBLAS_STATUS_SUCCESS) {
         fprintf(stderr, "error: cuBLAS at %s:%d: status %d\n", file, line, (int)status);
-        exit(1);
+        LLMC_FATAL_EXIT();
     }
 }
 #define cublasCheck(status) cublas_check((status), __FILE__, __LINE__)
