@@ -755,20 +755,28 @@ static void dp_allreduce_sum(const DistInfo* d, double* v, int n) {
 #endif
 }
 
+#ifdef USE_MPI
+// MPI's int counts and displacements of the ZeRO-1 shards of n elements
+#define DP_MAX_PROCS 1024
+static void dp_shard_counts(const DistInfo* d, size_t n, int counts[DP_MAX_PROCS], int displs[DP_MAX_PROCS]) {
+    if (d->world > DP_MAX_PROCS) fatalf("ZeRO-1 on the CPU supports at most %d processes", DP_MAX_PROCS);
+    if (n > (size_t)INT_MAX) fatalf("ZeRO-1 on the CPU: %zu parameters exceed MPI's int counts", n);
+    for (int r = 0; r < d->world; r++) {
+        size_t lo, hi;
+        dist_shard(n, d->world, r, &lo, &hi);
+        counts[r] = (int)(hi - lo);
+        displs[r] = (int)lo;
+    }
+}
+#endif
+
 // ZeRO-1: this rank's shard [lo, hi) of buf (n floats, shards of llmc/dist.h) = mean over the ranks; the rest of
 // buf is left undefined
 static void dp_reduce_scatter_mean(const DistInfo* d, float* buf, size_t n) {
     if (d->world < 2) return;
 #ifdef USE_MPI
-    size_t s = dist_shard_size(n, d->world);
-    if (s > (size_t)INT_MAX) fatalf("ZeRO-1: shard of %zu elements exceeds MPI's int counts", s);
-    int counts[1024];
-    if (d->world > 1024) fatalf("ZeRO-1 on the CPU supports at most 1024 processes");
-    for (int r = 0; r < d->world; r++) {
-        size_t lo, hi;
-        dist_shard(n, d->world, r, &lo, &hi);
-        counts[r] = (int)(hi - lo);
-    }
+    int counts[DP_MAX_PROCS], displs[DP_MAX_PROCS];
+    dp_shard_counts(d, n, counts, displs);
     // in place: the reduced shard lands at the start of buf, then moves to its place
     mpiCheck(MPI_Reduce_scatter(MPI_IN_PLACE, buf, counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
     size_t lo, hi;
@@ -785,15 +793,8 @@ static void dp_reduce_scatter_mean(const DistInfo* d, float* buf, size_t n) {
 static void dp_all_gather(const DistInfo* d, float* buf, size_t n) {
     if (d->world < 2) return;
 #ifdef USE_MPI
-    int counts[1024], displs[1024];
-    if (d->world > 1024) fatalf("ZeRO-1 on the CPU supports at most 1024 processes");
-    for (int r = 0; r < d->world; r++) {
-        size_t lo, hi;
-        dist_shard(n, d->world, r, &lo, &hi);
-        if (lo > (size_t)INT_MAX) fatalf("ZeRO-1: %zu parameters exceed MPI's int displacements", n);
-        counts[r] = (int)(hi - lo);
-        displs[r] = (int)lo;
-    }
+    int counts[DP_MAX_PROCS], displs[DP_MAX_PROCS];
+    dp_shard_counts(d, n, counts, displs);
     mpiCheck(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, displs, MPI_FLOAT, MPI_COMM_WORLD));
 #else
     (void)buf, (void)n;
