@@ -13,8 +13,8 @@
 #
 # Usage: scripts/paper_table.sh [--no-train]
 #   --no-train  steps 2, 4, 5 only, from the runs already on disk (make plots); a missing run is an error.
-# Environment: STEPS (run_cpu_small.sh's default), LRS_ADAMW ("3e-4 1e-3 3e-3"), LRS_IVON ("100 300 1000"),
-#   LRS_POCO ("100 300 1000"), SEEDS ("1337 1338 1339"; the first one is the sweep's), OUT (log_runs/paper_table),
+# Environment: STEPS (run_cpu_small.sh's default), LRS_ADAMW ("1e-4 3e-4 1e-3 3e-3"), LRS_IVON ("100 300 1000 3000"),
+#   LRS_POCO ("100 300 1000 3000"), SEEDS ("1337 1338 1339"; the first one is the sweep's), OUT (log_runs/paper_table),
 #   ROOT (run dirs, log_runs/cpu_small), TAG_SUFFIX (appended to every run dir name), TARGET (cpu; gpu runs the
 #   run_gpt2_124M_*.sh scripts instead, untested), PYTHON (/usr/bin/python3).
 set -euo pipefail
@@ -34,9 +34,9 @@ case $TARGET in
   *) die "TARGET '$TARGET' is not cpu or gpu" ;;
 esac
 if ! [[ $STEPS =~ ^[0-9]+$ ]] || [ "$STEPS" -lt 2 ]; then die "STEPS '$STEPS' is not an integer >= 2"; fi
-LRS_ADAMW=${LRS_ADAMW:-3e-4 1e-3 3e-3}
-LRS_IVON=${LRS_IVON:-100 300 1000}
-LRS_POCO=${LRS_POCO:-100 300 1000}
+LRS_ADAMW=${LRS_ADAMW:-1e-4 3e-4 1e-3 3e-3}
+LRS_IVON=${LRS_IVON:-100 300 1000 3000}
+LRS_POCO=${LRS_POCO:-100 300 1000 3000}
 SEEDS=${SEEDS:-1337 1338 1339}
 OUT=${OUT:-log_runs/paper_table}
 TAG_SUFFIX=${TAG_SUFFIX:-}
