@@ -32,6 +32,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_table import InputError, log_path_of, parse_log  # noqa: E402
 
 
+
+def finish(plt, fig, args, path):
+    """Title, layout, PNG file, figure closed."""
+    if args.title:
+        fig.suptitle(args.title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
 def unique_labels(paths):
     """directory names of the runs; parent/name where names repeat, then #i where those repeat too"""
     dirs = [os.path.dirname(os.path.abspath(p)) for p in paths]
@@ -143,11 +152,7 @@ def plot_losses(plt, series, labels, args, xmode, path):
         if xmode != "step":
             ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
     axes[1].legend(fontsize=8)
-    if args.title:
-        fig.suptitle(args.title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    finish(plt, fig, args, path)
 
 
 def plot_bma(plt, series, labels, args, path):
@@ -176,11 +181,7 @@ def plot_bma(plt, series, labels, args, path):
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    if args.title:
-        fig.suptitle(args.title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    finish(plt, fig, args, path)
 
 
 def plot_calibration(plt, series, labels, args, path):
@@ -198,11 +199,7 @@ def plot_calibration(plt, series, labels, args, path):
     ax.set_ylabel("ECE")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    if args.title:
-        fig.suptitle(args.title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    finish(plt, fig, args, path)
 
 
 def plot_diagnostics(plt, series, labels, args, path):
@@ -228,11 +225,7 @@ def plot_diagnostics(plt, series, labels, args, path):
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=7)
-    if args.title:
-        fig.suptitle(args.title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    finish(plt, fig, args, path)
 
 
 def main(argv=None):
