@@ -727,12 +727,10 @@ static void mpi_check(int err, const char* file, int line) {
 }
 #define mpiCheck(err) mpi_check((err), __FILE__, __LINE__)
 #define DP_CHUNK ((size_t)1 << 30)  // elements per MPI call (int counts)
-#endif
 
 // buf (n floats) = mean over the ranks of buf, on every rank
 static void dp_allreduce_mean(const DistInfo* d, float* buf, size_t n) {
     if (d->world < 2) return;
-#ifdef USE_MPI
     for (size_t o = 0; o < n; o += DP_CHUNK) {
         size_t c = n - o < DP_CHUNK ? n - o : DP_CHUNK;
         mpiCheck(MPI_Allreduce(MPI_IN_PLACE, buf + o, (int)c, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
@@ -740,22 +738,14 @@ static void dp_allreduce_mean(const DistInfo* d, float* buf, size_t n) {
     float inv = 1.0f / (float)d->world;
     OMP_PRAGMA(parallel for schedule(static))
     for (size_t i = 0; i < n; i++) buf[i] *= inv;
-#else
-    (void)buf, (void)n;
-#endif
 }
 
 // v (n doubles) = sum over the ranks, on every rank
 static void dp_allreduce_sum(const DistInfo* d, double* v, int n) {
     if (d->world < 2) return;
-#ifdef USE_MPI
     mpiCheck(MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
-#else
-    (void)v, (void)n;
-#endif
 }
 
-#ifdef USE_MPI
 // MPI's int counts and displacements of the ZeRO-1 shards of n elements
 #define DP_MAX_PROCS 1024
 static void dp_shard_counts(const DistInfo* d, size_t n, int counts[DP_MAX_PROCS], int displs[DP_MAX_PROCS]) {
@@ -768,38 +758,35 @@ static void dp_shard_counts(const DistInfo* d, size_t n, int counts[DP_MAX_PROCS
         displs[r] = (int)lo;
     }
 }
-#endif
 
 // ZeRO-1: this rank's shard [lo, hi) of buf (n floats, shards of llmc/dist.h) = mean over the ranks; the rest of
 // buf is left undefined
 static void dp_reduce_scatter_mean(const DistInfo* d, float* buf, size_t n) {
     if (d->world < 2) return;
-#ifdef USE_MPI
     int counts[DP_MAX_PROCS], displs[DP_MAX_PROCS];
     dp_shard_counts(d, n, counts, displs);
     // in place: the reduced shard lands at the start of buf, then moves to its place
     mpiCheck(MPI_Reduce_scatter(MPI_IN_PLACE, buf, counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
-    size_t lo, hi;
-    dist_shard(n, d->world, d->rank, &lo, &hi);
+    size_t lo = (size_t)displs[d->rank], hi = lo + (size_t)counts[d->rank];
     if (lo > 0 && hi > lo) memmove(buf + lo, buf, (hi - lo) * sizeof(float));
     float inv = 1.0f / (float)d->world;
     for (size_t i = lo; i < hi; i++) buf[i] *= inv;
-#else
-    (void)buf, (void)n;
-#endif
 }
 
 // ZeRO-1: every rank's shard of buf (n floats) from its owner, on every rank
 static void dp_all_gather(const DistInfo* d, float* buf, size_t n) {
     if (d->world < 2) return;
-#ifdef USE_MPI
     int counts[DP_MAX_PROCS], displs[DP_MAX_PROCS];
     dp_shard_counts(d, n, counts, displs);
     mpiCheck(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, displs, MPI_FLOAT, MPI_COMM_WORLD));
-#else
-    (void)buf, (void)n;
-#endif
 }
+#else
+// one process: nothing to reduce or gather
+static void dp_allreduce_mean(const DistInfo* d, float* buf, size_t n) { (void)d, (void)buf, (void)n; }
+static void dp_allreduce_sum(const DistInfo* d, double* v, int n) { (void)d, (void)v, (void)n; }
+static void dp_reduce_scatter_mean(const DistInfo* d, float* buf, size_t n) { (void)d, (void)buf, (void)n; }
+static void dp_all_gather(const DistInfo* d, float* buf, size_t n) { (void)d, (void)buf, (void)n; }
+#endif
 
 // AdamW update with the accumulated gradient whose global norm (before clipping) is `norm`; with ZeRO-1 only
 // this rank's shard of the parameters and moments.
@@ -1372,7 +1359,7 @@ static float evaluate_mean_loss(GPT2* model, DataLoader* loader, int max_batches
         dataloader_next_batch(loader);
         gpt2_forward(model, loader->inputs, loader->targets, (int)loader->B, (int)loader->T);
         sum += model->mean_loss;
-        for (size_t t = 0; t < bt; t++) ece_add(&bins, model->acts.probs + t * Vp, V, loader->targets[t]);
+        ece_add_batch(&bins, model->acts.probs, bt, V, (size_t)Vp, loader->targets);
     }
     dp_allreduce_sum(&model->dist, &sum, 1);
     *ece = dp_ece_value(&model->dist, &bins);
@@ -1424,7 +1411,7 @@ static float evaluate_bma_loss(GPT2* model, const OptimizerConfig* oc, DataLoade
         }
         OMP_PRAGMA(parallel for schedule(static))
         for (size_t i = 0; i < nprob; i++) prob_sum[i] *= invS;
-        for (size_t t = 0; t < bt; t++) ece_add(&bins, prob_sum + t * Vp, V, loader->targets[t]);
+        ece_add_batch(&bins, prob_sum, bt, V, (size_t)Vp, loader->targets);
     }
     *ece = dp_ece_value(&model->dist, &bins);
     gpt2_optimizer_restore_mean(model);

@@ -7,6 +7,7 @@
 #define LLMC_LOGGER_H
 
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdarg.h>
@@ -72,14 +73,24 @@ static inline void logger_log(Logger* l, int step, const char* fmt, ...) {
     if (fflush(l->fp) != 0) fatalf("write failed on '%s': %s", l->path, strerror(errno));
 }
 
-static inline void logger_log_train(Logger* l, int step, float train_loss, float lr, float grad_norm, float ms,
-                                    float tokens_per_s) {
-    logger_log(l, step, "trl:%.4f lr:%.6g norm:%.4f ms:%.1f tok/s:%.0f", (double)train_loss, (double)lr,
-               (double)grad_norm, (double)ms, (double)tokens_per_s);
+// step line: train loss, lr, grad norm, ms, tok/s, tokens per step; mega >= 0: PoCo's mega-batch tokens so far
+static inline void logger_log_train(Logger* l, int step, float train_loss, float lr, float grad_norm, double ms,
+                                    double tokens_per_s, long long tokens, long long mega) {
+    char extra[48] = "";
+    if (mega >= 0) snprintf(extra, sizeof(extra), " mega:%lld", mega);
+    logger_log(l, step, "trl:%.4f lr:%.6g norm:%.4f ms:%.1f tok/s:%.0f tok:%lld%s", (double)train_loss, (double)lr,
+               (double)grad_norm, ms, tokens_per_s, tokens, extra);
 }
 
-static inline void logger_log_val(Logger* l, int step, float val_loss) {
-    logger_log(l, step, "tel:%.4f", (double)val_loss);
+// val line: val loss at the mean weights; bma (not NAN): BMA val loss; ece >= 0: calibration error at the mean;
+// bece >= 0 (with bma): of the BMA predictive
+static inline void logger_log_val(Logger* l, int step, float val_loss, float bma, double ece, double bece) {
+    char extra[96] = "";
+    int k = 0;
+    if (!isnan(bma)) k += snprintf(extra + k, sizeof(extra) - (size_t)k, " bma:%.4f", (double)bma);
+    if (ece >= 0.0) k += snprintf(extra + k, sizeof(extra) - (size_t)k, " ece:%.4f", ece);
+    if (!isnan(bma) && bece >= 0.0) snprintf(extra + k, sizeof(extra) - (size_t)k, " bece:%.4f", bece);
+    logger_log(l, step, "tel:%.4f%s", (double)val_loss, extra);
 }
 
 static inline void logger_free(Logger* l) {

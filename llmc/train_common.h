@@ -246,7 +246,8 @@ typedef struct {
 static inline void ece_reset(EceBins* e) { memset(e, 0, sizeof(*e)); }
 
 // one token's predictive distribution (V probabilities) and its target
-static inline void ece_add(EceBins* e, const float* probs, int V, int target) {
+// confidence of one distribution, its bin, and whether the target is its first argmax
+static inline int ece_bin_of(const float* probs, int V, int target, float* conf, int* correct) {
     int arg = 0;
     float best = probs[0];
     for (int v = 1; v < V; v++) {
@@ -256,10 +257,34 @@ static inline void ece_add(EceBins* e, const float* probs, int V, int target) {
         }
     }
     int b = (int)(best * ECE_BINS);
-    b = b < 0 ? 0 : b >= ECE_BINS ? ECE_BINS - 1 : b;
+    *conf = best;
+    *correct = arg == target;
+    return b < 0 ? 0 : b >= ECE_BINS ? ECE_BINS - 1 : b;
+}
+
+static inline void ece_add(EceBins* e, const float* probs, int V, int target) {
+    float conf;
+    int correct;
+    int b = ece_bin_of(probs, V, target, &conf, &correct);
     e->n[b] += 1.0;
-    e->conf[b] += best;
-    e->correct[b] += arg == target ? 1.0 : 0.0;
+    e->conf[b] += conf;
+    e->correct[b] += correct;
+}
+
+// n tokens: distribution t at probs + t * stride (V entries), target targets[t]; OpenMP over the tokens
+static inline void ece_add_batch(EceBins* e, const float* probs, size_t n, int V, size_t stride, const int* targets) {
+    double* bn = e->n;
+    double* bc = e->conf;
+    double* bk = e->correct;
+    OMP_PRAGMA(parallel for schedule(static) reduction(+:bn[:ECE_BINS], bc[:ECE_BINS], bk[:ECE_BINS]))
+    for (size_t t = 0; t < n; t++) {
+        float conf;
+        int correct;
+        int b = ece_bin_of(probs + t * stride, V, targets[t], &conf, &correct);
+        bn[b] += 1.0;
+        bc[b] += conf;
+        bk[b] += correct;
+    }
 }
 
 static inline double ece_value(const EceBins* e) {
@@ -275,18 +300,9 @@ static inline double ece_value(const EceBins* e) {
 // trainer computes it (ece >= 0; bma_ece >= 0 with BMA)
 static inline void train_report_val(Logger* logger, int step, float val_loss, int bma_samples, float bma_loss,
                                     double ece, double bma_ece) {
-    char cal[64] = "";
-    if (ece >= 0.0 && bma_samples > 0 && bma_ece >= 0.0)
-        snprintf(cal, sizeof(cal), " ece:%.4f bece:%.4f", ece, bma_ece);
-    else if (ece >= 0.0)
-        snprintf(cal, sizeof(cal), " ece:%.4f", ece);
-    if (bma_samples > 0) {
-        printf("step %d: val loss %.6f (mean) | bma(%d) %.6f\n", step, val_loss, bma_samples, bma_loss);
-        logger_log(logger, step, "tel:%.4f bma:%.4f%s", (double)val_loss, (double)bma_loss, cal);
-    } else {
-        printf("step %d: val loss %.6f\n", step, val_loss);
-        logger_log(logger, step, "tel:%.4f%s", (double)val_loss, cal);
-    }
+    if (bma_samples > 0) printf("step %d: val loss %.6f (mean) | bma(%d) %.6f\n", step, val_loss, bma_samples, bma_loss);
+    else printf("step %d: val loss %.6f\n", step, val_loss);
+    logger_log_val(logger, step, val_loss, bma_samples > 0 ? bma_loss : NAN, ece, bma_ece);
     if (ece >= 0.0) {
         if (bma_samples > 0 && bma_ece >= 0.0)
             printf("step %d: calibration ECE(%d bins) %.4f (mean) | bma(%d) %.4f\n", step, ECE_BINS, ece, bma_samples,
@@ -320,14 +336,12 @@ static inline void train_report_step(Logger* logger, int kind, int step, int max
         printf("step %4d/%d | loss %.6f | norm %.4f | lr %.2e | %.1f ms | %.0f tok/s | mega %lld tok%s\n", step + 1,
                max_steps, st->loss, st->grad_norm, lr, ms, tok_s, st->mega_tokens,
                st->anchor_refreshed ? " (anchor refreshed)" : "");
-        logger_log(logger, step + 1, "trl:%.4f lr:%.6g norm:%.4f ms:%.1f tok/s:%.0f tok:%lld mega:%lld",
-                   (double)st->loss, (double)lr, (double)st->grad_norm, ms, tok_s, tokens_per_step, st->mega_tokens);
     } else {
         printf("step %4d/%d | loss %.6f | norm %.4f | lr %.2e | %.1f ms | %.0f tok/s\n", step + 1, max_steps, st->loss,
                st->grad_norm, lr, ms, tok_s);
-        logger_log(logger, step + 1, "trl:%.4f lr:%.6g norm:%.4f ms:%.1f tok/s:%.0f tok:%lld", (double)st->loss,
-                   (double)lr, (double)st->grad_norm, ms, tok_s, tokens_per_step);
     }
+    logger_log_train(logger, step + 1, st->loss, lr, st->grad_norm, ms, tok_s, tokens_per_step,
+                     kind == OPT_POCO ? st->mega_tokens : -1);
 }
 
 

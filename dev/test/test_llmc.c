@@ -744,32 +744,36 @@ static void test_logger(void) {
     snprintf(dir, sizeof(dir), "%s/logs/a/b", g_tmp);
     Logger lg;
     logger_init(&lg, dir, 0, 0);
-    logger_log_train(&lg, 10, 5.12341f, 6e-4f, 1.23f, 120.54f, 8500.2f);
-    logger_log_val(&lg, 20, 5.01234f);
+    logger_log_train(&lg, 10, 5.12341f, 6e-4f, 1.23f, 120.54f, 8500.2f, 1024, -1);
+    logger_log_train(&lg, 11, 5.0f, 6e-4f, 1.0f, 100.0f, 10240.0f, 1024, 4096);
+    logger_log_val(&lg, 20, 5.01234f, NAN, -1.0, -1.0);
+    logger_log_val(&lg, 20, 5.0f, 4.9f, 0.03, 0.02);
     logger_log(&lg, 21, "x:%d", 7);
     logger_free(&lg);
     snprintf(path, sizeof(path), "%s/main.log", dir);
     read_file_text(path, text, sizeof(text));
-    const char* want = "s:10 trl:5.1234 lr:0.0006 norm:1.2300 ms:120.5 tok/s:8500\ns:20 tel:5.0123\ns:21 x:7\n";
+    const char* want = "s:10 trl:5.1234 lr:0.0006 norm:1.2300 ms:120.5 tok/s:8500 tok:1024\n"
+                       "s:11 trl:5.0000 lr:0.0006 norm:1.0000 ms:100.0 tok/s:10240 tok:1024 mega:4096\n"
+                       "s:20 tel:5.0123\ns:20 tel:5.0000 bma:4.9000 ece:0.0300 bece:0.0200\ns:21 x:7\n";
     CHECK(strcmp(text, want) == 0, "main.log content:\n%s", text);
     logger_init(&lg, dir, 0, 1);
-    logger_log_val(&lg, 30, 4.5f);
+    logger_log_val(&lg, 30, 4.5f, NAN, -1.0, -1.0);
     logger_free(&lg);
     read_file_text(path, text, sizeof(text));
     CHECK(strstr(text, "s:10 trl") == text && strstr(text, "\ns:30 tel:4.5000\n"), "resume appends");
     logger_init(&lg, dir, 0, 0);
-    logger_log_val(&lg, 1, 9.0f);
+    logger_log_val(&lg, 1, 9.0f, NAN, -1.0, -1.0);
     logger_free(&lg);
     read_file_text(path, text, sizeof(text));
     CHECK(strcmp(text, "s:1 tel:9.0000\n") == 0, "no resume truncates");
     logger_init(&lg, NULL, 0, 0);
-    logger_log_val(&lg, 1, 1.0f);
+    logger_log_val(&lg, 1, 1.0f, NAN, -1.0, -1.0);
     logger_free(&lg);
     CHECK(lg.fp == NULL, "NULL dir disables the logger");
     char dir2[512];
     snprintf(dir2, sizeof(dir2), "%s/logs_rank1", g_tmp);
     logger_init(&lg, dir2, 1, 0);
-    logger_log_val(&lg, 1, 1.0f);
+    logger_log_val(&lg, 1, 1.0f, NAN, -1.0, -1.0);
     struct stat st;
     CHECK(lg.fp == NULL && stat(dir2, &st) != 0, "rank 1 writes nothing");
     // a directory under a regular file cannot be created
