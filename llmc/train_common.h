@@ -245,7 +245,6 @@ typedef struct {
 
 static inline void ece_reset(EceBins* e) { memset(e, 0, sizeof(*e)); }
 
-// one token's predictive distribution (V probabilities) and its target
 // confidence of one distribution, its bin, and whether the target is its first argmax
 static inline int ece_bin_of(const float* probs, int V, int target, float* conf, int* correct) {
     int arg = 0;
@@ -262,6 +261,7 @@ static inline int ece_bin_of(const float* probs, int V, int target, float* conf,
     return b < 0 ? 0 : b >= ECE_BINS ? ECE_BINS - 1 : b;
 }
 
+// one token's predictive distribution (V probabilities) and its target
 static inline void ece_add(EceBins* e, const float* probs, int V, int target) {
     float conf;
     int correct;
