@@ -2,8 +2,9 @@
 // parameter gradients of the initial model, the loss and grad norm over N AdamW steps on one batch; then that
 // the recompute modes give bitwise-equal gradients, and that a run saved to a checkpoint and reloaded continues
 // with bitwise-equal losses.
-// Usage: ./test_gpt2cu [--perturb] <model.bin> <debug_state.bin>
-//   --perturb adds 1e-2 (bf16 build: 1.0) to one weight after loading (self-check: the test must then fail).
+// Usage: ./test_gpt2cu [--perturb[=DELTA]] <model.bin> <debug_state.bin>
+//   --perturb adds DELTA (default 1e-2, bf16 build 1.0) to one weight after loading (self-check: the test must then
+//   fail).
 // Prints one OK/FAIL line per comparison and, as the last line, `N passed, N failed`; exit 1 on any failure.
 // Debug state format: train_gpt2.py's docstring (and test_gpt2.c).
 #define TESTING
@@ -12,40 +13,37 @@
 #include <unistd.h>
 
 
-// Tolerances: pass when max|c - ref| <= atol + rtol * max|ref| over the tensor.
+// Tolerances: pass when max|c - ref| <= atol + rtol * max|ref| over the tensor. Measured on the CPU backend
+// (dev/cuda_cpu, 2 threads, every thread schedule the same bits) against train_gpt2.py's d2 debug state
+// (B=4, T=64, 10 AdamW steps); each tolerance is the measured maximum times the margin in brackets.
 #ifdef ENABLE_FP32
-// fp32: the same summation-order argument as test_gpt2.c (fp32 on both sides, different orders). cuBLAS runs
-// with CUBLAS_COMPUTE_32F (no TF32), so the CPU tolerances apply unchanged. Provisional: not measured yet.
-#define LOGITS_ATOL 1e-4
-#define LOGITS_RTOL 1e-4
-#define LOSS_ATOL 1e-5
-#define LOSS_RTOL 1e-5
-#define GRAD_ATOL 1e-8
-#define GRAD_RTOL 1e-4
-#define STEP_LOSS_RTOL 1e-4
-#define STEP_NORM_RTOL 2e-2
+// fp32: only the summation orders differ from PyTorch (cuBLAS runs CUBLAS_COMPUTE_32F, no TF32). Measured: logits
+// 4.5e-7 (rel. to max|ref|), loss 0, gradients <= 6.2e-6 per tensor, step losses <= 1.9e-5, step norms <= 4.1e-3
+// (AdamW steps amplify early rounding differences). Smallest change still caught: see --perturb below.
+#define LOGITS_ATOL 0.0
+#define LOGITS_RTOL 1e-5   // [22x]
+#define LOSS_ATOL 0.0
+#define LOSS_RTOL 1e-6
+#define GRAD_ATOL 0.0
+#define GRAD_RTOL 5e-5     // [8x]
+#define STEP_LOSS_RTOL 1e-4  // [5x]
+#define STEP_NORM_RTOL 2e-2  // [5x]
 #define PERTURB_DELTA 1e-2f
 #else
-// bf16 (8-bit mantissa, unit roundoff 2^-9 = 2e-3): weights, activations and gradients are rounded to bf16 at
-// every layer boundary, fp32 inside the GEMMs and reductions. A value computed through a few roundings carries
-// ~1e-2 relative error; logits of O(1..10) then differ by a few 1e-2, the mean loss (an average over B*T
-// positions whose errors partly cancel) by ~1e-3 relative, gradients by a few percent of the tensor's max
-// (deep chains of bf16 rounding, cancellation in sums over B*T rows). AdamW steps amplify early gradient
-// differences into O(lr) weight differences. Provisional values, to be replaced by measured ones.
-#define LOGITS_ATOL 5e-2
-#define LOGITS_RTOL 2e-2
-#define LOSS_ATOL 1e-2
-#define LOSS_RTOL 2e-3
-#define GRAD_ATOL 1e-6
-#define GRAD_RTOL 5e-2
-#define STEP_LOSS_RTOL 5e-3
-#define STEP_NORM_RTOL 1e-1
-// the bf16 tolerances are wide, so the self-check perturbs by more
+// bf16 (unit roundoff 2^-9): weights, activations and gradients rounded to bf16 at every layer boundary, fp32
+// inside the GEMMs and reductions. Measured: logits 5.4e-3, loss 1.5e-5, gradients <= 9.1e-3 per tensor, step
+// losses <= 6.2e-4, step norms <= 5.9e-2.
+#define LOGITS_ATOL 0.0
+#define LOGITS_RTOL 2e-2   // [3.7x]
+#define LOSS_ATOL 0.0
+#define LOSS_RTOL 2e-4     // [13x]
+#define GRAD_ATOL 0.0
+#define GRAD_RTOL 3e-2     // [3.3x]
+#define STEP_LOSS_RTOL 3e-3  // [5x]
+#define STEP_NORM_RTOL 0.2   // [3.4x]
+// the bf16 tolerances are wider, so the self-check perturbs by more
 #define PERTURB_DELTA 1.0f
 #endif
-
-
-
 
 // device floatX (n) -> host fp32 (n)
 static void copy_x_to_host(float* host, const floatX* dev, size_t n, float* dev_scratch) {
@@ -78,23 +76,38 @@ static void run_steps(GPT2* model, const int* inputs, const int* targets, int B,
 
 int main(int argc, char** argv) {
     int perturb = 0;
+    float perturb_delta = PERTURB_DELTA;
     const char* model_path = NULL;
     const char* state_path = NULL;
+    const char* usage = "usage: %s [--perturb[=DELTA]] <model.bin> <debug_state.bin>\n";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--perturb") == 0) {
             perturb = 1;
+        } else if (strncmp(argv[i], "--perturb=", 10) == 0) {
+            char* end;
+            perturb = 1;
+            perturb_delta = strtof(argv[i] + 10, &end);
+            if (*end != '\0' || !(perturb_delta != 0.0f) || !isfinite(perturb_delta)) {
+                fprintf(stderr, "error: option '%s': DELTA must be a finite non-zero number\n", argv[i]);
+                return 1;
+            }
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "error: unknown option '%s'\n", argv[i]);
+            fprintf(stderr, usage, argv[0]);
+            return 1;
         } else if (model_path == NULL) {
             model_path = argv[i];
         } else if (state_path == NULL) {
             state_path = argv[i];
         } else {
-            fprintf(stderr, "error: unexpected argument '%s'\nusage: %s [--perturb] <model.bin> <debug_state.bin>\n",
-                    argv[i], argv[0]);
+            fprintf(stderr, "error: unexpected argument '%s'\n", argv[i]);
+            fprintf(stderr, usage, argv[0]);
             return 1;
         }
     }
     if (state_path == NULL) {
-        fprintf(stderr, "usage: %s [--perturb] <model.bin> <debug_state.bin>\n", argv[0]);
+        fprintf(stderr, "error: expected <model.bin> <debug_state.bin>\n");
+        fprintf(stderr, usage, argv[0]);
         return 1;
     }
 
@@ -121,9 +134,9 @@ int main(int argc, char** argv) {
     printf("test_gpt2cu (%s): model %s L=%d C=%d NH=%d (%zu params), B=%d T=%d, %d AdamW steps\n", PRECISION_NAME,
            model_path, cfg.num_layers, C, cfg.num_heads, np, B, T, N);
     if (perturb) {
-        model.host_params[(size_t)inputs[0] * C] += PERTURB_DELTA;
+        model.host_params[(size_t)inputs[0] * C] += perturb_delta;
         gpt2_upload_params(&model);
-        printf("perturbed wte[%d, 0] by %+g: failures expected\n", inputs[0], (double)PERTURB_DELTA);
+        printf("perturbed wte[%d, 0] by %+g: failures expected\n", inputs[0], (double)perturb_delta);
     }
     gpt2_allocate(&model, B, T, RECOMPUTE_NONE);
 
