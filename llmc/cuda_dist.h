@@ -366,6 +366,11 @@ static inline void* cuda_dist_watchdog_main(void* arg) {
                 d->rank, ncclGetErrorString(err), detail != NULL && detail[0] != '\0' ? ": " : "",
                 detail != NULL ? detail : "");
         fflush(stderr);
+        // keep the step lines a redirected stdout still buffers; never wait for the main thread's lock
+        if (ftrylockfile(stdout) == 0) {
+            fflush(stdout);
+            funlockfile(stdout);
+        }
         _exit(EXIT_FAILURE);
     }
     return NULL;
