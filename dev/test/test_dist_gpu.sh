@@ -23,9 +23,6 @@ MPIRUN=${MPIRUN:-mpirun}
 RUN_TIMEOUT=${RUN_TIMEOUT:-300}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export IVON_DIST_TIMEOUT=${IVON_DIST_TIMEOUT:-120}
-pass=0
-fail=0
-skip=0
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -39,53 +36,12 @@ ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')
 [ "$ngpu" -ge 1 ] || { echo "error: no GPU visible (nvidia-smi -L)"; exit 1; }
 echo "GPUs visible: $ngpu"
 
-ok() { echo "PASS $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
-skipped() { echo "SKIP $1"; skip=$((skip + 1)); }
+# ok, bad, skipped, run, runmpi, runfs, compare, has_nccl, err_case, dist_summary
+. dev/test/dist_lib.sh
 
 # d2, B=4, T=64: -d 512 = 2 micro-batches per step for one process (accumulation, then the overlapped reduction of
 # the last one); checkpoints at step 3 and 6
 BASE="-e d2 -b 4 -t 64 -x 6 -v 3 -m 4 -s 0 -n 3 -seed 7 -d 512"
-
-# run <name> <binary> <flags...>: one process, output in $tmp/<name>.out, checkpoints in $tmp/<name>
-run() {
-  local name=$1 bin=$2; shift 2
-  # shellcheck disable=SC2086
-  timeout "$RUN_TIMEOUT" "$bin" $BASE "$@" -o "$tmp/$name" > "$tmp/$name.out" 2>&1 ||
-    { echo "  $name failed (rc $?):"; tail -3 "$tmp/$name.out" | sed 's/^/    /'; return 1; }
-}
-# runfs <name> <ranks> <binary> <flags...>: <ranks> processes with -dm fs (one rendezvous dir per run); the exit
-# codes of the ranks go to $tmp/<name>.rc (124: the time limit)
-runfs() {
-  local name=$1 np=$2 bin=$3; shift 3
-  local dir="$tmp/rdv_$name" pids=() r rc=0 rcs=""
-  for r in $(seq 0 $((np - 1))); do
-    # shellcheck disable=SC2086
-    timeout "$RUN_TIMEOUT" "$bin" $BASE "$@" -dm fs -dp "$np" -dr "$r" -df "$dir" -o "$tmp/$name" \
-      > "$tmp/$name.$r.out" 2>&1 &
-    pids+=($!)
-  done
-  for r in "${!pids[@]}"; do
-    local one=0
-    wait "${pids[$r]}" || one=$?
-    rcs="$rcs $one"
-    [ "$one" -ne 0 ] && rc=$one
-  done
-  echo "$rcs" > "$tmp/$name.rc"
-  cp "$tmp/$name.0.out" "$tmp/$name.out"
-  if [ "$rc" -ne 0 ]; then
-    echo "  $name failed (rc $rc):"; for r in $(seq 0 $((np - 1))); do tail -2 "$tmp/$name.$r.out" | sed "s/^/    rank $r: /"; done
-    return 1
-  fi
-}
-compare() {  # label, step, dir a, dir b, compare_runs.py args
-  local label=$1 step=$2 a=$3 b=$4; shift 4
-  local out
-  if out=$($PY dev/test/compare_runs.py "$tmp/$a" "$tmp/$b" "$step" "$@" 2>&1); then ok "$label"; else bad "$label"; fi
-  echo "$out" | sed 's/^/    /'
-}
-# the NCCL line proves that the run went through a communicator
-has_nccl() { grep -q "^nccl: version" "$tmp/$1.out"; }
 
 echo "== 1 rank through NCCL vs plain (bit-exact)"
 run plain0 "$BF" || bad "plain run (bf16)"
@@ -161,13 +117,6 @@ else
 fi
 
 echo "== launch errors (one error line, exit 1)"
-err_case() {  # label, pattern, command...
-  local label=$1 pat=$2; shift 2
-  local out rc
-  out=$(timeout "$RUN_TIMEOUT" "$@" 2>&1 >/dev/null); rc=$?
-  if [ $rc -ne 0 ] && [ $rc -ne 124 ] && printf '%s\n' "$out" | grep -q -- "$pat"; then ok "$label"
-  else bad "$label (rc $rc): $(printf '%s\n' "$out" | head -2)"; fi
-}
 E="-e d2 -b 4 -t 64 -x 1 -v 0 -s 0"
 mkdir -p "$tmp/stale" && : > "$tmp/stale/ncclUniqueId.bin"
 # shellcheck disable=SC2086
@@ -179,5 +128,4 @@ err_case "-dl beyond the visible GPUs" "flag -dl" "$BF" $E -dm fs -dp $((ngpu + 
 err_case "-opt ivon on the GPU" "flag -opt" "$BF" $E -opt ivon
 }
 
-echo "$pass passed, $fail failed ($skip skipped)"
-[ "$fail" -eq 0 ]
+dist_summary
