@@ -349,6 +349,10 @@ int main(void) {
 #endif
 
     // launch configuration errors, as the runtime reports them
+#ifdef CUDA_CPU_BACKEND
+    printf("(the next three lines from cuda_cpu are expected)\n");
+    fflush(stdout);
+#endif
     float *d_a, *d_b;
     cudaMalloc(&d_a, 4096 * sizeof(float));
     cudaMalloc(&d_b, 4096 * sizeof(float));

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# train_gpt2cu on the CPU backend (dev/cuda_cpu, `make cuda-cpu`), against itself and against the CPU trainer:
+#  1. thread schedules: forward, reverse and shuffled thread orders inside every block (and blocks in reverse
+#     order) give bitwise-identical runs (model, optimizer state, logged losses), bf16 and fp32; so do 1 and 2
+#     OpenMP threads
+#  2. the fp32 build against train_gpt2 on the same flags, with 2 micro-batches per step (the accumulation path of
+#     gpt2_optimizer_step) and val losses, within compare_runs.py's default tolerance (4e-6 + 1e-4 |b| per element
+#     of model and state, losses within 1.5e-4), except for up to 200 weights within 3e-4: AdamW's
+#     per-element normalization turns the rounding differences of a gradient that nearly cancels into a different
+#     step (measured, d2, 4 steps: 22 of 7.0M weights outside, the largest 1.1e-4 = 0.18 lr)
+#     and the same sampled text (-s, -g: the generation path with its single-row softmax)
+#  3. the step guard: a NaN injected into one step's gradient (IVON_TEST_NAN_STEP) skips that step, as the CPU
+#     trainer does (the same tolerance against its run)
+#  4. checkpoints across trainers: train_gpt2 to step 2, train_gpt2fp32cu resumes to step 4, train_gpt2 resumes to
+#     step 6: equal to an uninterrupted train_gpt2 run within the tolerance (constant lr: -x differs between the
+#     segments, and the cosine schedule depends on it)
+# Every run has a time limit (RUN_TIMEOUT seconds), so a hang fails. Prints PASS/FAIL lines and `N passed, N failed`.
+# Environment: CUDA_CPU_BIN (default build/cuda_cpu), TRAIN_BIN (default ./train_gpt2), PYTHON.
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 1
+PY=${PYTHON:-/usr/bin/python3}
+BIN=${CUDA_CPU_BIN:-build/cuda_cpu}
+CPU=${TRAIN_BIN:-./train_gpt2}
+RUN_TIMEOUT=${RUN_TIMEOUT:-300}
+pass=0
+fail=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for f in "$BIN/train_gpt2cu" "$BIN/train_gpt2fp32cu" "$CPU" dev/data/austen/austen_train.bin; do
+  [ -e "$f" ] || { echo "FAIL missing $f (make cuda-cpu train_gpt2 data)"; echo "0 passed, 1 failed"; exit 1; }
+done
+
+ok() { echo "PASS $1"; pass=$((pass + 1)); }
+bad() { echo "FAIL $1"; fail=$((fail + 1)); }
+
+# d2, B=4, T=64, 2 micro-batches per step, val and checkpoints
+BASE="-e d2 -b 4 -t 64 -d 512 -v 2 -m 2 -s 0 -seed 11"
+# the two implementations: at most 200 of 7.0M weights (3e-5) outside the elementwise tolerance, each within lr / 2
+XTOL="--max-outside 200 --outlier-atol 3e-4"
+
+# run <name> <binary> <flags...>: output in $tmp/<name>.out, checkpoints and main.log in $tmp/<name>
+run() {
+  local name=$1 bin=$2; shift 2
+  # shellcheck disable=SC2086
+  timeout "$RUN_TIMEOUT" "$bin" $BASE "$@" -o "$tmp/$name" > "$tmp/$name.out" 2>&1 && return 0
+  echo "  $name failed (rc $?):"; tail -3 "$tmp/$name.out" | sed 's/^/    /'
+  return 1
+}
+# same <what> <dir a> <dir b> <step> [compare_runs options]
+same() {
+  local what=$1 a=$2 b=$3 step=$4; shift 4
+  if "$PY" dev/test/compare_runs.py "$tmp/$a" "$tmp/$b" "$step" "$@" > "$tmp/cmp.out" 2>&1; then
+    ok "$what ($(grep -m1 -E 'max|identical' "$tmp/cmp.out" | tr -s ' '))"
+  else
+    bad "$what:"; sed 's/^/    /' "$tmp/cmp.out" | head -8
+  fi
+}
+
+# 1. schedules and thread counts (bf16: all; fp32: one shuffled order)
+for prec in bf16 fp32; do
+  bin="$BIN/train_gpt2cu" schedules="reverse shuffle:3"
+  [ "$prec" = fp32 ] && bin="$BIN/train_gpt2fp32cu" schedules="shuffle:5"
+  CUDA_CPU_SCHEDULE=forward run "$prec-fwd" "$bin" -x 3 -n 3 || bad "$prec forward run"
+  for sch in $schedules; do
+    if CUDA_CPU_SCHEDULE=$sch run "$prec-$sch" "$bin" -x 3 -n 3; then
+      same "$prec: schedule $sch bitwise equal to forward" "$prec-fwd" "$prec-$sch" 3 --exact
+    else
+      bad "$prec schedule $sch run"
+    fi
+  done
+done
+if OMP_NUM_THREADS=1 run bf16-omp1 "$BIN/train_gpt2cu" -x 3 -n 3; then
+  same "bf16: 1 OpenMP thread bitwise equal to 2" bf16-fwd bf16-omp1 3 --exact
+else
+  bad "bf16 1-thread run"
+fi
+
+# 2. fp32 build against the CPU trainer
+if run cpu "$CPU" -x 4 -n 4 -s 4 -g 16 && run cu "$BIN/train_gpt2fp32cu" -x 4 -n 4 -s 4 -g 16; then
+  same "train_gpt2fp32cu = train_gpt2 (2 micro-batches per step, 4 steps)" cpu cu 4 $XTOL
+  # the text sampled at steps 0 and 4 (same seed, probabilities equal to ~1e-6): the same tokens
+  sample() { awk '/^generating:/ {g = 1; next} /^---$/ {g = g == 1 ? 2 : 0; next} g == 2' "$tmp/$1.out"; }
+  if [ -n "$(sample cu)" ] && [ "$(sample cu)" = "$(sample cpu)" ]; then
+    ok "sampled text equal to train_gpt2's ($(sample cu | wc -l) samples)"
+  else
+    bad "sampled text differs: '$(sample cu | tr '\n' '|')' vs '$(sample cpu | tr '\n' '|')'"
+  fi
+  # negative control: another seed must fail the same comparison
+  if run cpu_seed "$CPU" -x 4 -n 4 -seed 12; then
+    same "negative control: another seed differs beyond the tolerance" cpu cpu_seed 4 $XTOL --expect-differ
+  fi
+else
+  bad "trainer comparison runs"
+fi
+
+# 3. step guard: step 2 (as printed) gets a NaN gradient and is skipped
+if IVON_TEST_NAN_STEP=2 run cpu_nan "$CPU" -x 4 -n 4 && IVON_TEST_NAN_STEP=2 run cu_nan "$BIN/train_gpt2fp32cu" -x 4 -n 4; then
+  cu_skip=$(grep ' skip:' "$tmp/cu_nan/main.log" | cut -d' ' -f1-2)
+  cpu_skip=$(grep ' skip:' "$tmp/cpu_nan/main.log" | cut -d' ' -f1-2)
+  if [ "$cu_skip" = "s:2 skip:non-finite" ] && [ "$cu_skip" = "$cpu_skip" ]; then
+    ok "NaN gradient: train_gpt2cu skips exactly that step, as train_gpt2 ($cu_skip)"
+  else
+    bad "NaN gradient: skip lines '$cu_skip' (train_gpt2: '$cpu_skip')"
+  fi
+  same "NaN-skip run = train_gpt2's" cpu_nan cu_nan 4 $XTOL
+else
+  bad "NaN-skip runs"
+fi
+
+# 4. checkpoints across trainers: CPU -> CUDA -> CPU
+if run mix "$CPU" -x 2 -n 2 -k constant && run mix "$BIN/train_gpt2fp32cu" -x 4 -n 2 -k constant -y 1 &&
+   run mix "$CPU" -x 6 -n 2 -k constant -y 1 && run uninterrupted "$CPU" -x 6 -n 2 -k constant; then
+  same "train_gpt2 -> train_gpt2fp32cu -> train_gpt2 checkpoints = uninterrupted train_gpt2" uninterrupted mix 6 $XTOL
+else
+  bad "checkpoint hand-over runs"
+fi
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
