@@ -179,7 +179,7 @@ endif
 endif
 CUDA_CPU_DEPS := $(HEADERS) $(CUDA_CPU_INC)
 CUDA_CPU_TARGETS := $(CUDA_CPU)/train_gpt2cu $(CUDA_CPU)/train_gpt2fp32cu $(CUDA_CPU)/test_gpt2cu \
-                    $(CUDA_CPU)/test_gpt2fp32cu $(CUDA_CPU)/test_exec
+                    $(CUDA_CPU)/test_gpt2fp32cu $(CUDA_CPU)/test_exec $(CUDA_CPU)/test_cublas $(CUDA_CPU)/test_nccl
 
 .PHONY: cuda-cpu
 cuda-cpu: setup $(CUDA_CPU_TARGETS)
@@ -200,6 +200,14 @@ $(CUDA_CPU)/test_gpt2fp32cu: $(CUDA_CPU)/src/test_gpt2.cu $(CUDA_CPU)/src/train_
 	$(CUDA_CPU_CXX) $(CUDA_CPU_CXXFLAGS) -DENABLE_FP32 -x c++ $< -o $@ $(CUDA_CPU_LIBS)
 $(CUDA_CPU)/test_exec: $(CUDA_CPU)/src/dev/cuda_cpu/test_exec.cu $(CUDA_CPU_INC)
 	$(CUDA_CPU_CXX) $(CUDA_CPU_CXXFLAGS) -x c++ $< -o $@ $(CUDA_CPU_LIBS)
+# the library headers on their own: cuBLAS/cuBLASLt against a model of their numerics and a double reference over 1-3
+# threads (`test_cublas --bench` times the LM-head GEMMs); NCCL on 1-3 forked ranks with its failure paths
+$(CUDA_CPU)/test_cublas: dev/cuda_cpu/test_cublas.cpp $(CUDA_CPU_INC)
+	@mkdir -p $(@D)
+	$(CUDA_CPU_CXX) -std=c++17 -O3 -march=native -ffp-contract=off -fopenmp -Wall -Wextra -I dev/cuda_cpu/include $< -o $@
+$(CUDA_CPU)/test_nccl: dev/cuda_cpu/test_nccl.cpp $(CUDA_CPU_INC)
+	@mkdir -p $(@D)
+	$(CUDA_CPU_CXX) -std=c++17 -O2 -Wall -Wextra -I dev/cuda_cpu/include $< -o $@ -pthread
 
 # --- setup and data (idempotent) ---
 setup:
@@ -217,6 +225,11 @@ $(REF)/gpt2_d2_debug_state.bin: train_gpt2.py $(VAL_SHARD)
 
 $(REF)/gpt2_d12_debug_state.bin: train_gpt2.py $(VAL_SHARD)
 	$(PYTHON) train_gpt2.py --model d12 --steps 3 $(REF_ARGS) --val $(VAL_SHARD) --out $(REF)
+
+# a small d2 debug state (B=2, T=32, 2 steps) for the sanitizer build of test_gpt2cu
+$(REF)/small/gpt2_d2_debug_state.bin: train_gpt2.py $(VAL_SHARD)
+	$(PYTHON) train_gpt2.py --model d2 --steps 2 --batch 2 --seq 32 --lr 1e-3 --weight-decay 0.1 --seed 42 \
+	  --val $(VAL_SHARD) --out $(REF)/small
 
 # IVON / IVON-PoCo reference runs from the d2 initial weights: several micro-batches per step, anchor refreshes
 # inside the run, PoCo with every switch flipped in the _alt run
@@ -238,12 +251,13 @@ $(REF)/gpt2_d2_poco_alt_state.bin: $(OPT_REF_DEPS)
 OPT_REFS := $(REF)/gpt2_d2_ivon_state.bin $(REF)/gpt2_d2_poco_state.bin $(REF)/gpt2_d2_poco_alt_state.bin
 
 ref: setup-test data
-	$(MAKE) $(REF)/gpt2_d2_debug_state.bin $(REF)/gpt2_d12_debug_state.bin
+	$(MAKE) $(REF)/gpt2_d2_debug_state.bin $(REF)/gpt2_d12_debug_state.bin $(REF)/small/gpt2_d2_debug_state.bin
 	$(MAKE) $(OPT_REFS)
 
 # --- tests ---
 TEST_BINS := train_gpt2 train_gpt2_noomp test_gpt2 $(BIN)/test_gpt2_noomp $(BIN)/test_llmc $(BIN)/test_gemm \
-             $(BIN)/test_optim $(BIN)/train_gpt2_checks $(BIN)/test_noise $(BIN)/test_noise_fc train_gpt2mpi
+             $(BIN)/test_optim $(BIN)/train_gpt2_checks $(BIN)/test_noise $(BIN)/test_noise_fc train_gpt2mpi \
+             $(CUDA_CPU_TARGETS)
 
 test: ref
 	$(MAKE) $(TEST_BINS)
@@ -267,7 +281,17 @@ test: ref
 	  "bash dev/test/test_bad_inputs.sh" \
 	  "bash dev/test/test_crash_resume.sh" \
 	  "bash dev/test/test_dist.sh" \
-	  "bash dev/test/test_plot_tools.sh"
+	  "bash dev/test/test_plot_tools.sh" \
+	  "$(CUDA_CPU)/test_exec" \
+	  "$(CUDA_CPU)/test_cublas" \
+	  "$(CUDA_CPU)/test_nccl" \
+	  "$(CUDA_CPU)/test_gpt2fp32cu $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
+	  "CUDA_CPU_SCHEDULE=shuffle:1 $(CUDA_CPU)/test_gpt2cu $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
+	  "bash dev/test/expect_fail.sh $(CUDA_CPU)/test_gpt2fp32cu --perturb=1e-4 $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
+	  "bash dev/test/expect_fail.sh $(CUDA_CPU)/test_gpt2cu --perturb=0.1 $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
+	  "bash dev/test/test_cuda_cpu.sh" \
+	  "bash dev/test/test_dist_cuda_cpu.sh" \
+	  "NO_IVON=1 TRAIN_BIN=$(CUDA_CPU)/train_gpt2cu TEST_BIN=$(CUDA_CPU)/test_gpt2cu bash dev/test/test_bad_inputs.sh"
 
 # --- sanitizers: the C suites of `make test` with AddressSanitizer + UndefinedBehaviorSanitizer builds in
 # build/asan/ (gcc, OpenMP on). ASan/LSan reports go to build/asan/logs/ (tests that capture a program's
@@ -276,7 +300,8 @@ test: ref
 ASAN := build/asan
 SANFLAGS := -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 ASAN_BINS := $(ASAN)/train_gpt2 $(ASAN)/train_gpt2_checks $(ASAN)/test_gpt2 $(ASAN)/test_gpt2_noomp \
-             $(ASAN)/test_llmc $(ASAN)/test_gemm $(ASAN)/test_optim $(ASAN)/test_noise $(ASAN)/test_noise_fc
+             $(ASAN)/test_llmc $(ASAN)/test_gemm $(ASAN)/test_optim $(ASAN)/test_noise $(ASAN)/test_noise_fc \
+             $(ASAN)/test_exec_cu $(ASAN)/test_gpt2cu
 # exit code 86 on a report, so that a sanitizer error never passes for a clean `error:` exit 1
 # (test_crash_resume.sh is not in the list: its SIGKILL timings assume the plain build's speed; ASan covers the same
 # save/resume code through test_train.sh)
@@ -304,6 +329,11 @@ $(ASAN)/test_noise: dev/test/test_noise.c $(HEADERS) | $(ASAN)
 	$(CC) $(CFLAGS) $(SANFLAGS) $(OMPFLAGS) -o $@ $< $(LDLIBS)
 $(ASAN)/test_noise_fc: dev/test/test_noise.c $(HEADERS) | $(ASAN)
 	$(CC) $(CFLAGS) $(SANFLAGS) -ffp-contract=fast $(OMPFLAGS) -o $@ $< $(LDLIBS)
+# the CPU backend's builds of the CUDA programs (fiber switches annotated for ASan)
+$(ASAN)/test_exec_cu: $(CUDA_CPU)/src/dev/cuda_cpu/test_exec.cu $(CUDA_CPU_INC) | $(ASAN)
+	$(CUDA_CPU_CXX) $(CUDA_CPU_CXXFLAGS) $(SANFLAGS) -x c++ $< -o $@ $(CUDA_CPU_LIBS)
+$(ASAN)/test_gpt2cu: $(CUDA_CPU)/src/test_gpt2.cu $(CUDA_CPU)/src/train_gpt2.cu $(CUDA_CPU_DEPS) | $(ASAN)
+	$(CUDA_CPU_CXX) $(CUDA_CPU_CXXFLAGS) $(SANFLAGS) -x c++ $< -o $@ $(CUDA_CPU_LIBS)
 $(ASAN):
 	mkdir -p $@
 
@@ -327,6 +357,8 @@ test-asan: ref
 	  "bash dev/test/expect_fail.sh $(ASAN)/test_gpt2 --perturb --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_state.bin" \
 	  "TRAIN_BIN=$(ASAN)/train_gpt2 CHECKS=$(ASAN)/train_gpt2_checks bash dev/test/test_train.sh" \
 	  "TRAIN_BIN=$(ASAN)/train_gpt2 TEST_BIN=$(ASAN)/test_gpt2 bash dev/test/test_bad_inputs.sh" \
+	  "$(ASAN)/test_exec_cu" \
+	  "$(ASAN)/test_gpt2cu $(REF)/small/gpt2_d2.bin $(REF)/small/gpt2_d2_debug_state.bin" \
 	  || echo "test-asan: suites failed"; } 2>&1 | tee $(ASAN)/test-asan.log
 	@rc=0; if grep -q "^test-asan: suites failed" $(ASAN)/test-asan.log; then rc=1; fi; \
 	if grep -qE "runtime error:|ERROR: [A-Za-z]+Sanitizer" $(ASAN)/test-asan.log; then \

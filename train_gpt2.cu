@@ -1235,6 +1235,7 @@ void gpt2_free(GPT2* model) {
     memset(model, 0, sizeof(*model));
 }
 
+#ifndef TESTING
 // probabilities of row `row` of the last forward's logits into model->h_probs (Vp floats)
 static const float* gpt2_row_probs(GPT2* model, int row) {
     GPT2Config c = model->config;
@@ -1256,7 +1257,6 @@ static double gpt2_device_peak_flops(const cudaDeviceProp* prop) {
     return 0.0;
 }
 
-#ifndef TESTING
 // ----------------------------------------------------------------------------
 // main: training loop (the flow of train_gpt2.c's main)
 

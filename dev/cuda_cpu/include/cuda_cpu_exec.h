@@ -87,6 +87,7 @@ struct Executor {
     void* sched_fake = nullptr;
     char* stacks = nullptr;   // (max_threads, stack_bytes) with a guard page below each stack
     int nstacks = 0;
+    int abandoned = 0;        // a failed block left fibers mid-call (ASan: their frames stay poisoned)
 };
 
 struct Block {
@@ -239,6 +240,9 @@ inline void reserve_stacks(Executor* e, int n) {
     }
     e->stacks = (char*)p;
     e->nstacks = n;
+#if CUDA_CPU_ASAN
+    __asan_unpoison_memory_region(p, (size_t)n * per);  // the address range may have held poisoned frames before
+#endif
     for (int i = 0; i < n; i++) mprotect(e->stacks + (size_t)i * per, page, PROT_NONE);  // overflow faults
 }
 
@@ -253,6 +257,9 @@ inline uint64_t rng_next(uint64_t* s) {
 inline void run_block(Block* b, Thread* threads, int* order, WarpOp (*warps)[32]) {
     Executor* e = &tl_exec;
     reserve_stacks(e, b->nthreads);
+#if CUDA_CPU_ASAN
+    if (e->abandoned) __asan_unpoison_memory_region(e->stacks, (size_t)e->nstacks * (stack_bytes() + 4096));
+#endif
     e->block = b;
     cur_block = b;
     size_t per = stack_bytes() + 4096;
@@ -273,9 +280,6 @@ inline void run_block(Block* b, Thread* threads, int* order, WarpOp (*warps)[32]
                 t->state = THREAD_READY;
                 t->stack = e->stacks + (size_t)n * per + 4096;
                 t->asan_fake = nullptr;
-#if CUDA_CPU_ASAN
-                __asan_unpoison_memory_region(t->stack, stack_bytes());
-#endif
                 t->ctx = ctx::make_fcontext(t->stack + stack_bytes(), stack_bytes(), fiber_entry);
             }
     uint64_t seed;
@@ -312,6 +316,7 @@ inline void run_block(Block* b, Thread* threads, int* order, WarpOp (*warps)[32]
                        at_warp, at_warp ? warp_op_names[wk] : "-", wf, wl, done);
         }
     }
+    e->abandoned = b->failed;
     cur_block = nullptr;
     e->block = nullptr;
 }
