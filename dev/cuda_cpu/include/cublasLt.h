@@ -627,6 +627,38 @@ inline cublasStatus_t lt_setup(const char* fn, cublasLtMatmulDesc_t desc, cublas
     return CUBLAS_STATUS_SUCCESS;
 }
 
+// the Set/GetAttribute pair of the three descriptor kinds: Field(obj, attr, &size) finds the stored field, Check
+// validates a new value, Name names the attribute, kind the attribute enum
+template <class Obj, void* (*Field)(Obj*, int, size_t*), cublasStatus_t (*Check)(const char*, int, const void*),
+          const char* (*Name)(int)>
+inline cublasStatus_t lt_set_attribute(const char* fn, const char* obj_name, const char* kind, Obj* obj, int attr,
+                                       const void* buf, size_t sizeInBytes) {
+    if (obj == nullptr) {
+        report(fn, "%s is NULL", obj_name);
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    size_t size = 0;
+    void* field = Field(obj, attr, &size);
+    if (field == nullptr) return attr_missing(fn, attr, Name(attr), kind);
+    cublasStatus_t st = attr_size(fn, Name(attr), size, buf, sizeInBytes);
+    if (st == CUBLAS_STATUS_SUCCESS) st = Check(fn, attr, buf);
+    if (st == CUBLAS_STATUS_SUCCESS) memcpy(field, buf, size);
+    return st;
+}
+
+template <class Obj, void* (*Field)(Obj*, int, size_t*), const char* (*Name)(int)>
+inline cublasStatus_t lt_get_attribute(const char* fn, const char* obj_name, const char* kind, Obj* obj, int attr,
+                                       void* buf, size_t sizeInBytes, size_t* sizeWritten) {
+    if (obj == nullptr) {
+        report(fn, "%s is NULL", obj_name);
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    size_t size = 0;
+    void* field = Field(obj, attr, &size);
+    if (field == nullptr) return attr_missing(fn, attr, Name(attr), kind);
+    return attr_get(fn, Name(attr), field, size, buf, sizeInBytes, sizeWritten);
+}
+
 }  // namespace cuda_cpu_gemm
 
 inline cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t* matmulDesc, cublasComputeType_t computeType,
@@ -661,33 +693,18 @@ inline cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t matmul
                                                      cublasLtMatmulDescAttributes_t attr, const void* buf,
                                                      size_t sizeInBytes) {
     using namespace cuda_cpu_gemm;
-    const char* fn = "cublasLtMatmulDescSetAttribute";
-    if (matmulDesc == nullptr) {
-        report(fn, "matmulDesc is NULL");
-        return CUBLAS_STATUS_INVALID_VALUE;
-    }
-    size_t size = 0;
-    void* field = desc_field(matmulDesc, attr, &size);
-    if (field == nullptr) return attr_missing(fn, attr, desc_attr_name(attr), "cublasLtMatmulDescAttributes_t");
-    cublasStatus_t st = attr_size(fn, desc_attr_name(attr), size, buf, sizeInBytes);
-    if (st == CUBLAS_STATUS_SUCCESS) st = desc_check(fn, attr, buf);
-    if (st == CUBLAS_STATUS_SUCCESS) memcpy(field, buf, size);
-    return st;
+    return lt_set_attribute<cublasLtMatmulDescOpaque_t, desc_field, desc_check, desc_attr_name>(
+        "cublasLtMatmulDescSetAttribute", "matmulDesc", "cublasLtMatmulDescAttributes_t", matmulDesc, attr, buf,
+        sizeInBytes);
 }
 
 inline cublasStatus_t cublasLtMatmulDescGetAttribute(cublasLtMatmulDesc_t matmulDesc,
                                                      cublasLtMatmulDescAttributes_t attr, void* buf,
                                                      size_t sizeInBytes, size_t* sizeWritten) {
     using namespace cuda_cpu_gemm;
-    const char* fn = "cublasLtMatmulDescGetAttribute";
-    if (matmulDesc == nullptr) {
-        report(fn, "matmulDesc is NULL");
-        return CUBLAS_STATUS_INVALID_VALUE;
-    }
-    size_t size = 0;
-    void* field = desc_field(matmulDesc, attr, &size);
-    if (field == nullptr) return attr_missing(fn, attr, desc_attr_name(attr), "cublasLtMatmulDescAttributes_t");
-    return attr_get(fn, desc_attr_name(attr), field, size, buf, sizeInBytes, sizeWritten);
+    return lt_get_attribute<cublasLtMatmulDescOpaque_t, desc_field, desc_attr_name>(
+        "cublasLtMatmulDescGetAttribute", "matmulDesc", "cublasLtMatmulDescAttributes_t", matmulDesc, attr, buf,
+        sizeInBytes, sizeWritten);
 }
 
 inline cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t* matLayout, cudaDataType type, uint64_t rows,
@@ -723,33 +740,18 @@ inline cublasStatus_t cublasLtMatrixLayoutSetAttribute(cublasLtMatrixLayout_t ma
                                                        cublasLtMatrixLayoutAttribute_t attr, const void* buf,
                                                        size_t sizeInBytes) {
     using namespace cuda_cpu_gemm;
-    const char* fn = "cublasLtMatrixLayoutSetAttribute";
-    if (matLayout == nullptr) {
-        report(fn, "matLayout is NULL");
-        return CUBLAS_STATUS_INVALID_VALUE;
-    }
-    size_t size = 0;
-    void* field = layout_field(matLayout, attr, &size);
-    if (field == nullptr) return attr_missing(fn, attr, layout_attr_name(attr), "cublasLtMatrixLayoutAttribute_t");
-    cublasStatus_t st = attr_size(fn, layout_attr_name(attr), size, buf, sizeInBytes);
-    if (st == CUBLAS_STATUS_SUCCESS) st = layout_check(fn, attr, buf);
-    if (st == CUBLAS_STATUS_SUCCESS) memcpy(field, buf, size);
-    return st;
+    return lt_set_attribute<cublasLtMatrixLayoutOpaque_t, layout_field, layout_check, layout_attr_name>(
+        "cublasLtMatrixLayoutSetAttribute", "matLayout", "cublasLtMatrixLayoutAttribute_t", matLayout, attr, buf,
+        sizeInBytes);
 }
 
 inline cublasStatus_t cublasLtMatrixLayoutGetAttribute(cublasLtMatrixLayout_t matLayout,
                                                        cublasLtMatrixLayoutAttribute_t attr, void* buf,
                                                        size_t sizeInBytes, size_t* sizeWritten) {
     using namespace cuda_cpu_gemm;
-    const char* fn = "cublasLtMatrixLayoutGetAttribute";
-    if (matLayout == nullptr) {
-        report(fn, "matLayout is NULL");
-        return CUBLAS_STATUS_INVALID_VALUE;
-    }
-    size_t size = 0;
-    void* field = layout_field(matLayout, attr, &size);
-    if (field == nullptr) return attr_missing(fn, attr, layout_attr_name(attr), "cublasLtMatrixLayoutAttribute_t");
-    return attr_get(fn, layout_attr_name(attr), field, size, buf, sizeInBytes, sizeWritten);
+    return lt_get_attribute<cublasLtMatrixLayoutOpaque_t, layout_field, layout_attr_name>(
+        "cublasLtMatrixLayoutGetAttribute", "matLayout", "cublasLtMatrixLayoutAttribute_t", matLayout, attr, buf,
+        sizeInBytes, sizeWritten);
 }
 
 inline cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t* pref) {
@@ -776,33 +778,18 @@ inline cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPrefere
                                                            cublasLtMatmulPreferenceAttributes_t attr, const void* buf,
                                                            size_t sizeInBytes) {
     using namespace cuda_cpu_gemm;
-    const char* fn = "cublasLtMatmulPreferenceSetAttribute";
-    if (pref == nullptr) {
-        report(fn, "pref is NULL");
-        return CUBLAS_STATUS_INVALID_VALUE;
-    }
-    size_t size = 0;
-    void* field = pref_field(pref, attr, &size);
-    if (field == nullptr) return attr_missing(fn, attr, pref_attr_name(attr), "cublasLtMatmulPreferenceAttributes_t");
-    cublasStatus_t st = attr_size(fn, pref_attr_name(attr), size, buf, sizeInBytes);
-    if (st == CUBLAS_STATUS_SUCCESS) st = pref_check(fn, attr, buf);
-    if (st == CUBLAS_STATUS_SUCCESS) memcpy(field, buf, size);
-    return st;
+    return lt_set_attribute<cublasLtMatmulPreferenceOpaque_t, pref_field, pref_check, pref_attr_name>(
+        "cublasLtMatmulPreferenceSetAttribute", "pref", "cublasLtMatmulPreferenceAttributes_t", pref, attr, buf,
+        sizeInBytes);
 }
 
 inline cublasStatus_t cublasLtMatmulPreferenceGetAttribute(cublasLtMatmulPreference_t pref,
                                                            cublasLtMatmulPreferenceAttributes_t attr, void* buf,
                                                            size_t sizeInBytes, size_t* sizeWritten) {
     using namespace cuda_cpu_gemm;
-    const char* fn = "cublasLtMatmulPreferenceGetAttribute";
-    if (pref == nullptr) {
-        report(fn, "pref is NULL");
-        return CUBLAS_STATUS_INVALID_VALUE;
-    }
-    size_t size = 0;
-    void* field = pref_field(pref, attr, &size);
-    if (field == nullptr) return attr_missing(fn, attr, pref_attr_name(attr), "cublasLtMatmulPreferenceAttributes_t");
-    return attr_get(fn, pref_attr_name(attr), field, size, buf, sizeInBytes, sizeWritten);
+    return lt_get_attribute<cublasLtMatmulPreferenceOpaque_t, pref_field, pref_attr_name>(
+        "cublasLtMatmulPreferenceGetAttribute", "pref", "cublasLtMatmulPreferenceAttributes_t", pref, attr, buf,
+        sizeInBytes, sizeWritten);
 }
 
 inline cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t lightHandle, cublasLtMatmulDesc_t operationDesc,
