@@ -1339,36 +1339,31 @@ inline ncclResult_t ncclAllGather(const void* sendbuff, void* recvbuff, size_t s
     return note(submit(make_op(kAllGather, comm, sendbuff, recvbuff, sendcount, datatype, ncclSum, 0)));
 }
 
-inline ncclResult_t ncclSend(const void* sendbuff, size_t count, ncclDataType_t datatype, int peer, ncclComm_t comm,
-                             cudaStream_t stream) {
-    using namespace nccl_cpu;
-    (void)stream;
-    const char* fn = "ncclSend";
+namespace nccl_cpu {
+// a send (recvbuff NULL) or a receive (sendbuff NULL) of count elements with peer
+inline ncclResult_t point_to_point(const char* fn, OpKind kind, const void* sendbuff, void* recvbuff, size_t count,
+                                   ncclDataType_t datatype, int peer, ncclComm_t comm) {
     size_t bytes = 0;
     ncclResult_t r = check_comm(comm, fn);
     if (r == ncclSuccess) r = check_type(datatype, false, fn);
     if (r == ncclSuccess && (peer < 0 || peer >= comm->nranks))
         r = fail(ncclInvalidArgument, "%s: peer %d is not in [0, %d)", fn, peer, comm->nranks);
     if (r == ncclSuccess) r = check_bytes(count, type_size(datatype), 1, &bytes, fn);
-    if (r == ncclSuccess) r = check_buf(sendbuff, bytes, "sendbuff", fn);
+    if (r == ncclSuccess)
+        r = kind == kSend ? check_buf(sendbuff, bytes, "sendbuff", fn) : check_buf(recvbuff, bytes, "recvbuff", fn);
     if (r != ncclSuccess) return note(r);
-    return note(submit(make_op(kSend, comm, sendbuff, nullptr, count, datatype, ncclSum, peer)));
+    return note(submit(make_op(kind, comm, sendbuff, recvbuff, count, datatype, ncclSum, peer)));
+}
+}  // namespace nccl_cpu
+
+inline ncclResult_t ncclSend(const void* sendbuff, size_t count, ncclDataType_t datatype, int peer, ncclComm_t comm,
+                             cudaStream_t) {
+    return nccl_cpu::point_to_point("ncclSend", nccl_cpu::kSend, sendbuff, nullptr, count, datatype, peer, comm);
 }
 
 inline ncclResult_t ncclRecv(void* recvbuff, size_t count, ncclDataType_t datatype, int peer, ncclComm_t comm,
-                             cudaStream_t stream) {
-    using namespace nccl_cpu;
-    (void)stream;
-    const char* fn = "ncclRecv";
-    size_t bytes = 0;
-    ncclResult_t r = check_comm(comm, fn);
-    if (r == ncclSuccess) r = check_type(datatype, false, fn);
-    if (r == ncclSuccess && (peer < 0 || peer >= comm->nranks))
-        r = fail(ncclInvalidArgument, "%s: peer %d is not in [0, %d)", fn, peer, comm->nranks);
-    if (r == ncclSuccess) r = check_bytes(count, type_size(datatype), 1, &bytes, fn);
-    if (r == ncclSuccess) r = check_buf(recvbuff, bytes, "recvbuff", fn);
-    if (r != ncclSuccess) return note(r);
-    return note(submit(make_op(kRecv, comm, nullptr, recvbuff, count, datatype, ncclSum, peer)));
+                             cudaStream_t) {
+    return nccl_cpu::point_to_point("ncclRecv", nccl_cpu::kRecv, nullptr, recvbuff, count, datatype, peer, comm);
 }
 
 #endif  // CUDA_CPU_NCCL_H
