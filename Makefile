@@ -202,10 +202,10 @@ $(CUDA_CPU)/test_exec: $(CUDA_CPU)/src/dev/cuda_cpu/test_exec.cu $(CUDA_CPU_INC)
 	$(CUDA_CPU_CXX) $(CUDA_CPU_CXXFLAGS) -x c++ $< -o $@ $(CUDA_CPU_LIBS)
 # the library headers on their own: cuBLAS/cuBLASLt against a model of their numerics and a double reference over 1-3
 # threads (`test_cublas --bench` times the LM-head GEMMs); NCCL on 1-3 forked ranks with its failure paths
-$(CUDA_CPU)/test_cublas: dev/cuda_cpu/test_cublas.cpp $(CUDA_CPU_INC)
+$(CUDA_CPU)/test_cublas: dev/cuda_cpu/test_cublas.cpp dev/cuda_cpu/test_util.h $(CUDA_CPU_INC)
 	@mkdir -p $(@D)
 	$(CUDA_CPU_CXX) -std=c++17 -O3 -march=native -ffp-contract=off -fopenmp -Wall -Wextra -I dev/cuda_cpu/include $< -o $@
-$(CUDA_CPU)/test_nccl: dev/cuda_cpu/test_nccl.cpp $(CUDA_CPU_INC)
+$(CUDA_CPU)/test_nccl: dev/cuda_cpu/test_nccl.cpp dev/cuda_cpu/test_util.h $(CUDA_CPU_INC)
 	@mkdir -p $(@D)
 	$(CUDA_CPU_CXX) -std=c++17 -O2 -Wall -Wextra -I dev/cuda_cpu/include $< -o $@ -pthread
 

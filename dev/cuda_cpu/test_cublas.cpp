@@ -19,6 +19,7 @@
 #include <vector>
 #ifdef _OPENMP
 #include <omp.h>
+#include "test_util.h"
 #endif
 
 static int n_pass = 0, n_fail = 0;
@@ -34,15 +35,6 @@ static void check(bool ok, const std::string& name, const std::string& detail = 
     fflush(stdout);
 }
 
-static std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
-static std::string fmt(const char* f, ...) {
-    char buf[512];
-    va_list ap;
-    va_start(ap, f);
-    vsnprintf(buf, sizeof(buf), f, ap);
-    va_end(ap);
-    return buf;
-}
 
 static void set_threads(int n) {
 #ifdef _OPENMP

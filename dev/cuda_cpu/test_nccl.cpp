@@ -22,6 +22,7 @@
 #include <thread>
 #include <type_traits>
 #include <vector>
+#include "test_util.h"
 
 // ---------------------------------------------------------------------------------------------
 // results of the ranks of one run, in memory shared with the forked ranks
@@ -43,15 +44,6 @@ static Results* g_res;
 static thread_local int g_rank, g_next;
 static int g_passed, g_failed;
 
-static std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
-static std::string fmt(const char* f, ...) {
-    char buf[512];
-    va_list ap;
-    va_start(ap, f);
-    vsnprintf(buf, sizeof(buf), f, ap);
-    va_end(ap);
-    return buf;
-}
 
 static double now_s() {
     struct timespec ts;
