@@ -145,6 +145,14 @@ __global__ void bad_mask_kernel(float* out) {
 
 __global__ void read_unwritten_kernel(float* out, const float* in) { out[threadIdx.x] = in[threadIdx.x]; }
 
+// writes its shared array, so that the next block on the same OS thread would see old values without the fill
+__global__ void shared_fill_kernel(float* out, int write) {
+    __shared__ float s[64];
+    if (write) s[threadIdx.x] = 1.0f;
+    __syncthreads();
+    out[blockIdx.x * blockDim.x + threadIdx.x] = s[threadIdx.x];
+}
+
 // ---------------------------------------------------------------------------------------------
 // host side
 
@@ -375,6 +383,11 @@ int main(void) {
     read_unwritten_kernel<<<1, 4>>>(d_a, d_fresh);
     cudaMemcpy(out, d_a, sizeof(out), cudaMemcpyDeviceToHost);
     check("cudaMalloc memory reads as NaN until written", isnan(out[0]) && isnan(out[3]));
+    shared_fill_kernel<<<1, 64>>>(d_a, 1);
+    shared_fill_kernel<<<2, 64>>>(d_a, 0);
+    float sh[128];
+    cudaMemcpy(sh, d_a, sizeof(sh), cudaMemcpyDeviceToHost);
+    check("static __shared__ memory reads as NaN in every block until written", isnan(sh[0]) && isnan(sh[127]));
     cudaFree(d_fresh);
 
     // a host pointer passed to a kernel is refused (sticky error)

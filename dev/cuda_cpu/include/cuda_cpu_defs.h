@@ -18,7 +18,8 @@
 #define __launch_bounds__(...)
 #define __grid_constant__
 // static shared memory: one instance per OS thread, and an OS thread runs one block at a time, so each block
-// sees its own copy (dynamic shared memory, `extern __shared__`, is rewritten by dev/cuda_cpu/cu2cpp.py)
+// sees its own copy, NaN-filled at its start (CUDA_CPU_SHARED_POISON, added by dev/cuda_cpu/cu2cpp.py; dynamic
+// shared memory, `extern __shared__`, is rewritten there too)
 #define __shared__ static thread_local
 
 #define CUDA_CPU_VEC1(T, name) struct __align__(sizeof(T)) name { T x; };

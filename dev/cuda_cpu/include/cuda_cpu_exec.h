@@ -111,6 +111,7 @@ struct Block {
 };
 
 inline thread_local Executor tl_exec;
+inline thread_local uint64_t block_serial = 0;  // blocks started on this OS thread
 inline thread_local Thread* cur_thread = nullptr;
 inline thread_local Block* cur_block = nullptr;
 
@@ -257,6 +258,7 @@ inline uint64_t rng_next(uint64_t* s) {
 inline void run_block(Block* b, Thread* threads, int* order, WarpOp (*warps)[32]) {
     Executor* e = &tl_exec;
     reserve_stacks(e, b->nthreads);
+    block_serial++;
 #if CUDA_CPU_ASAN
     if (e->abandoned) __asan_unpoison_memory_region(e->stacks, (size_t)e->nstacks * (stack_bytes() + 4096));
 #endif
@@ -522,6 +524,14 @@ inline size_t (*dynamic_smem_limit_hook)(const void* kernel) = nullptr;
 
 inline void* dynamic_smem() { return cur_block->dyn_smem; }
 
+// static shared memory starts as 0xff bytes (NaN) in every block: the first thread of the block to pass the
+// declaration fills it (cu2cpp.py puts CUDA_CPU_SHARED_POISON after each __shared__ declaration)
+inline void poison_shared(void* p, size_t n, uint64_t* serial) {
+    if (*serial == block_serial) return;
+    memset(p, 0xff, n);
+    *serial = block_serial;
+}
+
 template <class F> inline void block_body(void* arg) { (*(F*)arg)(); }
 
 // validates the configuration and runs the grid; returns a cudaError_t value
@@ -645,6 +655,10 @@ inline Launch<P...> launch(void (*kernel)(P...), const char* name, dim3 grid, di
 
 // ---------------------------------------------------------------------------------------------
 // built-in variables and device functions
+
+#define CUDA_CPU_SHARED_POISON(x)                              \
+    static thread_local uint64_t x##_cuda_cpu_serial = 0;       \
+    ::cuda_cpu::poison_shared(&(x), sizeof(x), &x##_cuda_cpu_serial)
 
 #define threadIdx (::cuda_cpu::cur_thread->idx)
 #define blockIdx (::cuda_cpu::cur_block->bid)
