@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "dist.h"
 #include "optim.h"
+#include "optim_step.h"
 #include "checkpoint.h"
 #include "dataloader.h"
 #include "logger.h"
@@ -25,19 +26,7 @@
 #include "schedule.h"
 #include "tokenizer.h"
 
-// next (B, T) micro-batch: inputs and targets stay valid until the next call
-typedef void (*BatchFn)(void* ctx, const int** inputs, const int** targets);
-
-typedef struct {
-    float loss;             // mean loss of the step's K micro-batches (IVON/PoCo: at the samples theta_in)
-    float grad_norm;        // AdamW: global norm after accumulation; IVON/PoCo: mean of the micro-batch norms
-    int micro_batches;      // K
-    long long tokens;       // K * B * T
-    long long mega_tokens;  // PoCo: tokens of all anchor refreshes so far
-    int anchor_refreshed;   // PoCo: 1 if an anchor refresh ran before this step
-    int verdict;            // StepVerdict (llmc/outlier.h): STEP_APPLIED, or why the update was skipped
-    double z_loss, z_norm;  // z-scores of loss and grad norm against their windows (NAN when undefined)
-} StepStats;
+// BatchFn, StepStats: llmc/optim_step.h
 
 static inline double train_time_now_s(void) {
     struct timespec ts;
