@@ -313,20 +313,56 @@ static inline void ivon_stats_add(IvonUpdateStats* a, const IvonUpdateStats* b) 
     a->violations += b->violations;
 }
 
+// The update loops run over blocks of OPT_BLOCK elements (OpenMP over blocks); each block is a plain loop with
+// restrict pointers and the scalars by value, so that gcc vectorizes it.
+#define OPT_BLOCK 8192
+#if defined(__GNUC__)
+#define OPT_NOINLINE __attribute__((noinline, unused))  // keeps restrict (lost when inlined into the OpenMP body)
+#define OPT_RESTRICT __restrict__
+#else
+#define OPT_NOINLINE
+#define OPT_RESTRICT
+#endif
+#define OPT_FOR_BLOCKS(n, lo, hi, BODY)                                                           \
+    do {                                                                                          \
+        size_t nb_ = ((n) + OPT_BLOCK - 1) / OPT_BLOCK;                                           \
+        OMP_PRAGMA(parallel for schedule(static) reduction(+:clipped, viol, sum_dm))              \
+        for (size_t b_ = 0; b_ < nb_; b_++) {                                                     \
+            size_t lo = b_ * OPT_BLOCK, hi = lo + OPT_BLOCK < (n) ? lo + OPT_BLOCK : (n);         \
+            BODY                                                                                  \
+        }                                                                                         \
+    } while (0)
+
+OPT_NOINLINE static void ivon_update_block(float* OPT_RESTRICT m, float* OPT_RESTRICT g, float* OPT_RESTRICT h,
+                                           const float* OPT_RESTRICT acc_g, const float* OPT_RESTRICT acc_ng, size_t lo, size_t hi,
+                                           IvonScalars s, IvonUpdateStats* st) {
+    int clipped = 0, viol = 0;
+    double sum_dm = 0.0;
+    OMP_PRAGMA(simd reduction(+:clipped, viol, sum_dm))  // the statistics in lane order
+    for (size_t i = lo; i < hi; i++) {
+        float f = ivon_price_elem(acc_ng[i], h[i], s.essf, s.wdf);
+        int c, b;
+        float adm = ivon_newton_elem(&m[i], &g[i], &h[i], acc_g[i], f, 0.0f, IVON_PROX_NONE, s, &c, &b);
+        clipped += c;
+        viol += b;
+        sum_dm += (double)adm;
+    }
+    IvonUpdateStats r = {hi - lo, (size_t)clipped, sum_dm, (size_t)viol};
+    *st = r;
+}
+
 // IVON update (§2.4 D) on a slice: x = acc_g, f = (acc_ng * (h + wdf)) * essf.
 static inline IvonUpdateStats ivon_update(float* m, float* g, float* h, const float* acc_g, const float* acc_ng,
                                           size_t n, const IvonScalars* s) {
     size_t clipped = 0, viol = 0;
     double sum_dm = 0.0;
-    OMP_PRAGMA(parallel for schedule(static) reduction(+:clipped, viol, sum_dm))
-    for (size_t i = 0; i < n; i++) {
-        float f = ivon_price_elem(acc_ng[i], h[i], s->essf, s->wdf);
-        int c, b;
-        float adm = ivon_newton_elem(&m[i], &g[i], &h[i], acc_g[i], f, 0.0f, IVON_PROX_NONE, s, &c, &b);
-        clipped += (size_t)c;
-        viol += (size_t)b;
-        sum_dm += (double)adm;
-    }
+    OPT_FOR_BLOCKS(n, lo, hi, {
+        IvonUpdateStats b;
+        ivon_update_block(m, g, h, acc_g, acc_ng, lo, hi, *s, &b);
+        clipped += b.clipped;
+        viol += b.violations;
+        sum_dm += b.sum_abs_dm;
+    });
     IvonUpdateStats st = {n, clipped, sum_dm, viol};
     return st;
 }
@@ -343,22 +379,42 @@ typedef struct {
     int prox_mode;            // IVON_PROX_*
 } PocoSlice;
 
+OPT_NOINLINE static void poco_update_block(float* OPT_RESTRICT m, float* OPT_RESTRICT g, float* OPT_RESTRICT h,
+                                           const float* OPT_RESTRICT acc_g, const float* OPT_RESTRICT acc_ng,
+                                           const float* OPT_RESTRICT acc_g_out, const float* OPT_RESTRICT acc_ng_out,
+                                           const float* OPT_RESTRICT m_out, const float* OPT_RESTRICT h_out,
+                                           const float* OPT_RESTRICT gbar_out, const float* OPT_RESTRICT hbar_out, float gamma,
+                                           int prox_mode, size_t lo, size_t hi, IvonScalars s, IvonUpdateStats* st) {
+    int clipped = 0, viol = 0;
+    double sum_dm = 0.0;
+    OMP_PRAGMA(simd reduction(+:clipped, viol, sum_dm))  // the statistics in lane order
+    for (size_t i = lo; i < hi; i++) {
+        float x, f, p;
+        poco_vr_elem(acc_g[i], acc_ng[i], h[i], acc_g_out[i], acc_ng_out[i], h_out[i], gbar_out[i], hbar_out[i], m[i],
+                     m_out[i], gamma, s.essf, s.wdf, &x, &f, &p);
+        int c, b;
+        float adm = ivon_newton_elem(&m[i], &g[i], &h[i], x, f, p, prox_mode, s, &c, &b);
+        clipped += c;
+        viol += b;
+        sum_dm += (double)adm;
+    }
+    IvonUpdateStats r = {hi - lo, (size_t)clipped, sum_dm, (size_t)viol};
+    *st = r;
+}
+
 // IVON-PoCo update on a slice: the Newton step with the variance-reduced x, f and the proximal term.
 static inline IvonUpdateStats poco_update(float* m, float* g, float* h, const float* acc_g, const float* acc_ng,
                                           const PocoSlice* ps, size_t n, const IvonScalars* s) {
     size_t clipped = 0, viol = 0;
     double sum_dm = 0.0;
-    OMP_PRAGMA(parallel for schedule(static) reduction(+:clipped, viol, sum_dm))
-    for (size_t i = 0; i < n; i++) {
-        float x, f, p;
-        poco_vr_elem(acc_g[i], acc_ng[i], h[i], ps->acc_g_out[i], ps->acc_ng_out[i], ps->h_out[i], ps->gbar_out[i],
-                     ps->hbar_out[i], m[i], ps->m_out[i], ps->gamma, s->essf, s->wdf, &x, &f, &p);
-        int c, b;
-        float adm = ivon_newton_elem(&m[i], &g[i], &h[i], x, f, p, ps->prox_mode, s, &c, &b);
-        clipped += (size_t)c;
-        viol += (size_t)b;
-        sum_dm += (double)adm;
-    }
+    OPT_FOR_BLOCKS(n, lo, hi, {
+        IvonUpdateStats b;
+        poco_update_block(m, g, h, acc_g, acc_ng, ps->acc_g_out, ps->acc_ng_out, ps->m_out, ps->h_out, ps->gbar_out,
+                          ps->hbar_out, ps->gamma, ps->prox_mode, lo, hi, *s, &b);
+        clipped += b.clipped;
+        viol += b.violations;
+        sum_dm += b.sum_abs_dm;
+    });
     IvonUpdateStats st = {n, clipped, sum_dm, viol};
     return st;
 }

@@ -95,18 +95,19 @@ OPT_FN float ivon_price_elem(float acc_ng, float h, float essf, float wdf) {
 // With IVON_CHECKS, *bad = 1 on an invariant violation (§9.2): h + delta > 0, (h' + delta) >= 0.5 (h + delta),
 // finite sigma, |dm| <= lr_eff * r * (1 + 1e-6) + 1 ulp of |m| (the rounding of m - lr_eff u).
 OPT_FN float ivon_newton_elem(float* m, float* g, float* h, float x, float f, float p, int prox_mode,
-                              const IvonScalars* s, int* clipped, int* bad) {
-    if (prox_mode == IVON_PROX_IN_MOMENTUM) x = OPT_ADD(x, p);
+                              IvonScalars sv, int* clipped, int* bad) {
+    const IvonScalars* s = &sv;  // by value: no aliasing with m, g, h (the CPU loops vectorize)
+    x = prox_mode == IVON_PROX_IN_MOMENTUM ? OPT_ADD(x, p) : x;  // selects, no branches: the loops vectorize
     float gn = OPT_ADD(OPT_MUL(s->b1f, *g), OPT_MUL(s->omb1, x));
     float ho = *h;
     float hw = OPT_ADD(ho, s->wdf);
     float d = OPT_SUB(ho, f);
     float hn = OPT_ADD(OPT_ADD(OPT_MUL(s->b2f, ho), OPT_MUL(s->omb2, f)), OPT_DIV(OPT_MUL(s->c2, OPT_MUL(d, d)), hw));
     float num = OPT_ADD(OPT_DIV(gn, s->bc), OPT_MUL(s->wdf, *m));
-    if (prox_mode == IVON_PROX_NEXT_TO_DECAY) num = OPT_ADD(num, p);
+    num = prox_mode == IVON_PROX_NEXT_TO_DECAY ? OPT_ADD(num, p) : num;
     float u = OPT_DIV(num, OPT_ADD(hn, s->wdf));
     float r = s->r;
-    *clipped = u > r || u < -r;
+    *clipped = (u > r) | (u < -r);
     u = u < -r ? -r : u;
     u = u > r ? r : u;
     float mo = *m;

@@ -370,7 +370,7 @@ static void test_positivity(void) {
                 }
                 float m = rnd_normal(), g = rnd_normal(), hh = h;
                 int c, bad;
-                ivon_newton_elem(&m, &g, &hh, 0.1f, f, 0.0f, IVON_PROX_NONE, &s, &c, &bad);
+                ivon_newton_elem(&m, &g, &hh, 0.1f, f, 0.0f, IVON_PROX_NONE, s, &c, &bad);
                 float hw_new = hh + s.wdf;
                 double ratio = (double)hw_new / (double)hw;
                 if (ratio < min_ratio) min_ratio = ratio;
