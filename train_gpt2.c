@@ -29,9 +29,7 @@
 #include "llmc/tokenizer.h"
 #include "llmc/train_common.h"
 #include "llmc/dist.h"
-#ifdef USE_MPI
-#include <mpi.h>
-#endif
+#include "llmc/mpi_dist.h"
 
 #define LN_EPS 1e-5f
 #define GELU_SCALE 0.7978845608028654f  // sqrt(2/pi)
@@ -682,7 +680,7 @@ float gpt2_grad_norm(GPT2* model) {
 }
 
 // ----------------------------------------------------------------------------
-// data parallel (llmc/dist.h): the collectives over MPI; with one process they return at once
+// data parallel (llmc/dist.h; the collectives over MPI in llmc/mpi_dist.h)
 
 // the piece [*a, *a + *n) of tensor i inside this rank's shard [shard_lo, shard_hi); 0 if empty
 static int gpt2_shard_piece(const GPT2* model, int i, size_t* a, size_t* n) {
@@ -704,89 +702,6 @@ void gpt2_set_dist(GPT2* model, const DistInfo* d) {
     else model->shard_lo = 0, model->shard_hi = model->num_parameters;
 }
 
-#ifdef USE_MPI
-#ifdef TRAIN_MPI_ABORT_HOOK
-void llmc_fatal_hook(void) {
-    int inited = 0, finalized = 0, world = 1;
-    MPI_Initialized(&inited);
-    MPI_Finalized(&finalized);
-    if (!inited || finalized) return;
-    MPI_Comm_size(MPI_COMM_WORLD, &world);
-    if (world < 2) return;
-    fflush(stdout);
-    fflush(stderr);
-    MPI_Abort(MPI_COMM_WORLD, EXIT_FAILURE);
-}
-#endif
-static void mpi_check(int err, const char* file, int line) {
-    if (err == MPI_SUCCESS) return;
-    char msg[MPI_MAX_ERROR_STRING];
-    int len = 0;
-    MPI_Error_string(err, msg, &len);
-    fatalf("MPI error at %s:%d: %s", file, line, msg);
-}
-#define mpiCheck(err) mpi_check((err), __FILE__, __LINE__)
-#define DP_CHUNK ((size_t)1 << 30)  // elements per MPI call (int counts)
-
-// buf (n floats) = mean over the ranks of buf, on every rank
-static void dp_allreduce_mean(const DistInfo* d, float* buf, size_t n) {
-    if (d->world < 2) return;
-    for (size_t o = 0; o < n; o += DP_CHUNK) {
-        size_t c = n - o < DP_CHUNK ? n - o : DP_CHUNK;
-        mpiCheck(MPI_Allreduce(MPI_IN_PLACE, buf + o, (int)c, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
-    }
-    float inv = 1.0f / (float)d->world;
-    OMP_PRAGMA(parallel for schedule(static))
-    for (size_t i = 0; i < n; i++) buf[i] *= inv;
-}
-
-// v (n doubles) = sum over the ranks, on every rank
-static void dp_allreduce_sum(const DistInfo* d, double* v, int n) {
-    if (d->world < 2) return;
-    mpiCheck(MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
-}
-
-// MPI's int counts and displacements of the ZeRO-1 shards of n elements
-#define DP_MAX_PROCS 1024
-static void dp_shard_counts(const DistInfo* d, size_t n, int counts[DP_MAX_PROCS], int displs[DP_MAX_PROCS]) {
-    if (d->world > DP_MAX_PROCS) fatalf("ZeRO-1 on the CPU supports at most %d processes", DP_MAX_PROCS);
-    if (n > (size_t)INT_MAX) fatalf("ZeRO-1 on the CPU: %zu parameters exceed MPI's int counts", n);
-    for (int r = 0; r < d->world; r++) {
-        size_t lo, hi;
-        dist_shard(n, d->world, r, &lo, &hi);
-        counts[r] = (int)(hi - lo);
-        displs[r] = (int)lo;
-    }
-}
-
-// ZeRO-1: this rank's shard [lo, hi) of buf (n floats, shards of llmc/dist.h) = mean over the ranks; the rest of
-// buf is left undefined
-static void dp_reduce_scatter_mean(const DistInfo* d, float* buf, size_t n) {
-    if (d->world < 2) return;
-    int counts[DP_MAX_PROCS], displs[DP_MAX_PROCS];
-    dp_shard_counts(d, n, counts, displs);
-    // in place: the reduced shard lands at the start of buf, then moves to its place
-    mpiCheck(MPI_Reduce_scatter(MPI_IN_PLACE, buf, counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
-    size_t lo = (size_t)displs[d->rank], hi = lo + (size_t)counts[d->rank];
-    if (lo > 0 && hi > lo) memmove(buf + lo, buf, (hi - lo) * sizeof(float));
-    float inv = 1.0f / (float)d->world;
-    for (size_t i = lo; i < hi; i++) buf[i] *= inv;
-}
-
-// ZeRO-1: every rank's shard of buf (n floats) from its owner, on every rank
-static void dp_all_gather(const DistInfo* d, float* buf, size_t n) {
-    if (d->world < 2) return;
-    int counts[DP_MAX_PROCS], displs[DP_MAX_PROCS];
-    dp_shard_counts(d, n, counts, displs);
-    mpiCheck(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, displs, MPI_FLOAT, MPI_COMM_WORLD));
-}
-#else
-// one process: nothing to reduce or gather
-static void dp_allreduce_mean(const DistInfo* d, float* buf, size_t n) { (void)d, (void)buf, (void)n; }
-static void dp_allreduce_sum(const DistInfo* d, double* v, int n) { (void)d, (void)v, (void)n; }
-static void dp_reduce_scatter_mean(const DistInfo* d, float* buf, size_t n) { (void)d, (void)buf, (void)n; }
-static void dp_all_gather(const DistInfo* d, float* buf, size_t n) { (void)d, (void)buf, (void)n; }
-#endif
 
 // AdamW update with the accumulated gradient whose global norm (before clipping) is `norm`; with ZeRO-1 only
 // this rank's shard of the parameters and moments.
@@ -1106,10 +1021,13 @@ static void gpt2_op_adamw_update(void* t, const OptimizerConfig* oc, float norm,
     if (d->zero_stage > 0 && d->world > 1) dp_all_gather(d, model->params_memory, model->num_parameters);
 }
 
-// the update per tensor (piece of this rank's shard) with its group's scalars; ZeRO-1: m and h gathered
+// the update per tensor (piece of this rank's shard) with its group's scalars, params_memory = the new m in the
+// same pass; ZeRO-1: m and h gathered, then params_memory = m
 static IvonUpdateStats gpt2_op_ivon_update(void* t, const OptimizerConfig* oc, float lr, int step, int poco,
                                            float gamma) {
     GPT2* model = gpt2_ops_model(t);
+    const DistInfo* d = &model->dist;
+    int zero = d->zero_stage > 0 && d->world > 1;
     IvonScalars groups[2] = {ivon_scalars(oc, lr, ivon_group_delta(oc, 0), step + 1),
                              ivon_scalars(oc, lr, ivon_group_delta(oc, 1), step + 1)};
     int prox_mode = !oc->poco_prox ? IVON_PROX_NONE
@@ -1119,23 +1037,24 @@ static IvonUpdateStats gpt2_op_ivon_update(void* t, const OptimizerConfig* oc, f
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
         if (!gpt2_shard_piece(model, i, &off, &n)) continue;
         const IvonScalars* s = &groups[PARAM_TABLE[i].decay ? 1 : 0];
+        float* theta = zero ? NULL : model->params_memory + off;
         IvonUpdateStats st;
         if (poco) {
             PocoSlice ps = {model->acc_grad_out + off, model->acc_noise_grad_out + off, model->anchor_mean + off,
                             model->anchor_hess + off, model->anchor_grad + off, model->anchor_hess_est + off,
                             gamma, prox_mode};
-            st = poco_update(model->mean + off, model->momentum + off, model->hess + off, model->acc_grad + off,
-                             model->acc_noise_grad + off, &ps, n, s);
+            st = poco_update_to(theta, model->mean + off, model->momentum + off, model->hess + off,
+                                model->acc_grad + off, model->acc_noise_grad + off, &ps, n, s);
         } else {
-            st = ivon_update(model->mean + off, model->momentum + off, model->hess + off, model->acc_grad + off,
-                             model->acc_noise_grad + off, n, s);
+            st = ivon_update_to(theta, model->mean + off, model->momentum + off, model->hess + off,
+                                model->acc_grad + off, model->acc_noise_grad + off, n, s);
         }
         ivon_stats_add(&total, &st);
     }
-    const DistInfo* d = &model->dist;
-    if (d->zero_stage > 0 && d->world > 1) {
+    if (zero) {
         dp_all_gather(d, model->mean, model->num_parameters);
         dp_all_gather(d, model->hess, model->num_parameters);
+        gpt2_optimizer_restore_mean(model);
     }
     return total;
 }

@@ -333,7 +333,8 @@ static inline void ivon_stats_add(IvonUpdateStats* a, const IvonUpdateStats* b) 
         }                                                                                         \
     } while (0)
 
-OPT_NOINLINE static void ivon_update_block(float* OPT_RESTRICT m, float* OPT_RESTRICT g, float* OPT_RESTRICT h,
+OPT_NOINLINE static void ivon_update_block(float* OPT_RESTRICT theta, float* OPT_RESTRICT m, float* OPT_RESTRICT g,
+                                           float* OPT_RESTRICT h,
                                            const float* OPT_RESTRICT acc_g, const float* OPT_RESTRICT acc_ng, size_t lo, size_t hi,
                                            IvonScalars s, IvonUpdateStats* st) {
     int clipped = 0, viol = 0;
@@ -343,6 +344,7 @@ OPT_NOINLINE static void ivon_update_block(float* OPT_RESTRICT m, float* OPT_RES
         float f = ivon_price_elem(acc_ng[i], h[i], s.essf, s.wdf);
         int c, b;
         float adm = ivon_newton_elem(&m[i], &g[i], &h[i], acc_g[i], f, 0.0f, IVON_PROX_NONE, s, &c, &b);
+        if (theta != NULL) theta[i] = m[i];
         clipped += c;
         viol += b;
         sum_dm += (double)adm;
@@ -351,20 +353,26 @@ OPT_NOINLINE static void ivon_update_block(float* OPT_RESTRICT m, float* OPT_RES
     *st = r;
 }
 
-// IVON update (§2.4 D) on a slice: x = acc_g, f = (acc_ng * (h + wdf)) * essf.
-static inline IvonUpdateStats ivon_update(float* m, float* g, float* h, const float* acc_g, const float* acc_ng,
-                                          size_t n, const IvonScalars* s) {
+// IVON update (§2.4 D) on a slice: x = acc_g, f = (acc_ng * (h + wdf)) * essf; theta (may be NULL) = the new m
+// (the weights after the step, written in the same pass).
+static inline IvonUpdateStats ivon_update_to(float* theta, float* m, float* g, float* h, const float* acc_g,
+                                             const float* acc_ng, size_t n, const IvonScalars* s) {
     size_t clipped = 0, viol = 0;
     double sum_dm = 0.0;
     OPT_FOR_BLOCKS(n, lo, hi, {
         IvonUpdateStats b;
-        ivon_update_block(m, g, h, acc_g, acc_ng, lo, hi, *s, &b);
+        ivon_update_block(theta, m, g, h, acc_g, acc_ng, lo, hi, *s, &b);
         clipped += b.clipped;
         viol += b.violations;
         sum_dm += b.sum_abs_dm;
     });
     IvonUpdateStats st = {n, clipped, sum_dm, viol};
     return st;
+}
+
+static inline IvonUpdateStats ivon_update(float* m, float* g, float* h, const float* acc_g, const float* acc_ng,
+                                          size_t n, const IvonScalars* s) {
+    return ivon_update_to(NULL, m, g, h, acc_g, acc_ng, n, s);
 }
 
 // PoCo inputs of one slice: the outer accumulators, the anchor state and gamma (§6.3)
@@ -379,7 +387,8 @@ typedef struct {
     int prox_mode;            // IVON_PROX_*
 } PocoSlice;
 
-OPT_NOINLINE static void poco_update_block(float* OPT_RESTRICT m, float* OPT_RESTRICT g, float* OPT_RESTRICT h,
+OPT_NOINLINE static void poco_update_block(float* OPT_RESTRICT theta, float* OPT_RESTRICT m, float* OPT_RESTRICT g,
+                                           float* OPT_RESTRICT h,
                                            const float* OPT_RESTRICT acc_g, const float* OPT_RESTRICT acc_ng,
                                            const float* OPT_RESTRICT acc_g_out, const float* OPT_RESTRICT acc_ng_out,
                                            const float* OPT_RESTRICT m_out, const float* OPT_RESTRICT h_out,
@@ -394,6 +403,7 @@ OPT_NOINLINE static void poco_update_block(float* OPT_RESTRICT m, float* OPT_RES
                      m_out[i], gamma, s.essf, s.wdf, &x, &f, &p);
         int c, b;
         float adm = ivon_newton_elem(&m[i], &g[i], &h[i], x, f, p, prox_mode, s, &c, &b);
+        if (theta != NULL) theta[i] = m[i];
         clipped += c;
         viol += b;
         sum_dm += (double)adm;
@@ -402,14 +412,15 @@ OPT_NOINLINE static void poco_update_block(float* OPT_RESTRICT m, float* OPT_RES
     *st = r;
 }
 
-// IVON-PoCo update on a slice: the Newton step with the variance-reduced x, f and the proximal term.
-static inline IvonUpdateStats poco_update(float* m, float* g, float* h, const float* acc_g, const float* acc_ng,
-                                          const PocoSlice* ps, size_t n, const IvonScalars* s) {
+// IVON-PoCo update on a slice: the Newton step with the variance-reduced x, f and the proximal term; theta as in
+// ivon_update_to.
+static inline IvonUpdateStats poco_update_to(float* theta, float* m, float* g, float* h, const float* acc_g,
+                                             const float* acc_ng, const PocoSlice* ps, size_t n, const IvonScalars* s) {
     size_t clipped = 0, viol = 0;
     double sum_dm = 0.0;
     OPT_FOR_BLOCKS(n, lo, hi, {
         IvonUpdateStats b;
-        poco_update_block(m, g, h, acc_g, acc_ng, ps->acc_g_out, ps->acc_ng_out, ps->m_out, ps->h_out, ps->gbar_out,
+        poco_update_block(theta, m, g, h, acc_g, acc_ng, ps->acc_g_out, ps->acc_ng_out, ps->m_out, ps->h_out, ps->gbar_out,
                           ps->hbar_out, ps->gamma, ps->prox_mode, lo, hi, *s, &b);
         clipped += b.clipped;
         viol += b.violations;
@@ -417,6 +428,11 @@ static inline IvonUpdateStats poco_update(float* m, float* g, float* h, const fl
     });
     IvonUpdateStats st = {n, clipped, sum_dm, viol};
     return st;
+}
+
+static inline IvonUpdateStats poco_update(float* m, float* g, float* h, const float* acc_g, const float* acc_ng,
+                                          const PocoSlice* ps, size_t n, const IvonScalars* s) {
+    return poco_update_to(NULL, m, g, h, acc_g, acc_ng, ps, n, s);
 }
 
 #endif // LLMC_OPTIM_H

@@ -62,6 +62,7 @@ typedef struct {
     void (*reduce_mega)(void* t, int with_noise);  // mean of the OUT pair (with_noise 0: its gradient only)
     // updates (ZeRO-1: own shard, then gathered)
     void (*adamw_update)(void* t, const OptimizerConfig* oc, float norm, float lr, int step);
+    // the IVON/PoCo update; leaves the weights = the new m
     IvonUpdateStats (*ivon_update)(void* t, const OptimizerConfig* oc, float lr, int step, int poco, float gamma);
     // PoCo anchor: hbar from the OUT noise-grad mean (with_noise) or = h; 1 if gbar and hbar are finite
     int (*mega_finish)(void* t, const OptimizerConfig* oc, int with_noise);
@@ -175,7 +176,7 @@ static inline void optim_ivon_micro_batches(const OptimOps* o, const OptimizerCo
 }
 
 // IVON / PoCo: before poco_start plain IVON; from then on an anchor refresh every period steps (first), the
-// micro-batches, the guard, the reduction of the accumulators and the update with t = step + 1; then weights = m.
+// micro-batches, the guard, the reduction of the accumulators and the update with t = step + 1 (weights = m after).
 static inline void optim_step_ivon(const OptimOps* o, const OptimizerConfig* oc, int step, float lr, int K,
                                    BatchFn next_batch, void* ctx, StepGuard* guard, int poison, StepStats* out) {
     const DistInfo* d = o->dist;
@@ -198,7 +199,9 @@ static inline void optim_step_ivon(const OptimOps* o, const OptimizerConfig* oc,
         return;
     }
     double sums[3] = {0.0, 0.0, 0.0};
-    IvonNoiseKey key_in = {0}, key_out = {0};
+    IvonNoiseKey key_in, key_out;
+    memset(&key_in, 0, sizeof(key_in));
+    memset(&key_out, 0, sizeof(key_out));
     optim_ivon_micro_batches(o, oc, step, K, poco, gamma, next_batch, ctx, poison, sums, &key_in, &key_out);
     o->reduce_sum(o->t, sums, 3);
     out->loss = (float)(sums[0] / (K * d->world));
@@ -226,7 +229,6 @@ static inline void optim_step_ivon(const OptimOps* o, const OptimizerConfig* oc,
         fatalf("IVON_CHECKS: %zu invariant violations in the update of step %d (h + delta > 0, (h' + delta) >= "
                "0.5 (h + delta), finite sigma, |dm| <= lr_eff r)", total.violations, step);
 #endif
-    o->restore_mean(o->t);
 }
 
 // One optimizer step (0-based `step`, scheduled lr) over K micro-batches from next_batch on each process (the step
