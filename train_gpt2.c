@@ -29,9 +29,7 @@
 #include "llmc/tokenizer.h"
 #include "llmc/train_common.h"
 #include "llmc/dist.h"
-#ifdef USE_MPI
-#include <mpi.h>
-#endif
+#include "llmc/mpi_dist.h"
 
 #define LN_EPS 1e-5f
 #define GELU_SCALE 0.7978845608028654f  // sqrt(2/pi)
@@ -682,7 +680,7 @@ float gpt2_grad_norm(GPT2* model) {
 }
 
 // ----------------------------------------------------------------------------
-// data parallel (llmc/dist.h): the collectives over MPI; with one process they return at once
+// data parallel (llmc/dist.h; the collectives over MPI in llmc/mpi_dist.h)
 
 // the piece [*a, *a + *n) of tensor i inside this rank's shard [shard_lo, shard_hi); 0 if empty
 static int gpt2_shard_piece(const GPT2* model, int i, size_t* a, size_t* n) {
@@ -704,89 +702,6 @@ void gpt2_set_dist(GPT2* model, const DistInfo* d) {
     else model->shard_lo = 0, model->shard_hi = model->num_parameters;
 }
 
-#ifdef USE_MPI
-#ifdef TRAIN_MPI_ABORT_HOOK
-void llmc_fatal_hook(void) {
-    int inited = 0, finalized = 0, world = 1;
-    MPI_Initialized(&inited);
-    MPI_Finalized(&finalized);
-    if (!inited || finalized) return;
-    MPI_Comm_size(MPI_COMM_WORLD, &world);
-    if (world < 2) return;
-    fflush(stdout);
-    fflush(stderr);
-    MPI_Abort(MPI_COMM_WORLD, EXIT_FAILURE);
-}
-#endif
-static void mpi_check(int err, const char* file, int line) {
-    if (err == MPI_SUCCESS) return;
-    char msg[MPI_MAX_ERROR_STRING];
-    int len = 0;
-    MPI_Error_string(err, msg, &len);
-    fatalf("MPI error at %s:%d: %s", file, line, msg);
-}
-#define mpiCheck(err) mpi_check((err), __FILE__, __LINE__)
-#define DP_CHUNK ((size_t)1 << 30)  // elements per MPI call (int counts)
-
-// buf (n floats) = mean over the ranks of buf, on every rank
-static void dp_allreduce_mean(const DistInfo* d, float* buf, size_t n) {
-    if (d->world < 2) return;
-    for (size_t o = 0; o < n; o += DP_CHUNK) {
-        size_t c = n - o < DP_CHUNK ? n - o : DP_CHUNK;
-        mpiCheck(MPI_Allreduce(MPI_IN_PLACE, buf + o, (int)c, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
-    }
-    float inv = 1.0f / (float)d->world;
-    OMP_PRAGMA(parallel for schedule(static))
-    for (size_t i = 0; i < n; i++) buf[i] *= inv;
-}
-
-// v (n doubles) = sum over the ranks, on every rank
-static void dp_allreduce_sum(const DistInfo* d, double* v, int n) {
-    if (d->world < 2) return;
-    mpiCheck(MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
-}
-
-// MPI's int counts and displacements of the ZeRO-1 shards of n elements
-#define DP_MAX_PROCS 1024
-static void dp_shard_counts(const DistInfo* d, size_t n, int counts[DP_MAX_PROCS], int displs[DP_MAX_PROCS]) {
-    if (d->world > DP_MAX_PROCS) fatalf("ZeRO-1 on the CPU supports at most %d processes", DP_MAX_PROCS);
-    if (n > (size_t)INT_MAX) fatalf("ZeRO-1 on the CPU: %zu parameters exceed MPI's int counts", n);
-    for (int r = 0; r < d->world; r++) {
-        size_t lo, hi;
-        dist_shard(n, d->world, r, &lo, &hi);
-        counts[r] = (int)(hi - lo);
-        displs[r] = (int)lo;
-    }
-}
-
-// ZeRO-1: this rank's shard [lo, hi) of buf (n floats, shards of llmc/dist.h) = mean over the ranks; the rest of
-// buf is left undefined
-static void dp_reduce_scatter_mean(const DistInfo* d, float* buf, size_t n) {
-    if (d->world < 2) return;
-    int counts[DP_MAX_PROCS], displs[DP_MAX_PROCS];
-    dp_shard_counts(d, n, counts, displs);
-    // in place: the reduced shard lands at the start of buf, then moves to its place
-    mpiCheck(MPI_Reduce_scatter(MPI_IN_PLACE, buf, counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
-    size_t lo = (size_t)displs[d->rank], hi = lo + (size_t)counts[d->rank];
-    if (lo > 0 && hi > lo) memmove(buf + lo, buf, (hi - lo) * sizeof(float));
-    float inv = 1.0f / (float)d->world;
-    for (size_t i = lo; i < hi; i++) buf[i] *= inv;
-}
-
-// ZeRO-1: every rank's shard of buf (n floats) from its owner, on every rank
-static void dp_all_gather(const DistInfo* d, float* buf, size_t n) {
-    if (d->world < 2) return;
-    int counts[DP_MAX_PROCS], displs[DP_MAX_PROCS];
-    dp_shard_counts(d, n, counts, displs);
-    mpiCheck(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, displs, MPI_FLOAT, MPI_COMM_WORLD));
-}
-#else
-// one process: nothing to reduce or gather
-static void dp_allreduce_mean(const DistInfo* d, float* buf, size_t n) { (void)d, (void)buf, (void)n; }
-static void dp_allreduce_sum(const DistInfo* d, double* v, int n) { (void)d, (void)v, (void)n; }
-static void dp_reduce_scatter_mean(const DistInfo* d, float* buf, size_t n) { (void)d, (void)buf, (void)n; }
-static void dp_all_gather(const DistInfo* d, float* buf, size_t n) { (void)d, (void)buf, (void)n; }
-#endif
 
 // AdamW update with the accumulated gradient whose global norm (before clipping) is `norm`; with ZeRO-1 only
 // this rank's shard of the parameters and moments.
@@ -915,27 +830,6 @@ void gpt2_optimizer_sync_mean(GPT2* model) {
     if (model->mean != NULL) memcpy(model->mean, model->params_memory, model->num_parameters * sizeof(float));
 }
 
-// c = min(1, gc / (norm + 1e-6)) in fp32 (torch clip_grad_norm_); gc <= 0: 1
-static inline float gpt2_clip_scale(double grad_clip, float norm) {
-    if (!(grad_clip > 0.0)) return 1.0f;
-    float c = (float)grad_clip / (norm + 1e-6f);
-    return c < 1.0f ? c : 1.0f;
-}
-
-// zero grads, forward and backward (loss scale 1) at the weights in params_memory; returns the grad norm.
-// poison (test-only IVON_TEST_NAN_STEP): a NaN in the gradient before the norm.
-static float gpt2_micro_grad_poison(GPT2* model, const int* inputs, const int* targets, int poison) {
-    gpt2_zero_grad(model);
-    gpt2_forward(model, inputs, targets, model->batch_size, model->seq_len);
-    gpt2_backward(model, 1.0f);
-    if (poison) model->grads_memory[0] = NAN;
-    return gpt2_grad_norm(model);
-}
-
-static float gpt2_micro_grad(GPT2* model, const int* inputs, const int* targets) {
-    return gpt2_micro_grad_poison(model, inputs, targets, 0);
-}
-
 // 1 if all n floats are finite
 static int gpt2_all_finite(const float* a, size_t n) {
     int bad = 0;
@@ -984,63 +878,6 @@ void gpt2_optimizer_restore_mean(GPT2* model) {
     if (model->mean != NULL) memcpy(model->params_memory, model->mean, model->num_parameters * sizeof(float));
 }
 
-// Anchor refresh before step `step` (§6.3): m_out = m, h_out = h, then the mega-batch estimates gbar_out and hbar_out
-// from kmega micro-batches (over all processes; kmega / P on each) at m_out + sigma_out * eps_k (stream ANCHOR,
-// sample of llmc/dist.h) or at m_out, averaged over the processes. The estimates are computed in the
-// out-accumulators (free before the inner micro-batches) and become the anchor only if every micro-batch norm and
-// every estimate is finite; otherwise the previous anchor stays and 0 is returned (the step is then skipped).
-// Returns 1 on success. poison (test-only): a NaN in the first mega-batch gradient.
-static int gpt2_poco_refresh(GPT2* model, const OptimizerConfig* oc, int step, int kmega, BatchFn next_batch,
-                             void* ctx, int poison) {
-    size_t np = model->num_parameters;
-    const DistInfo* d = &model->dist;
-    float* gbar = model->acc_grad_out;
-    float* hbar = model->acc_noise_grad_out;
-    double nonfinite = 0.0;
-    int klocal = kmega / d->world;
-    for (int k = 0; k < klocal; k++) {
-        const int *inputs, *targets;
-        next_batch(ctx, &inputs, &targets);
-        IvonNoiseKey key = ivon_noise_key(oc, step, dist_noise_sample(d, k), NOISE_STREAM_ANCHOR);
-        if (oc->poco_mega_noise) {
-            gpt2_ivon_sample_all(model, oc, model->params_memory, model->mean, model->hess, &key);
-        } else {
-            memcpy(model->params_memory, model->mean, np * sizeof(float));
-        }
-        float norm = gpt2_micro_grad_poison(model, inputs, targets, poison && k == 0);
-        if (!isfinite(norm)) nonfinite += 1.0;
-        float c = gpt2_clip_scale(oc->grad_clip, norm);
-        if (oc->poco_mega_noise) {
-            gpt2_ivon_accumulate_all(model, oc, gbar, hbar, model->grads_memory, c, model->hess, &key, k + 1);
-        } else {
-            ivon_accumulate_grad(gbar, model->grads_memory, c, np, k + 1);
-        }
-        model->mega_tokens += (long long)model->batch_size * model->seq_len * d->world;
-    }
-    // gbar and the noise*gradient mean are adjacent: one collective
-    dp_allreduce_mean(d, gbar, oc->poco_mega_noise ? 2 * np : np);
-    dp_allreduce_sum(d, &nonfinite, 1);
-    if (oc->poco_mega_noise) {
-        float essf = (float)oc->ess;
-        size_t off = 0;
-        for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
-            size_t n = model->param_sizes[i];
-            float wdf = (float)ivon_group_delta(oc, PARAM_TABLE[i].decay);
-            ivon_price_hessian(hbar + off, model->hess + off, n, essf, wdf);
-            off += n;
-        }
-    } else {
-        memcpy(hbar, model->hess, np * sizeof(float));
-    }
-    if (nonfinite > 0.0 || !gpt2_all_finite(gbar, np) || !gpt2_all_finite(hbar, np)) return 0;
-    memcpy(model->anchor_mean, model->mean, np * sizeof(float));
-    memcpy(model->anchor_hess, model->hess, np * sizeof(float));
-    memcpy(model->anchor_grad, gbar, np * sizeof(float));
-    memcpy(model->anchor_hess_est, hbar, np * sizeof(float));
-    model->anchor_step = step;
-    return 1;
-}
-
 // || a - gamma * b || over n floats, double accumulation
 static float gpt2_diff_norm(const float* a, const float* b, float gamma, size_t n) {
     double sum = 0.0;
@@ -1075,148 +912,122 @@ static void gpt2_reduce_grad_only(GPT2* model, const OptimizerConfig* oc, int po
     }
 }
 
-// One optimizer step (0-based `step`, scheduled lr) over `micro_batches` micro-batches from next_batch (on each
-// process; the step covers micro_batches x P micro-batches, local micro-batch j being global j * P + rank).
-//   AdamW: gradients accumulated with loss scale 1/K, averaged over the processes, global clip, update.
-//   IVON: per micro-batch j a fresh sample theta = m + sigma eps (stream SAMPLE, sample dist_noise_sample(j)),
-//     forward/backward at theta with loss scale 1, clip c = min(1, gc / (norm + 1e-6)), Welford accumulation;
-//     accumulators averaged over the processes; update with t = step + 1; then params_memory = m.
-//   PoCo: before start plain IVON; from start on an anchor refresh every period steps (first), then per
-//     micro-batch the same tokens at theta_in = m + sigma eps and theta_out = m_out + sigma_out eps' and the
-//     variance-reduced update with gamma_t.
-// Data parallel: loss, norm and the finite checks are averaged or summed over the processes first, so every
-// process takes the same decisions. ZeRO-1: the reduction is a reduce-scatter, each process updates its shard
-// (AdamW: parameters and moments; IVON: m, momentum, h), then the parameters (AdamW) or m and h (IVON) are
-// gathered.
-// Between the gradients and the update, step_guard_decide (llmc/outlier.h; guard may be NULL: finite check only)
-// decides whether the update is applied; a skipped step leaves the weights and the optimizer state as they were
-// (IVON/PoCo: m, momentum, h; params_memory = m) and sets out->verdict. A PoCo anchor refresh with a non-finite
-// result keeps the previous anchor and skips the step.
-void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float lr, int micro_batches,
-                         BatchFn next_batch, void* ctx, StepGuard* guard, StepStats* out) {
-    if (model->opt_kind != oc->kind) fatalf("gpt2_optimizer_step: %s state, %s settings (call gpt2_optimizer_init)",
-                                            optimizer_kind_name(model->opt_kind), optimizer_kind_name(oc->kind));
-    if (micro_batches < 1) fatalf("gpt2_optimizer_step: %d micro-batches", micro_batches);
-    const int K = micro_batches;
+// ----------------------------------------------------------------------------
+// the CPU operations of the optimizer driver (llmc/optim_step.h)
+
+// the model and the settings of the step in progress
+typedef struct {
+    GPT2* model;
+    const OptimizerConfig* oc;
+} Gpt2OptCtx;
+
+static GPT2* gpt2_ops_model(void* t) { return ((Gpt2OptCtx*)t)->model; }
+
+static void gpt2_op_zero_grad(void* t) { gpt2_zero_grad(gpt2_ops_model(t)); }
+
+static float gpt2_op_forward_backward(void* t, const int* inputs, const int* targets, float loss_scale) {
+    GPT2* model = gpt2_ops_model(t);
+    gpt2_forward(model, inputs, targets, model->batch_size, model->seq_len);
+    gpt2_backward(model, loss_scale);
+    return model->mean_loss;
+}
+
+static void gpt2_op_poison_grad(void* t) { gpt2_ops_model(t)->grads_memory[0] = NAN; }
+
+static float gpt2_op_grad_norm(void* t) { return gpt2_grad_norm(gpt2_ops_model(t)); }
+
+static void gpt2_op_save_grads(void* t) {
+    GPT2* model = gpt2_ops_model(t);
+    memcpy(model->grads_in, model->grads_memory, model->num_parameters * sizeof(float));
+}
+
+static float gpt2_op_diff_norm(void* t, float gamma) {
+    GPT2* model = gpt2_ops_model(t);
+    return gpt2_diff_norm(model->grads_in, model->grads_memory, gamma, model->num_parameters);
+}
+
+static void gpt2_op_sample(void* t, int at, const IvonNoiseKey* key) {
+    GPT2* model = gpt2_ops_model(t);
+    const float* m = at == OPT_AT_ANCHOR ? model->anchor_mean : model->mean;
+    const float* h = at == OPT_AT_ANCHOR ? model->anchor_hess : model->hess;
+    gpt2_ivon_sample_all(model, ((Gpt2OptCtx*)t)->oc, model->params_memory, m, h, key);
+}
+
+static void gpt2_op_restore_mean(void* t) { gpt2_optimizer_restore_mean(gpt2_ops_model(t)); }
+
+static void gpt2_op_accumulate(void* t, int acc, int grads, int at, float clip, const IvonNoiseKey* key, int k) {
+    GPT2* model = gpt2_ops_model(t);
+    float* ag = acc == OPT_ACC_OUT ? model->acc_grad_out : model->acc_grad;
+    float* an = acc == OPT_ACC_OUT ? model->acc_noise_grad_out : model->acc_noise_grad;
+    const float* g = grads == OPT_GRADS_SAVED ? model->grads_in : model->grads_memory;
+    const float* h = at == OPT_AT_ANCHOR ? model->anchor_hess : model->hess;
+    gpt2_ivon_accumulate_all(model, ((Gpt2OptCtx*)t)->oc, ag, an, g, clip, h, key, k);
+}
+
+static void gpt2_op_accumulate_grad(void* t, int acc, float clip, int k) {
+    GPT2* model = gpt2_ops_model(t);
+    float* ag = acc == OPT_ACC_OUT ? model->acc_grad_out : model->acc_grad;
+    ivon_accumulate_grad(ag, model->grads_memory, clip, model->num_parameters, k);
+}
+
+static void gpt2_op_reduce_sum(void* t, double* v, int n) { dp_allreduce_sum(&gpt2_ops_model(t)->dist, v, n); }
+
+static float gpt2_op_adamw_reduce(void* t) {
+    GPT2* model = gpt2_ops_model(t);
     const DistInfo* d = &model->dist;
-    const int P = d->world;
-    const int zero = d->zero_stage > 0 && P > 1;
     size_t np = model->num_parameters;
-    long long bt = (long long)model->batch_size * model->seq_len;
-    memset(out, 0, sizeof(*out));
-    out->micro_batches = K * P;
-    out->tokens = bt * K * P;
-    double sums[3] = {0.0, 0.0, 0.0};  // loss, norm, count of non-finite norms at theta_out; summed over processes
-    int poison = step_guard_inject_nan(guard, step);
-
-    if (oc->kind == OPT_ADAMW) {
-        gpt2_zero_grad(model);
-        for (int j = 0; j < K; j++) {
-            const int *inputs, *targets;
-            next_batch(ctx, &inputs, &targets);
-            gpt2_forward(model, inputs, targets, model->batch_size, model->seq_len);
-            gpt2_backward(model, 1.0f / K);
-            sums[0] += model->mean_loss;
-        }
-        if (poison) model->grads_memory[0] = NAN;
-        dp_allreduce_sum(d, sums, 1);
-        out->loss = (float)(sums[0] / (K * P));
-        if (zero) {
-            // the norm of the averaged gradient from the shards' sums of squares
-            dp_reduce_scatter_mean(d, model->grads_memory, np);
-            double sq = 0.0;
-            const float* g = model->grads_memory;
-            for (size_t i = model->shard_lo; i < model->shard_hi; i++) sq += (double)g[i] * (double)g[i];
-            dp_allreduce_sum(d, &sq, 1);
-            out->grad_norm = (float)sqrt(sq);
-        } else {
-            dp_allreduce_mean(d, model->grads_memory, np);
-            out->grad_norm = gpt2_grad_norm(model);
-        }
-        out->verdict = step_guard_decide(guard, out->loss, out->grad_norm, &out->z_loss, &out->z_norm);
-        if (out->verdict != STEP_APPLIED) return;
-        gpt2_adamw_apply(model, out->grad_norm, lr, (float)oc->adamw_beta1, (float)oc->adamw_beta2,
-                         (float)oc->adamw_eps, (float)oc->weight_decay, (float)oc->grad_clip, step + 1);
-        if (zero) dp_all_gather(d, model->params_memory, np);
-        return;
+    if (!(d->zero_stage > 0 && d->world > 1)) {
+        dp_allreduce_mean(d, model->grads_memory, np);
+        return gpt2_grad_norm(model);
     }
+    // the norm of the averaged gradient from the shards' sums of squares
+    dp_reduce_scatter_mean(d, model->grads_memory, np);
+    double sq = 0.0;
+    const float* g = model->grads_memory;
+    for (size_t i = model->shard_lo; i < model->shard_hi; i++) sq += (double)g[i] * (double)g[i];
+    dp_allreduce_sum(d, &sq, 1);
+    return (float)sqrt(sq);
+}
 
-    int poco = oc->kind == OPT_POCO && step >= oc->poco_start;
-    float gamma = poco_gamma_at(oc, step);
-    int anchor_ok = 1;
-    // a refresh that failed (non-finite) before any anchor existed is retried at the next step
-    if (poco_refresh_at(oc, step) || (poco && model->anchor_step < 0)) {
-        anchor_ok = gpt2_poco_refresh(model, oc, step, poco_mega_batches(oc, K * P), next_batch, ctx, poison);
-        out->anchor_refreshed = anchor_ok;
-    }
-    if (!anchor_ok) {
-        // treated as a skipped step: the previous anchor and the state stay, the micro-batches are not drawn
-        memcpy(model->params_memory, model->mean, np * sizeof(float));
-        out->loss = NAN;
-        out->grad_norm = NAN;
-        out->mega_tokens = model->mega_tokens;
-        out->z_loss = out->z_norm = NAN;
-        out->verdict = STEP_SKIP_NONFINITE;
-        return;
-    }
-
-    IvonNoiseKey key_in = {0}, key_out = {0};
-    for (int j = 0; j < K; j++) {
-        const int *inputs, *targets;
-        next_batch(ctx, &inputs, &targets);
-        int sample = dist_noise_sample(d, j);
-        key_in = ivon_noise_key(oc, step, sample, NOISE_STREAM_SAMPLE);
-        gpt2_ivon_sample_all(model, oc, model->params_memory, model->mean, model->hess, &key_in);
-        float norm_in = gpt2_micro_grad_poison(model, inputs, targets, poison && j == 0);
-        sums[0] += model->mean_loss;
-        sums[1] += norm_in;
-        if (!poco || oc->poco_clip_each) {
-            float c = gpt2_clip_scale(oc->grad_clip, norm_in);
-            gpt2_ivon_accumulate_all(model, oc, model->acc_grad, model->acc_noise_grad, model->grads_memory, c,
-                                     model->hess, &key_in, j + 1);
-        } else {
-            memcpy(model->grads_in, model->grads_memory, np * sizeof(float));
-        }
-        if (!poco) continue;
-        key_out = oc->poco_shared_noise ? key_in : ivon_noise_key(oc, step, sample, NOISE_STREAM_OUTER);
-        gpt2_ivon_sample_all(model, oc, model->params_memory, model->anchor_mean, model->anchor_hess, &key_out);
-        float norm_out = gpt2_micro_grad(model, inputs, targets);
-        if (!isfinite(norm_out)) sums[2] += 1.0;
-        float c_out;
-        if (oc->poco_clip_each) {
-            c_out = gpt2_clip_scale(oc->grad_clip, norm_out);
-        } else {
-            c_out = gpt2_clip_scale(oc->grad_clip, gpt2_diff_norm(model->grads_in, model->grads_memory, gamma, np));
-            gpt2_ivon_accumulate_all(model, oc, model->acc_grad, model->acc_noise_grad, model->grads_in, c_out,
-                                     model->hess, &key_in, j + 1);
-        }
-        gpt2_ivon_accumulate_all(model, oc, model->acc_grad_out, model->acc_noise_grad_out, model->grads_memory,
-                                 c_out, model->anchor_hess, &key_out, j + 1);
-    }
-
-    dp_allreduce_sum(d, sums, 3);
-    out->loss = (float)(sums[0] / (K * P));
-    out->grad_norm = (float)(sums[1] / (K * P));
-    out->mega_tokens = model->mega_tokens;
-    out->verdict = step_guard_decide(guard, out->loss, sums[2] == 0.0 ? out->grad_norm : NAN, &out->z_loss,
-                                     &out->z_norm);
-    if (out->verdict != STEP_APPLIED) {
-        memcpy(model->params_memory, model->mean, np * sizeof(float));
-        return;
-    }
-
-    // the accumulators averaged over the processes (acc_grad, acc_noise_grad[, acc_grad_out, acc_noise_grad_out]
-    // are adjacent: one collective)
-    if (dist_reduce_grad_only(d, K)) {
-        gpt2_reduce_grad_only(model, oc, poco, &key_in, &key_out);
-    } else if (zero) {
+// the accumulators averaged over the processes (acc_grad, acc_noise_grad[, acc_grad_out, acc_noise_grad_out] are
+// adjacent: one collective)
+static void gpt2_op_reduce_acc(void* t, int poco, int grad_only, const IvonNoiseKey* key_in,
+                               const IvonNoiseKey* key_out) {
+    GPT2* model = gpt2_ops_model(t);
+    const DistInfo* d = &model->dist;
+    size_t np = model->num_parameters;
+    if (grad_only) {
+        gpt2_reduce_grad_only(model, ((Gpt2OptCtx*)t)->oc, poco, key_in, key_out);
+    } else if (d->zero_stage > 0 && d->world > 1) {
         dp_reduce_scatter_mean(d, model->acc_grad, np);
         dp_reduce_scatter_mean(d, model->acc_noise_grad, np);
     } else {
         dp_allreduce_mean(d, model->acc_grad, (poco ? 4 : 2) * np);
     }
+}
 
-    // update, per tensor (piece of this rank's shard) with its group's scalars
+// gbar and the noise*gradient mean are adjacent: one collective
+static void gpt2_op_reduce_mega(void* t, int with_noise) {
+    GPT2* model = gpt2_ops_model(t);
+    size_t np = model->num_parameters;
+    dp_allreduce_mean(&model->dist, model->acc_grad_out, with_noise ? 2 * np : np);
+}
+
+static void gpt2_op_adamw_update(void* t, const OptimizerConfig* oc, float norm, float lr, int step) {
+    GPT2* model = gpt2_ops_model(t);
+    gpt2_adamw_apply(model, norm, lr, (float)oc->adamw_beta1, (float)oc->adamw_beta2, (float)oc->adamw_eps,
+                     (float)oc->weight_decay, (float)oc->grad_clip, step + 1);
+    const DistInfo* d = &model->dist;
+    if (d->zero_stage > 0 && d->world > 1) dp_all_gather(d, model->params_memory, model->num_parameters);
+}
+
+// the update per tensor (piece of this rank's shard) with its group's scalars, params_memory = the new m in the
+// same pass; ZeRO-1: m and h gathered, then params_memory = m
+static IvonUpdateStats gpt2_op_ivon_update(void* t, const OptimizerConfig* oc, float lr, int step, int poco,
+                                           float gamma) {
+    GPT2* model = gpt2_ops_model(t);
+    const DistInfo* d = &model->dist;
+    int zero = d->zero_stage > 0 && d->world > 1;
     IvonScalars groups[2] = {ivon_scalars(oc, lr, ivon_group_delta(oc, 0), step + 1),
                              ivon_scalars(oc, lr, ivon_group_delta(oc, 1), step + 1)};
     int prox_mode = !oc->poco_prox ? IVON_PROX_NONE
@@ -1226,37 +1037,96 @@ void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
         if (!gpt2_shard_piece(model, i, &off, &n)) continue;
         const IvonScalars* s = &groups[PARAM_TABLE[i].decay ? 1 : 0];
+        float* theta = zero ? NULL : model->params_memory + off;
         IvonUpdateStats st;
         if (poco) {
             PocoSlice ps = {model->acc_grad_out + off, model->acc_noise_grad_out + off, model->anchor_mean + off,
                             model->anchor_hess + off, model->anchor_grad + off, model->anchor_hess_est + off,
                             gamma, prox_mode};
-            st = poco_update(model->mean + off, model->momentum + off, model->hess + off, model->acc_grad + off,
-                             model->acc_noise_grad + off, &ps, n, s);
+            st = poco_update_to(theta, model->mean + off, model->momentum + off, model->hess + off,
+                                model->acc_grad + off, model->acc_noise_grad + off, &ps, n, s);
         } else {
-            st = ivon_update(model->mean + off, model->momentum + off, model->hess + off, model->acc_grad + off,
-                             model->acc_noise_grad + off, n, s);
+            st = ivon_update_to(theta, model->mean + off, model->momentum + off, model->hess + off,
+                                model->acc_grad + off, model->acc_noise_grad + off, n, s);
         }
         ivon_stats_add(&total, &st);
     }
     if (zero) {
-        dp_all_gather(d, model->mean, np);
-        dp_all_gather(d, model->hess, np);
-        double st[4] = {(double)total.n, (double)total.clipped, total.sum_abs_dm, (double)total.violations};
-        dp_allreduce_sum(d, st, 4);
-        total.n = (size_t)st[0];
-        total.clipped = (size_t)st[1];
-        total.sum_abs_dm = st[2];
-        total.violations = (size_t)st[3];
+        dp_all_gather(d, model->mean, model->num_parameters);
+        dp_all_gather(d, model->hess, model->num_parameters);
+        gpt2_optimizer_restore_mean(model);
     }
-    model->last_update = total;
-#ifdef IVON_CHECKS
-    if (total.violations > 0)
-        fatalf("IVON_CHECKS: %zu invariant violations in the update of step %d (h + delta > 0, (h' + delta) >= "
-               "0.5 (h + delta), finite sigma, |dm| <= lr_eff r)", total.violations, step);
-#endif
-    memcpy(model->params_memory, model->mean, np * sizeof(float));
+    return total;
 }
+
+// hbar = the Price Hessian of the mega-batch noise-gradient mean (or h); 1 if gbar and hbar are finite
+static int gpt2_op_mega_finish(void* t, const OptimizerConfig* oc, int with_noise) {
+    GPT2* model = gpt2_ops_model(t);
+    size_t np = model->num_parameters;
+    float* hbar = model->acc_noise_grad_out;
+    if (with_noise) {
+        float essf = (float)oc->ess;
+        size_t off = 0;
+        for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+            size_t n = model->param_sizes[i];
+            float wdf = (float)ivon_group_delta(oc, PARAM_TABLE[i].decay);
+            ivon_price_hessian(hbar + off, model->hess + off, n, essf, wdf);
+            off += n;
+        }
+    } else {
+        memcpy(hbar, model->hess, np * sizeof(float));
+    }
+    return gpt2_all_finite(model->acc_grad_out, np) && gpt2_all_finite(hbar, np);
+}
+
+static void gpt2_op_commit_anchor(void* t) {
+    GPT2* model = gpt2_ops_model(t);
+    size_t bytes = model->num_parameters * sizeof(float);
+    memcpy(model->anchor_mean, model->mean, bytes);
+    memcpy(model->anchor_hess, model->hess, bytes);
+    memcpy(model->anchor_grad, model->acc_grad_out, bytes);
+    memcpy(model->anchor_hess_est, model->acc_noise_grad_out, bytes);
+}
+
+// the operation table of the model for the driver
+static OptimOps gpt2_optimizer_ops(GPT2* model, Gpt2OptCtx* t) {
+    OptimOps ops = {
+        .t = t, .dist = &model->dist, .micro_tokens = (long long)model->batch_size * model->seq_len,
+        .anchor_step = &model->anchor_step, .mega_tokens = &model->mega_tokens, .last_update = &model->last_update,
+        .zero_grad = gpt2_op_zero_grad, .forward_backward = gpt2_op_forward_backward,
+        .poison_grad = gpt2_op_poison_grad, .grad_norm = gpt2_op_grad_norm, .save_grads = gpt2_op_save_grads,
+        .diff_norm = gpt2_op_diff_norm, .sample = gpt2_op_sample, .restore_mean = gpt2_op_restore_mean,
+        .accumulate = gpt2_op_accumulate, .accumulate_grad = gpt2_op_accumulate_grad,
+        .reduce_sum = gpt2_op_reduce_sum, .adamw_reduce = gpt2_op_adamw_reduce, .reduce_acc = gpt2_op_reduce_acc,
+        .reduce_mega = gpt2_op_reduce_mega, .adamw_update = gpt2_op_adamw_update,
+        .ivon_update = gpt2_op_ivon_update, .mega_finish = gpt2_op_mega_finish,
+        .commit_anchor = gpt2_op_commit_anchor,
+    };
+    return ops;
+}
+
+// One optimizer step (llmc/optim_step.h optim_step) on the model: AdamW, IVON or IVON-PoCo(Mo).
+// Data parallel: the collectives over MPI; ZeRO-1: the reduction is a reduce-scatter, each process updates its
+// shard (AdamW: parameters and moments; IVON: m, momentum, h), then the parameters (AdamW) or m and h (IVON) are
+// gathered. A skipped step leaves params_memory = m (IVON/PoCo).
+void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float lr, int micro_batches,
+                         BatchFn next_batch, void* ctx, StepGuard* guard, StepStats* out) {
+    if (model->opt_kind != oc->kind) fatalf("gpt2_optimizer_step: %s state, %s settings (call gpt2_optimizer_init)",
+                                            optimizer_kind_name(model->opt_kind), optimizer_kind_name(oc->kind));
+    if (micro_batches < 1) fatalf("gpt2_optimizer_step: %d micro-batches", micro_batches);
+    Gpt2OptCtx t = {model, oc};
+    OptimOps ops = gpt2_optimizer_ops(model, &t);
+    optim_step(&ops, oc, step, lr, micro_batches, next_batch, ctx, guard, out);
+}
+
+#ifdef TESTING
+// tests: zero grads, forward and backward (loss scale 1) at params_memory as in a step; returns the grad norm
+static inline float gpt2_micro_grad(GPT2* model, const int* inputs, const int* targets) {
+    Gpt2OptCtx t = {model, NULL};
+    OptimOps ops = gpt2_optimizer_ops(model, &t);
+    return optim_micro_grad(&ops, inputs, targets, 0, NULL);
+}
+#endif
 
 // the full optimizer state on every process before a checkpoint is written: ZeRO-1 keeps each shard's momentum
 // (and AdamW's moments) up to date only on its owner

@@ -341,24 +341,15 @@ __global__ void sumsq_final_kernel(float* out, const float* partial, int n) {
     if (threadIdx.x == 0) *out = s;
 }
 
-// AdamW on one tensor (train_gpt2.c gpt2_adamw_step / llmc/optim.h adamw_update): fp32 master and state,
+// AdamW on one tensor (llmc/optim_elem.h adamw_elem, as the CPU's adamw_update): fp32 master and state,
 // the floatX working copy written from the updated master. bc1 = 1 - beta1^t, bc2 = 1 - beta2^t.
 __global__ void adamw_kernel(float* master, floatX* params, const floatX* grads, float* m, float* v, size_t n,
                              float lr, float beta1, float beta2, float bc1, float bc2, float eps, float wd,
                              float grad_scale) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    float g = x2f(grads[i]) * grad_scale;
-    float mi = beta1 * m[i] + (1.0f - beta1) * g;
-    float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    float mhat = mi / bc1;
-    float vhat = vi / bc2;
-    float p = master[i];
-    p -= lr * (mhat / (sqrtf(vhat) + eps) + wd * p);
-    master[i] = p;
-    if ((void*)params != (void*)master) params[i] = f2x(p);
+    adamw_elem(&master[i], &m[i], &v[i], __fmul_rn(x2f(grads[i]), grad_scale), lr, beta1, beta2, bc1, bc2, eps, wd);
+    if ((void*)params != (void*)master) params[i] = f2x(master[i]);
 }
 
 __global__ void float_to_x_kernel(floatX* out, const float* inp, size_t n) {

@@ -46,14 +46,10 @@
 #include <netinet/in.h>
 #include <cuda_runtime.h>
 #include <nccl.h>
-#ifdef USE_MPI
-#define OMPI_SKIP_MPICXX 1
-#define MPICH_SKIP_MPICXX 1
-#include <mpi.h>
-#endif
 #include "utils.h"
 #include "cli.h"
 #include "dist.h"
+#include "mpi_dist.h"
 #include "logger.h"
 #include "cuda_common.h"
 
@@ -74,15 +70,7 @@ static inline void nccl_check(ncclResult_t r, const char* file, int line) {
 #define ncclCheck(r) nccl_check((r), __FILE__, __LINE__)
 
 #ifdef USE_MPI
-static inline void cuda_dist_mpi_check(int err, const char* file, int line) {
-    if (err == MPI_SUCCESS) return;
-    char msg[MPI_MAX_ERROR_STRING];
-    int len = 0;
-    MPI_Error_string(err, msg, &len);
-    fatalf("MPI error at %s:%d: %s", file, line, msg);
-}
-#define mpiCheck(err) cuda_dist_mpi_check((err), __FILE__, __LINE__)
-#define CUDA_DIST_HAS_MPI 1
+#define CUDA_DIST_HAS_MPI 1  // mpiCheck: llmc/mpi_dist.h
 #else
 #define CUDA_DIST_HAS_MPI 0
 #endif

@@ -1,7 +1,7 @@
 // CPU reference optimizer updates: AdamW, IVON and IVON-PoCo(Mo) (spec: OPTIMIZERS.md §2, §6).
-// Each formula is written once here; CUDA kernels mirror it. The IVON arithmetic follows §2.9 exactly:
-// per-group scalars are formed in double and rounded to fp32 once, every line below is one fp32
-// rounding in the written order, and the build uses -ffp-contract=off (no FMA contraction).
+// The element formulas are in llmc/optim_elem.h (host and device); the passes here are loops around them.
+// The IVON arithmetic follows §2.9 exactly: per-group scalars are formed in double and rounded to fp32 once,
+// every line below is one fp32 rounding in the written order (no FMA contraction).
 //   sample:      n = eps / sqrtf(essf * (h + wdf));   theta = m + n
 //   accumulate:  x = grad * clip_scale;  y = n * x;   k == 1: acc = x;  else acc = acc + (x - acc) / (float)k
 //   newton step: g  = (b1f*g) + (omb1*x)
@@ -26,31 +26,20 @@
 
 #include "utils.h"
 #include "noise.h"
+#include "optim_elem.h"
 
 // ----------------------------------------------------------------------------------------------
 // AdamW
 
-// AdamW with decoupled weight decay on n elements; t is the 1-based step.
-//   g = grad * grad_scale
-//   m = beta1*m + (1-beta1)*g;  v = beta2*v + (1-beta2)*g*g
-//   mhat = m / (1 - beta1^t);   vhat = v / (1 - beta2^t)
-//   param -= lr * (mhat / (sqrt(vhat) + eps) + weight_decay * param)
+// AdamW with decoupled weight decay on n elements (adamw_elem); t is the 1-based step, g = grad * grad_scale.
 // gcc vectorizes this loop only with -fno-math-errno (sqrtf otherwise may set errno).
 static inline void adamw_update(float* param, const float* grad, float* m, float* v, size_t n, float lr, float beta1,
                                 float beta2, float eps, float weight_decay, float grad_scale, int t) {
     float bc1 = 1.0f - powf(beta1, (float)t);
     float bc2 = 1.0f - powf(beta2, (float)t);
     OMP_PRAGMA(parallel for schedule(static))
-    for (size_t i = 0; i < n; i++) {
-        float g = grad[i] * grad_scale;
-        float mi = beta1 * m[i] + (1.0f - beta1) * g;
-        float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
-        m[i] = mi;
-        v[i] = vi;
-        float mhat = mi / bc1;
-        float vhat = vi / bc2;
-        param[i] -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * param[i]);
-    }
+    for (size_t i = 0; i < n; i++)
+        adamw_elem(&param[i], &m[i], &v[i], grad[i] * grad_scale, lr, beta1, beta2, bc1, bc2, eps, weight_decay);
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -191,15 +180,6 @@ static inline int poco_mega_batches(const OptimizerConfig* oc, int global_micro_
 // ----------------------------------------------------------------------------------------------
 // IVON: scalars, noise, element passes
 
-// fp32 scalars of one parameter group, formed in double and rounded once (§2.9)
-typedef struct {
-    float b1f, omb1, b2f, omb2, c2;  // beta1, 1 - beta1, beta2, 1 - beta2, 0.5 (1 - beta2)^2
-    float essf, wdf;                 // lambda, delta of the group
-    float lr_eff;                    // lr * (h0 + delta) with rescale_lr, else lr
-    float bc;                        // 1 - beta1^t with debias, else 1
-    float r;                         // clip radius, +inf for none
-} IvonScalars;
-
 // lr: scheduled (un-rescaled) lr; delta: the group's prior precision; t: 1-based update count.
 // PoCo without momentum (poco_momentum 0) uses beta1 = 0 and no debias.
 static inline IvonScalars ivon_scalars(const OptimizerConfig* oc, double lr, double delta, int t) {
@@ -279,8 +259,8 @@ static inline void ivon_eps_chunk(const IvonNoiseKey* key, size_t g0, float* e) 
 static inline void ivon_sample(float* theta, float* noise, const float* m, const float* h, size_t n, size_t start,
                                float essf, float wdf, const IvonNoiseKey* key) {
     IVON_FOR_EACH_ELEM(key, start, n, {
-        float nz = e / sqrtf(essf * (h[i] + wdf));
-        theta[i] = m[i] + nz;
+        float nz = ivon_noise_elem(e, h[i], essf, wdf);
+        theta[i] = ivon_sample_elem(m[i], nz);
         if (noise != NULL) noise[i] = nz;
     });
 }
@@ -291,16 +271,8 @@ static inline void ivon_accumulate(float* acc_g, float* acc_ng, const float* gra
                                    size_t n, size_t start, float essf, float wdf, const IvonNoiseKey* key, int k) {
     float kf = (float)k;
     IVON_FOR_EACH_ELEM(key, start, n, {
-        float x = grad[i] * clip_scale;
-        float nz = e / sqrtf(essf * (h[i] + wdf));
-        float y = nz * x;
-        if (k == 1) {
-            acc_g[i] = x;
-            acc_ng[i] = y;
-        } else {
-            acc_g[i] = acc_g[i] + (x - acc_g[i]) / kf;
-            acc_ng[i] = acc_ng[i] + (y - acc_ng[i]) / kf;
-        }
+        float nz = ivon_noise_elem(e, h[i], essf, wdf);
+        ivon_accumulate_elem(&acc_g[i], &acc_ng[i], grad[i], clip_scale, nz, k, kf);
     });
 }
 
@@ -309,41 +281,21 @@ static inline void ivon_accumulate(float* acc_g, float* acc_ng, const float* gra
 static inline void ivon_accumulate_noise(float* acc_g, float* acc_ng, const float* grad, float clip_scale,
                                          const float* noise, size_t n, int k) {
     float kf = (float)k;
-    if (k == 1) {
-        OMP_PRAGMA(parallel for schedule(static))
-        for (size_t i = 0; i < n; i++) {
-            float x = grad[i] * clip_scale;
-            acc_g[i] = x;
-            acc_ng[i] = noise[i] * x;
-        }
-        return;
-    }
     OMP_PRAGMA(parallel for schedule(static))
-    for (size_t i = 0; i < n; i++) {
-        float x = grad[i] * clip_scale;
-        float y = noise[i] * x;
-        acc_g[i] = acc_g[i] + (x - acc_g[i]) / kf;
-        acc_ng[i] = acc_ng[i] + (y - acc_ng[i]) / kf;
-    }
+    for (size_t i = 0; i < n; i++) ivon_accumulate_elem(&acc_g[i], &acc_ng[i], grad[i], clip_scale, noise[i], k, kf);
 }
 
 // Welford accumulation of the clipped gradient alone (PoCo mega-batch at m_out, no noise)
 static inline void ivon_accumulate_grad(float* acc_g, const float* grad, float clip_scale, size_t n, int k) {
     float kf = (float)k;
     OMP_PRAGMA(parallel for schedule(static))
-    for (size_t i = 0; i < n; i++) {
-        float x = grad[i] * clip_scale;
-        acc_g[i] = k == 1 ? x : acc_g[i] + (x - acc_g[i]) / kf;
-    }
+    for (size_t i = 0; i < n; i++) acc_g[i] = ivon_welford_elem(acc_g[i], grad[i] * clip_scale, k, kf);
 }
 
 // hbar = (acc_ng * (h + wdf)) * essf in place: the Price Hessian estimate from the noise-gradient mean
 static inline void ivon_price_hessian(float* acc_ng, const float* h, size_t n, float essf, float wdf) {
     OMP_PRAGMA(parallel for schedule(static))
-    for (size_t i = 0; i < n; i++) {
-        float hw = h[i] + wdf;
-        acc_ng[i] = (acc_ng[i] * hw) * essf;
-    }
+    for (size_t i = 0; i < n; i++) acc_ng[i] = ivon_price_elem(acc_ng[i], h[i], essf, wdf);
 }
 
 // statistics of one update over a slice
@@ -361,65 +313,66 @@ static inline void ivon_stats_add(IvonUpdateStats* a, const IvonUpdateStats* b) 
     a->violations += b->violations;
 }
 
-// prox placement of the Newton step
-#define IVON_PROX_NONE 0
-#define IVON_PROX_NEXT_TO_DECAY 1
-#define IVON_PROX_IN_MOMENTUM 2
-
-// The Newton step of one element, shared by IVON and PoCo: x = gradient estimate, f = Hessian estimate,
-// p = proximal term (used per prox_mode). Updates *m, *g, *h; returns |dm|; *clipped = 1 if u was clipped.
-// With IVON_CHECKS, *bad = 1 on an invariant violation (§9.2): h + delta > 0, (h' + delta) >= 0.5 (h + delta),
-// finite sigma, |dm| <= lr_eff * r * (1 + 1e-6) + 1 ulp of |m| (the rounding of m - lr_eff u).
-static inline float ivon_newton_elem(float* m, float* g, float* h, float x, float f, float p, int prox_mode,
-                                     const IvonScalars* s, int* clipped, int* bad) {
-    if (prox_mode == IVON_PROX_IN_MOMENTUM) x = x + p;
-    float gn = (s->b1f * *g) + (s->omb1 * x);
-    float ho = *h;
-    float hw = ho + s->wdf;
-    float d = ho - f;
-    float hn = ((s->b2f * ho) + (s->omb2 * f)) + ((s->c2 * (d * d)) / hw);
-    float num = (gn / s->bc) + (s->wdf * *m);
-    if (prox_mode == IVON_PROX_NEXT_TO_DECAY) num = num + p;
-    float u = num / (hn + s->wdf);
-    float r = s->r;
-    *clipped = u > r || u < -r;
-    u = u < -r ? -r : u;
-    u = u > r ? r : u;
-    float mo = *m;
-    float mn = mo - s->lr_eff * u;
-    *m = mn;
-    *g = gn;
-    *h = hn;
-    float adm = fabsf(mn - mo);
-#ifdef IVON_CHECKS
-    float hw_new = hn + s->wdf;
-    float sigma = 1.0f / sqrtf(s->essf * hw_new);
-    *bad = !(hw > 0.0f) || !(hw_new > 0.0f) || !((double)hw_new >= 0.5 * (double)hw * (1.0 - 1e-5)) ||
-           !isfinite(sigma) || !isfinite(mn) || !isfinite(gn) ||
-           !((double)adm <= (double)s->lr_eff * (double)s->r * (1.0 + 1e-6) + 1.2e-7 * fmax(fabs(mo), fabs(mn)));
+// The update loops run over blocks of OPT_BLOCK elements (OpenMP over blocks); each block is a plain loop with
+// restrict pointers and the scalars by value, so that gcc vectorizes it.
+#define OPT_BLOCK 8192
+#if defined(__GNUC__)
+#define OPT_NOINLINE __attribute__((noinline, unused))  // keeps restrict (lost when inlined into the OpenMP body)
+#define OPT_RESTRICT __restrict__
 #else
-    *bad = 0;
+#define OPT_NOINLINE
+#define OPT_RESTRICT
 #endif
-    return adm;
-}
+#define OPT_FOR_BLOCKS(n, lo, hi, BODY)                                                           \
+    do {                                                                                          \
+        size_t nb_ = ((n) + OPT_BLOCK - 1) / OPT_BLOCK;                                           \
+        OMP_PRAGMA(parallel for schedule(static) reduction(+:clipped, viol, sum_dm))              \
+        for (size_t b_ = 0; b_ < nb_; b_++) {                                                     \
+            size_t lo = b_ * OPT_BLOCK, hi = lo + OPT_BLOCK < (n) ? lo + OPT_BLOCK : (n);         \
+            BODY                                                                                  \
+        }                                                                                         \
+    } while (0)
 
-// IVON update (§2.4 D) on a slice: x = acc_g, f = (acc_ng * (h + wdf)) * essf.
-static inline IvonUpdateStats ivon_update(float* m, float* g, float* h, const float* acc_g, const float* acc_ng,
-                                          size_t n, const IvonScalars* s) {
-    size_t clipped = 0, viol = 0;
+OPT_NOINLINE static void ivon_update_block(float* OPT_RESTRICT theta, float* OPT_RESTRICT m, float* OPT_RESTRICT g,
+                                           float* OPT_RESTRICT h,
+                                           const float* OPT_RESTRICT acc_g, const float* OPT_RESTRICT acc_ng, size_t lo, size_t hi,
+                                           IvonScalars s, IvonUpdateStats* st) {
+    int clipped = 0, viol = 0;
     double sum_dm = 0.0;
-    OMP_PRAGMA(parallel for schedule(static) reduction(+:clipped, viol, sum_dm))
-    for (size_t i = 0; i < n; i++) {
-        float hw = h[i] + s->wdf;
-        float f = (acc_ng[i] * hw) * s->essf;
+    OMP_PRAGMA(simd reduction(+:clipped, viol, sum_dm))  // the statistics in lane order
+    for (size_t i = lo; i < hi; i++) {
+        float f = ivon_price_elem(acc_ng[i], h[i], s.essf, s.wdf);
         int c, b;
         float adm = ivon_newton_elem(&m[i], &g[i], &h[i], acc_g[i], f, 0.0f, IVON_PROX_NONE, s, &c, &b);
-        clipped += (size_t)c;
-        viol += (size_t)b;
+        if (theta != NULL) theta[i] = m[i];
+        clipped += c;
+        viol += b;
         sum_dm += (double)adm;
     }
+    IvonUpdateStats r = {hi - lo, (size_t)clipped, sum_dm, (size_t)viol};
+    *st = r;
+}
+
+// IVON update (§2.4 D) on a slice: x = acc_g, f = (acc_ng * (h + wdf)) * essf; theta (may be NULL) = the new m
+// (the weights after the step, written in the same pass).
+static inline IvonUpdateStats ivon_update_to(float* theta, float* m, float* g, float* h, const float* acc_g,
+                                             const float* acc_ng, size_t n, const IvonScalars* s) {
+    size_t clipped = 0, viol = 0;
+    double sum_dm = 0.0;
+    OPT_FOR_BLOCKS(n, lo, hi, {
+        IvonUpdateStats b;
+        ivon_update_block(theta, m, g, h, acc_g, acc_ng, lo, hi, *s, &b);
+        clipped += b.clipped;
+        viol += b.violations;
+        sum_dm += b.sum_abs_dm;
+    });
     IvonUpdateStats st = {n, clipped, sum_dm, viol};
     return st;
+}
+
+static inline IvonUpdateStats ivon_update(float* m, float* g, float* h, const float* acc_g, const float* acc_ng,
+                                          size_t n, const IvonScalars* s) {
+    return ivon_update_to(NULL, m, g, h, acc_g, acc_ng, n, s);
 }
 
 // PoCo inputs of one slice: the outer accumulators, the anchor state and gamma (§6.3)
@@ -434,43 +387,52 @@ typedef struct {
     int prox_mode;            // IVON_PROX_*
 } PocoSlice;
 
-// The variance-reduced estimates of one element (shared by the update and the tests):
-//   x = acc_g - gamma (acc_g_out - gbar_out);  f = f_in - gamma (f_out - hbar_out);  p = gamma (hbar_out - f_out) (m - m_out)
-static inline void poco_vr_elem(float acc_g, float acc_ng, float h, float acc_g_out, float acc_ng_out, float h_out,
-                                float gbar_out, float hbar_out, float m, float m_out, float gamma, float essf,
-                                float wdf, float* x, float* f, float* p) {
-    float hw = h + wdf;
-    float f_in = (acc_ng * hw) * essf;
-    float hwo = h_out + wdf;
-    float f_out = (acc_ng_out * hwo) * essf;
-    *x = acc_g - (gamma * (acc_g_out - gbar_out));
-    *f = f_in - (gamma * (f_out - hbar_out));
-    *p = (gamma * (hbar_out - f_out)) * (m - m_out);
-}
-
-// IVON-PoCo update on a slice: the Newton step with the variance-reduced x, f and the proximal term.
-static inline IvonUpdateStats poco_update(float* m, float* g, float* h, const float* acc_g, const float* acc_ng,
-                                          const PocoSlice* ps, size_t n, const IvonScalars* s) {
-    size_t clipped = 0, viol = 0;
+OPT_NOINLINE static void poco_update_block(float* OPT_RESTRICT theta, float* OPT_RESTRICT m, float* OPT_RESTRICT g,
+                                           float* OPT_RESTRICT h,
+                                           const float* OPT_RESTRICT acc_g, const float* OPT_RESTRICT acc_ng,
+                                           const float* OPT_RESTRICT acc_g_out, const float* OPT_RESTRICT acc_ng_out,
+                                           const float* OPT_RESTRICT m_out, const float* OPT_RESTRICT h_out,
+                                           const float* OPT_RESTRICT gbar_out, const float* OPT_RESTRICT hbar_out, float gamma,
+                                           int prox_mode, size_t lo, size_t hi, IvonScalars s, IvonUpdateStats* st) {
+    int clipped = 0, viol = 0;
     double sum_dm = 0.0;
-    OMP_PRAGMA(parallel for schedule(static) reduction(+:clipped, viol, sum_dm))
-    for (size_t i = 0; i < n; i++) {
+    OMP_PRAGMA(simd reduction(+:clipped, viol, sum_dm))  // the statistics in lane order
+    for (size_t i = lo; i < hi; i++) {
         float x, f, p;
-        poco_vr_elem(acc_g[i], acc_ng[i], h[i], ps->acc_g_out[i], ps->acc_ng_out[i], ps->h_out[i], ps->gbar_out[i],
-                     ps->hbar_out[i], m[i], ps->m_out[i], ps->gamma, s->essf, s->wdf, &x, &f, &p);
+        poco_vr_elem(acc_g[i], acc_ng[i], h[i], acc_g_out[i], acc_ng_out[i], h_out[i], gbar_out[i], hbar_out[i], m[i],
+                     m_out[i], gamma, s.essf, s.wdf, &x, &f, &p);
         int c, b;
-        float adm = ivon_newton_elem(&m[i], &g[i], &h[i], x, f, p, ps->prox_mode, s, &c, &b);
-        clipped += (size_t)c;
-        viol += (size_t)b;
+        float adm = ivon_newton_elem(&m[i], &g[i], &h[i], x, f, p, prox_mode, s, &c, &b);
+        if (theta != NULL) theta[i] = m[i];
+        clipped += c;
+        viol += b;
         sum_dm += (double)adm;
     }
+    IvonUpdateStats r = {hi - lo, (size_t)clipped, sum_dm, (size_t)viol};
+    *st = r;
+}
+
+// IVON-PoCo update on a slice: the Newton step with the variance-reduced x, f and the proximal term; theta as in
+// ivon_update_to.
+static inline IvonUpdateStats poco_update_to(float* theta, float* m, float* g, float* h, const float* acc_g,
+                                             const float* acc_ng, const PocoSlice* ps, size_t n, const IvonScalars* s) {
+    size_t clipped = 0, viol = 0;
+    double sum_dm = 0.0;
+    OPT_FOR_BLOCKS(n, lo, hi, {
+        IvonUpdateStats b;
+        poco_update_block(theta, m, g, h, acc_g, acc_ng, ps->acc_g_out, ps->acc_ng_out, ps->m_out, ps->h_out, ps->gbar_out,
+                          ps->hbar_out, ps->gamma, ps->prox_mode, lo, hi, *s, &b);
+        clipped += b.clipped;
+        viol += b.violations;
+        sum_dm += b.sum_abs_dm;
+    });
     IvonUpdateStats st = {n, clipped, sum_dm, viol};
     return st;
 }
 
-// sigma = 1 / sqrtf(essf * (h + wdf))
-static inline float ivon_sigma(float h, float essf, float wdf) {
-    return 1.0f / sqrtf(essf * (h + wdf));
+static inline IvonUpdateStats poco_update(float* m, float* g, float* h, const float* acc_g, const float* acc_ng,
+                                          const PocoSlice* ps, size_t n, const IvonScalars* s) {
+    return poco_update_to(NULL, m, g, h, acc_g, acc_ng, ps, n, s);
 }
 
 #endif // LLMC_OPTIM_H

@@ -1,7 +1,7 @@
 // Target-independent pieces of the training loop shared by train_gpt2.c (CPU) and train_gpt2.cu (CUDA):
 // the micro-batch source of an optimizer step, the resolution of the optimizer flags, the startup rows,
-// sampling of the next token, the BMA log-sum-exp, checkpoint state headers, and the step / val / diagnostics
-// output lines (stdout and main.log).
+// checkpoint state headers, the step / val / diagnostics output lines (stdout and main.log), and the run
+// (TrainRun). Metrics: llmc/metrics.h; token sampling: llmc/sampler.h; the step driver: llmc/optim_step.h.
 #ifndef LLMC_TRAIN_COMMON_H
 #define LLMC_TRAIN_COMMON_H
 
@@ -17,27 +17,17 @@
 #include "cli.h"
 #include "dist.h"
 #include "optim.h"
+#include "optim_step.h"
+#include "metrics.h"
+#include "sampler.h"
 #include "checkpoint.h"
 #include "dataloader.h"
 #include "logger.h"
 #include "outlier.h"
-#include "philox.h"
 #include "schedule.h"
 #include "tokenizer.h"
 
-// next (B, T) micro-batch: inputs and targets stay valid until the next call
-typedef void (*BatchFn)(void* ctx, const int** inputs, const int** targets);
-
-typedef struct {
-    float loss;             // mean loss of the step's K micro-batches (IVON/PoCo: at the samples theta_in)
-    float grad_norm;        // AdamW: global norm after accumulation; IVON/PoCo: mean of the micro-batch norms
-    int micro_batches;      // K
-    long long tokens;       // K * B * T
-    long long mega_tokens;  // PoCo: tokens of all anchor refreshes so far
-    int anchor_refreshed;   // PoCo: 1 if an anchor refresh ran before this step
-    int verdict;            // StepVerdict (llmc/outlier.h): STEP_APPLIED, or why the update was skipped
-    double z_loss, z_norm;  // z-scores of loss and grad norm against their windows (NAN when undefined)
-} StepStats;
+// BatchFn, StepStats: llmc/optim_step.h
 
 static inline double train_time_now_s(void) {
     struct timespec ts;
@@ -164,42 +154,6 @@ static inline void train_print_optimizer_rows(const OptimizerConfig* oc, float l
     }
 }
 
-// Next token of a sample from probs (V entries, summing to 1): the uniform comes from Philox keyed by
-// (seed, step) with counter = position t, so a sample depends only on the weights, the seed and the step.
-static inline int train_sample_token(const float* probs, int V, uint64_t seed, int step, int t) {
-    uint32_t ctr[4] = {(uint32_t)t, 0u, 0x5a4d504cu /* "SMPL" */, 0u};
-    uint32_t key[2] = {(uint32_t)seed ^ (uint32_t)step, (uint32_t)(seed >> 32)};
-    uint32_t bits[4];
-    philox4x32_10(ctr, key, bits);
-    float coin = philox_uniform(bits[0]);
-    float cdf = 0.0f;
-    for (int i = 0; i < V; i++) {
-        cdf += probs[i];
-        if (coin < cdf) return i;
-    }
-    return V - 1;
-}
-
-// BMA over S samples, per token: lse = logsumexp_s(-loss_s); sample s = 0 initialises lse (n entries)
-static inline void train_bma_accumulate(float* lse, const float* losses, size_t n, int s) {
-    for (size_t i = 0; i < n; i++) {
-        double lp = -(double)losses[i];
-        if (s == 0) {
-            lse[i] = (float)lp;
-        } else {
-            double a = lse[i], mx = a > lp ? a : lp;
-            lse[i] = (float)(mx + log1p(exp(-fabs(a - lp))));
-        }
-    }
-}
-
-// BMA loss = -mean_t (lse(t) - log S) over n tokens
-static inline float train_bma_loss(const float* lse, size_t n, int S) {
-    double sum = 0.0, logS = log((double)S);
-    for (size_t i = 0; i < n; i++) sum += (double)lse[i] - logS;
-    return (float)(-sum / (double)n);
-}
-
 // state header of a checkpoint at `step` (after `step` optimizer steps)
 static inline StateHeader train_state_header(int step, int kind, size_t num_parameters, const DataLoader* train,
                                              uint64_t seed, int anchor_step, long long mega_tokens) {
@@ -233,67 +187,6 @@ static inline void train_state_restore(const char* path, const StateHeader* sh, 
                (unsigned long long)sh->loader_shard, train->num_shards);
     DataLoaderState ds = {sh->loader_epoch, sh->loader_shard, sh->loader_window};
     dataloader_set_state(train, ds);
-}
-
-// Next-token calibration: expected calibration error over ECE_BINS equal-width bins of the confidence (the
-// largest predicted probability): ECE = sum_b n_b / N |accuracy_b - mean confidence_b|; a prediction is correct
-// when the target is the first index of the largest probability.
-#define ECE_BINS 15
-typedef struct {
-    double n[ECE_BINS], conf[ECE_BINS], correct[ECE_BINS];  // per bin: tokens, sum of confidences, correct tokens
-} EceBins;
-
-static inline void ece_reset(EceBins* e) { memset(e, 0, sizeof(*e)); }
-
-// confidence of one distribution, its bin, and whether the target is its first argmax
-static inline int ece_bin_of(const float* probs, int V, int target, float* conf, int* correct) {
-    int arg = 0;
-    float best = probs[0];
-    for (int v = 1; v < V; v++) {
-        if (probs[v] > best) {
-            best = probs[v];
-            arg = v;
-        }
-    }
-    int b = (int)(best * ECE_BINS);
-    *conf = best;
-    *correct = arg == target;
-    return b < 0 ? 0 : b >= ECE_BINS ? ECE_BINS - 1 : b;
-}
-
-// one token's predictive distribution (V probabilities) and its target
-static inline void ece_add(EceBins* e, const float* probs, int V, int target) {
-    float conf;
-    int correct;
-    int b = ece_bin_of(probs, V, target, &conf, &correct);
-    e->n[b] += 1.0;
-    e->conf[b] += conf;
-    e->correct[b] += correct;
-}
-
-// n tokens: distribution t at probs + t * stride (V entries), target targets[t]; OpenMP over the tokens
-static inline void ece_add_batch(EceBins* e, const float* probs, size_t n, int V, size_t stride, const int* targets) {
-    double* bn = e->n;
-    double* bc = e->conf;
-    double* bk = e->correct;
-    OMP_PRAGMA(parallel for schedule(static) reduction(+:bn[:ECE_BINS], bc[:ECE_BINS], bk[:ECE_BINS]))
-    for (size_t t = 0; t < n; t++) {
-        float conf;
-        int correct;
-        int b = ece_bin_of(probs + t * stride, V, targets[t], &conf, &correct);
-        bn[b] += 1.0;
-        bc[b] += conf;
-        bk[b] += correct;
-    }
-}
-
-static inline double ece_value(const EceBins* e) {
-    double total = 0.0, sum = 0.0;
-    for (int b = 0; b < ECE_BINS; b++) total += e->n[b];
-    if (total == 0.0) return 0.0;
-    for (int b = 0; b < ECE_BINS; b++)
-        if (e->n[b] > 0.0) sum += e->n[b] / total * fabs(e->correct[b] / e->n[b] - e->conf[b] / e->n[b]);
-    return sum;
 }
 
 // val line: mean-weight val loss, and the BMA val loss when bma_samples > 0; then the calibration line when the

@@ -3,6 +3,7 @@
 // Build: gcc -O3 -march=native -fopenmp -Wall -Wextra -o build/bench_cpu dev/bench/bench_cpu.c -lm
 // Run:   OMP_NUM_THREADS=2 ./build/bench_cpu                 (d12 B=4 T=64 and d4 B=8 T=128)
 //        OMP_NUM_THREADS=2 ./build/bench_cpu d12 4 64 [steps] (one configuration)
+//        OMP_NUM_THREADS=2 ./build/bench_cpu passes          (the optimizer element passes at 124M parameters)
 //
 // FLOPs of a step (stated formula; multiply-add = 2 FLOPs, backward = 2 x forward):
 //   per token forward = 2 * (12 * L * C^2 + C * Vp)      linear layers incl. the lm head (not wpe)
@@ -233,14 +234,55 @@ static void bench_optimizers(const char* desc, int B, int T, int K, int steps) {
     double poco_avg = ms[2] + refresh_ms / period;
     printf("| poco avg  | %8.1f | %+6.1f%% | (inner step + one refresh of %d micro-batches every %d steps: %.0f ms) |\n",
            poco_avg, 100.0 * (poco_avg / ms[0] - 1.0), period * K, period, refresh_ms);
+    printf("  ratios: ivon / adamw %.2fx, poco inner / ivon %.2fx (targets <= 1.15x at d12 4x64 K=1, <= 1.05x at "
+           "d4 8x128, <= 2.1x)\n", ms[1] / ms[0], ms[2] / ms[1]);
     printf("  %zu parameters; IVON optimizer pass (sample + accumulate per micro-batch, update) = ivon - adamw "
            "+ adamw's update\n", np);
     free(x);
 }
 
+// The optimizer element passes alone on n parameters (one tensor, the 2-D group), ms per pass: IVON sample and
+// accumulate (each generates the noise), the IVON update, and AdamW's update for comparison.
+static void bench_passes(size_t n) {
+    float* buf = (float*)mallocCheck(8 * n * sizeof(float));
+    float *m = buf, *h = buf + n, *theta = buf + 2 * n, *g = buf + 3 * n, *ag = buf + 4 * n, *an = buf + 5 * n;
+    float *mom = buf + 6 * n, *v = buf + 7 * n;
+    OMP_PRAGMA(parallel for schedule(static))
+    for (size_t i = 0; i < n; i++) {
+        m[i] = 0.01f * (float)(i % 7), h[i] = 1e-3f, g[i] = 1e-3f * (float)(i % 5);
+        theta[i] = ag[i] = an[i] = mom[i] = v[i] = 0.0f;
+    }
+    OptimizerConfig oc;
+    optimizer_config_defaults(&oc, OPT_IVON);
+    oc.ess = 1e6;
+    IvonNoiseKey key = ivon_noise_key(&oc, 1, 0, NOISE_STREAM_SAMPLE);
+    IvonScalars s = ivon_scalars(&oc, 300.0, oc.prior_2d, 1);
+    float essf = (float)oc.ess, wdf = (float)oc.prior_2d;
+    double t[5];
+    for (int rep = 0; rep < 2; rep++) {  // the first round warms up
+        t[0] = bench_now();
+        ivon_sample(theta, NULL, m, h, n, 0, essf, wdf, &key);
+        t[1] = bench_now();
+        ivon_accumulate(ag, an, g, 1.0f, h, n, 0, essf, wdf, &key, 1);
+        t[2] = bench_now();
+        ivon_update(m, mom, h, ag, an, n, &s);
+        t[3] = bench_now();
+        adamw_update(theta, g, mom, v, n, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 1);
+        t[4] = bench_now();
+    }
+    printf("optimizer passes on %zu parameters, ms: ivon sample %.0f, ivon accumulate %.0f, ivon update %.0f, "
+           "adamw update %.0f\n", n, 1e3 * (t[1] - t[0]), 1e3 * (t[2] - t[1]), 1e3 * (t[3] - t[2]),
+           1e3 * (t[4] - t[3]));
+    free(buf);
+}
+
 int main(int argc, char** argv) {
+    if (argc == 2 && strcmp(argv[1], "passes") == 0) {  // the optimizer passes alone, at GPT-2 124M size
+        bench_passes(124475904);
+        return 0;
+    }
     if (argc != 1 && argc != 4 && argc != 5) {
-        fprintf(stderr, "usage: %s [descriptor B T [steps]]   e.g. %s d12 4 64 5\n", argv[0], argv[0]);
+        fprintf(stderr, "usage: %s [descriptor B T [steps]] | passes   e.g. %s d12 4 64 5\n", argv[0], argv[0]);
         return 1;
     }
 #ifdef _OPENMP
@@ -251,11 +293,13 @@ int main(int argc, char** argv) {
     double peak = bench_peak_gflops();
     printf("threads: %d, measured fp32 FMA peak: %.1f GFLOP/s (%.1f per thread)\n", threads, peak, peak / threads);
     if (argc == 1) {
+        bench_passes(124475904);
         bench_gemm_table(256, 768, GPT2_PADDED_VOCAB, peak);
         bench_model("d12", 4, 64, 5, peak);
         bench_model("d4", 8, 128, 10, peak);
         bench_optimizers("d4", 8, 128, 2, 5);
         bench_optimizers("d12", 4, 64, 2, 3);
+        bench_optimizers("d12", 4, 64, 1, 3);
         return 0;
     }
     char* end;

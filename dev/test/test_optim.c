@@ -370,7 +370,7 @@ static void test_positivity(void) {
                 }
                 float m = rnd_normal(), g = rnd_normal(), hh = h;
                 int c, bad;
-                ivon_newton_elem(&m, &g, &hh, 0.1f, f, 0.0f, IVON_PROX_NONE, &s, &c, &bad);
+                ivon_newton_elem(&m, &g, &hh, 0.1f, f, 0.0f, IVON_PROX_NONE, s, &c, &bad);
                 float hw_new = hh + s.wdf;
                 double ratio = (double)hw_new / (double)hw;
                 if (ratio < min_ratio) min_ratio = ratio;
@@ -540,7 +540,7 @@ static void test_sgd_reduction_step(void) {
         for (int j = 0; j < K; j++) {
             const int *in, *tg;
             synth_next(&sr, &in, &tg);
-            float c = gpt2_clip_scale(oc.grad_clip, gpt2_micro_grad(&r, in, tg));
+            float c = optim_clip_scale(oc.grad_clip, gpt2_micro_grad(&r, in, tg));
             for (size_t i = 0; i < np; i++) {
                 float x = r.grads_memory[i] * c;
                 acc[i] = j == 0 ? x : acc[i] + (x - acc[i]) / (float)(j + 1);
@@ -693,7 +693,7 @@ static void test_svrg_step(void) {
             for (int k = 0; k < pc.poco_mega_batches; k++) {
                 const int *in, *tg;
                 synth_next(&sr, &in, &tg);
-                float c = gpt2_clip_scale(pc.grad_clip, gpt2_micro_grad(&r, in, tg));
+                float c = optim_clip_scale(pc.grad_clip, gpt2_micro_grad(&r, in, tg));
                 for (size_t i = 0; i < np; i++) {
                     float x = r.grads_memory[i] * c;
                     gbar[i] = k == 0 ? x : gbar[i] + (x - gbar[i]) / (float)(k + 1);
@@ -704,14 +704,14 @@ static void test_svrg_step(void) {
             const int *in, *tg;
             synth_next(&sr, &in, &tg);
             memcpy(r.params_memory, m, np * sizeof(float));
-            float c = gpt2_clip_scale(pc.grad_clip, gpt2_micro_grad(&r, in, tg));
+            float c = optim_clip_scale(pc.grad_clip, gpt2_micro_grad(&r, in, tg));
             for (size_t i = 0; i < np; i++) {
                 float x = r.grads_memory[i] * c;
                 gin[i] = j == 0 ? x : gin[i] + (x - gin[i]) / (float)(j + 1);
             }
             if (!active) continue;
             memcpy(r.params_memory, mo, np * sizeof(float));
-            c = gpt2_clip_scale(pc.grad_clip, gpt2_micro_grad(&r, in, tg));
+            c = optim_clip_scale(pc.grad_clip, gpt2_micro_grad(&r, in, tg));
             for (size_t i = 0; i < np; i++) {
                 float x = r.grads_memory[i] * c;
                 gout[i] = j == 0 ? x : gout[i] + (x - gout[i]) / (float)(j + 1);

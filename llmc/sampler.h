@@ -1,0 +1,25 @@
+// Token sampling for the generated text of both trainers: a pure function of the distribution, the seed, the
+// step and the position (Philox, llmc/philox.h).
+#ifndef LLMC_SAMPLER_H
+#define LLMC_SAMPLER_H
+
+#include <stdint.h>
+#include "philox.h"
+
+// Next token of a sample from probs (V entries, summing to 1): the uniform comes from Philox keyed by
+// (seed, step) with counter = position t, so a sample depends only on the weights, the seed and the step.
+static inline int train_sample_token(const float* probs, int V, uint64_t seed, int step, int t) {
+    uint32_t ctr[4] = {(uint32_t)t, 0u, 0x5a4d504cu /* "SMPL" */, 0u};
+    uint32_t key[2] = {(uint32_t)seed ^ (uint32_t)step, (uint32_t)(seed >> 32)};
+    uint32_t bits[4];
+    philox4x32_10(ctr, key, bits);
+    float coin = philox_uniform(bits[0]);
+    float cdf = 0.0f;
+    for (int i = 0; i < V; i++) {
+        cdf += probs[i];
+        if (coin < cdf) return i;
+    }
+    return V - 1;
+}
+
+#endif // LLMC_SAMPLER_H
