@@ -11,15 +11,17 @@ static inline unsigned short cuda_cpu_f2h_bits(float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
     uint32_t sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
-    if (a > 0x7f800000u) return (unsigned short)(sign | 0x7e00u);  // NaN
-    if (a >= 0x477ff000u) return (unsigned short)(sign | 0x7c00u);  // overflow (>= 65520) and inf
-    if (a < 0x38800000u) {                                          // subnormal half or zero
-        float af;
-        memcpy(&af, &a, 4);
-        // a * 2^24 rounds to the subnormal's integer mantissa with the FPU's nearest-even rounding
-        return (unsigned short)(sign | (uint32_t)__builtin_nearbyintf(af * 16777216.0f));
+    if (a > 0x7f800000u) return (unsigned short)(sign | 0x7e00u | ((a >> 13) & 0x3ffu));  // NaN, quiet
+    if (a >= 0x477ff000u) return (unsigned short)(sign | 0x7c00u);  // >= 65520 rounds to infinity
+    if (a < 0x38800000u) {  // below 2^-14: a subnormal half, q = |f| * 2^24 rounded to an integer
+        uint32_t e = a >> 23;
+        if (e < 102) return (unsigned short)sign;  // below 2^-25: rounds to zero
+        uint32_t m = (a & 0x7fffffu) | 0x800000u, shift = 126 - e;  // |f| = m * 2^(e - 150)
+        uint32_t q = m >> shift, rest = m & ((1u << shift) - 1u), halfway = 1u << (shift - 1);
+        if (rest > halfway || (rest == halfway && (q & 1u))) q++;
+        return (unsigned short)(sign | q);
     }
-    uint32_t r = a - 0x38000000u;  // rebias exponent 127 -> 15 (mantissa stays in bits 0..22)
+    uint32_t r = a - 0x38000000u;  // exponent bias 127 -> 15
     r += 0xfffu + ((r >> 13) & 1u);
     return (unsigned short)(sign | (r >> 13));
 }

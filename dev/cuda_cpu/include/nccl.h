@@ -297,53 +297,11 @@ inline ncclResult_t check_overlap(const void* send, size_t send_bytes, const voi
     return fail(ncclInvalidArgument, "%s: sendbuff and recvbuff overlap, but not in the in-place layout", fn);
 }
 
-// half and bfloat16 on their raw bits; float -> 16 bits rounds to nearest even, NaN stays a quiet NaN
-inline float bf16_to_float(uint16_t b) {
-    uint32_t u = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-inline uint16_t float_to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
-inline float half_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, u;
-    if (e == 0) {  // zero or subnormal: m * 2^-24, exact in float
-        float f = (float)m * 5.9604644775390625e-8f;
-        return (h & 0x8000u) ? -f : f;
-    }
-    if (e == 0x1f) u = sign | 0x7f800000u | (m << 13);
-    else u = sign | ((e + 112u) << 23) | (m << 13);
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-inline uint16_t float_to_half(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    uint32_t sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
-    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u | ((a >> 13) & 0x3ffu));  // NaN, quiet
-    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);  // >= 65520 rounds to infinity
-    if (a < 0x38800000u) {  // below 2^-14: a subnormal half, q = |f| * 2^24 rounded to an integer
-        uint32_t e = a >> 23;
-        if (e < 102) return (uint16_t)sign;  // below 2^-25: rounds to zero
-        uint32_t m = (a & 0x7fffffu) | 0x800000u, shift = 126 - e;  // |f| = m * 2^(e - 150)
-        uint32_t q = m >> shift, rest = m & ((1u << shift) - 1u), halfway = 1u << (shift - 1);
-        if (rest > halfway || (rest == halfway && (q & 1u))) q++;
-        return (uint16_t)(sign | q);
-    }
-    uint32_t r = a - 0x38000000u;  // exponent bias 127 -> 15
-    r += 0xfffu + ((r >> 13) & 1u);
-    return (uint16_t)(sign | (r >> 13));
-}
+// half and bfloat16 on their raw bits: the conversions of cuda_bf16.h / cuda_fp16.h (round to nearest even)
+inline float bf16_to_float(uint16_t b) { return cuda_cpu_bf_bits2f(b); }
+inline uint16_t float_to_bf16(float f) { return cuda_cpu_f2bf_bits(f); }
+inline float half_to_float(uint16_t h) { return cuda_cpu_h_bits2f(h); }
+inline uint16_t float_to_half(float f) { return cuda_cpu_f2h_bits(f); }
 
 // dst[i] = src[0][i] op src[1][i] op ... in rank order, f(acc, x, last) one step; dst may be one of the sources
 template <class T, class F>
