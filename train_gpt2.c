@@ -488,11 +488,7 @@ static void gpt2_point_acts(ActivationTensors* a, float* memory, const size_t si
 
 // config checks shared by both builders; allocates the parameters and clears the rest
 static void gpt2_init_common(GPT2* model, GPT2Config config, const char* what) {
-    GPT2Config c = config;
-    if (c.max_seq_len <= 0 || c.vocab_size <= 0 || c.padded_vocab_size < c.vocab_size || c.num_layers <= 0 ||
-        c.num_heads <= 0 || c.channels <= 0 || c.channels % c.num_heads != 0)
-        fatalf("%s: invalid model config maxT=%d V=%d Vp=%d L=%d NH=%d C=%d", what, c.max_seq_len, c.vocab_size,
-               c.padded_vocab_size, c.num_layers, c.num_heads, c.channels);
+    gpt2_config_check(config, what);
     memset(model, 0, sizeof(*model));
     model->config = config;
     gpt2_param_sizes(model->param_sizes, config);
@@ -553,16 +549,10 @@ void gpt2_allocate(GPT2* model, int B, int T) {
 
 void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int T) {
     if (model->acts_memory == NULL) fatalf("gpt2_forward before gpt2_allocate");
-    if (B < 1 || T < 1 || T > model->seq_len || (size_t)B * T > (size_t)model->batch_size * model->seq_len)
-        fatalf("forward with B=%d T=%d exceeds the allocated B=%d T=%d", B, T, model->batch_size, model->seq_len);
     GPT2Config c = model->config;
+    gpt2_forward_check(c, model->batch_size, model->seq_len, inputs, targets, B, T);
     int V = c.vocab_size, Vp = c.padded_vocab_size, L = c.num_layers, NH = c.num_heads, C = c.channels;
     int N = B * T;
-    for (int i = 0; i < N; i++) {
-        if (inputs[i] < 0 || inputs[i] >= V) fatalf("input token id %d at position %d is outside [0, %d)", inputs[i], i, V);
-        if (targets != NULL && (targets[i] < 0 || targets[i] >= V))
-            fatalf("target token id %d at position %d is outside [0, %d)", targets[i], i, V);
-    }
     memcpy(model->inputs, inputs, (size_t)N * sizeof(int));
     if (targets != NULL) memcpy(model->targets, targets, (size_t)N * sizeof(int));
     model->last_B = B;
@@ -1236,19 +1226,11 @@ static float evaluate_mean_loss(GPT2* model, DataLoader* loader, int max_batches
     return (float)(sum / ((double)max_batches * model->dist.world));
 }
 
-// Samples `gen_len` tokens after an EOT with temperature 1 (train_sample_token).
-static void sample_and_print(GPT2* model, Tokenizer* tok, int* gen_tokens, int gen_len, uint64_t seed, int step) {
-    int V = model->config.vocab_size, Vp = model->config.padded_vocab_size;
-    gen_tokens[0] = GPT2_EOT;
-    printf("generating:\n---\n");
-    for (int t = 1; t < gen_len; t++) {
-        gpt2_forward(model, gen_tokens, NULL, 1, t);
-        int next = train_sample_token(model->acts.probs + (size_t)(t - 1) * Vp, V, seed, step, t);
-        gen_tokens[t] = next;
-        tokenizer_print(tokenizer_decode(tok, (uint32_t)next));
-        fflush(stdout);
-    }
-    printf("\n---\n");
+// the next-token probabilities after a forward over tokens[0..t) (sampler_generate)
+static const float* gpt2_next_probs(void* m, const int* tokens, int t) {
+    GPT2* model = (GPT2*)m;
+    gpt2_forward(model, tokens, NULL, 1, t);
+    return model->acts.probs + (size_t)(t - 1) * model->config.padded_vocab_size;
 }
 
 // posterior-predictive (BMA) val loss with S samples theta_s = m + sigma eps (stream BMA, sample s, step):
@@ -1362,7 +1344,9 @@ int main(int argc, char** argv) {
                 train_report_diagnostics(&r->logger, step, &d);
             }
         }
-        if (train_run_sample_due(r, step)) sample_and_print(&model, &r->tokenizer, gen_tokens, r->gen_len, r->cfg.seed, step);
+        if (train_run_sample_due(r, step))
+            sampler_generate(gpt2_next_probs, &model, &r->tokenizer, gen_tokens, r->gen_len, model.config.vocab_size,
+                             r->cfg.seed, step);
         if (train_run_checkpoint_due(r, step, start_step)) gpt2_optimizer_gather_state(&model);
         if (train_run_checkpoint_due(r, step, start_step) && r->dist.rank == 0) {
             checkpoint_model_path(r->path, sizeof(r->path), r->cfg.output_log_dir, step);

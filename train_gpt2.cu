@@ -678,10 +678,7 @@ static void gpt2_download_params(GPT2* model) {
 }
 
 static void gpt2_init_common(GPT2* model, GPT2Config c, const char* what) {
-    if (c.max_seq_len <= 0 || c.vocab_size <= 0 || c.padded_vocab_size < c.vocab_size || c.num_layers <= 0 ||
-        c.num_heads <= 0 || c.channels <= 0 || c.channels % c.num_heads != 0)
-        fatalf("%s: invalid model config maxT=%d V=%d Vp=%d L=%d NH=%d C=%d", what, c.max_seq_len, c.vocab_size,
-               c.padded_vocab_size, c.num_layers, c.num_heads, c.channels);
+    gpt2_config_check(c, what);
     memset(model, 0, sizeof(*model));
     model->config = c;
     gpt2_param_sizes(model->param_sizes, c);
@@ -921,16 +918,10 @@ static void gpt2_build_buckets(GPT2* model, int N) {
 // acts.logits), without them mean_loss = -1.
 void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int T) {
     if (model->acts_memory == NULL) fatalf("gpt2_forward before gpt2_allocate");
-    if (B < 1 || T < 1 || T > model->seq_len || (size_t)B * T > (size_t)model->batch_size * model->seq_len)
-        fatalf("forward with B=%d T=%d exceeds the allocated B=%d T=%d", B, T, model->batch_size, model->seq_len);
     GPT2Config c = model->config;
+    gpt2_forward_check(c, model->batch_size, model->seq_len, inputs, targets, B, T);
     int V = c.vocab_size, Vp = c.padded_vocab_size, L = c.num_layers, NH = c.num_heads, C = c.channels;
     int N = B * T;
-    for (int i = 0; i < N; i++) {
-        if (inputs[i] < 0 || inputs[i] >= V) fatalf("input token id %d at position %d is outside [0, %d)", inputs[i], i, V);
-        if (targets != NULL && (targets[i] < 0 || targets[i] >= V))
-            fatalf("target token id %d at position %d is outside [0, %d)", targets[i], i, V);
-    }
     memcpy(model->h_inputs, inputs, (size_t)N * sizeof(int));
     cudaCheck(cudaMemcpy(model->d_inputs, model->h_inputs, (size_t)N * sizeof(int), cudaMemcpyHostToDevice));
     if (targets != NULL) {
@@ -1266,18 +1257,11 @@ static float evaluate_mean_loss(GPT2* model, DataLoader* loader, int max_batches
     return (float)(sum / ((double)max_batches * P));
 }
 
-static void sample_and_print(GPT2* model, Tokenizer* tok, int* gen_tokens, int gen_len, uint64_t seed, int step) {
-    int V = model->config.vocab_size;
-    gen_tokens[0] = GPT2_EOT;
-    printf("generating:\n---\n");
-    for (int t = 1; t < gen_len; t++) {
-        gpt2_forward(model, gen_tokens, NULL, 1, t);
-        int next = train_sample_token(gpt2_row_probs(model, t - 1), V, seed, step, t);
-        gen_tokens[t] = next;
-        tokenizer_print(tokenizer_decode(tok, (uint32_t)next));
-        fflush(stdout);
-    }
-    printf("\n---\n");
+// the next-token probabilities after a forward over tokens[0..t) (sampler_generate)
+static const float* gpt2_next_probs(void* m, const int* tokens, int t) {
+    GPT2* model = (GPT2*)m;
+    gpt2_forward(model, tokens, NULL, 1, t);
+    return gpt2_row_probs(model, t - 1);
 }
 
 #ifdef USE_MPI
@@ -1293,7 +1277,7 @@ int main(int argc, char** argv) {
     TrainRun* r = &run;
     GPT2Config mc;
     int source = train_run_parse(r, argc, argv, &mc);
-    if (optimizer_kind_from_name(r->cfg.optimizer) != OPT_ADAMW) fatalf("flag -opt: ivon/poco are not in train_gpt2cu yet");
+    if (r->cfg.opt.kind != OPT_ADAMW) fatalf("flag -opt: ivon/poco are not in train_gpt2cu yet");
 
     // processes, GPU, communicator (llmc/cuda_dist.h); one process without -dm: no NCCL call at all
     int init = dist_resolve_init_or_exit(&r->cfg, CUDA_DIST_HAS_MPI, 1, TRAIN_MPI_HINT);
@@ -1358,7 +1342,9 @@ int main(int argc, char** argv) {
             float val_loss = evaluate_mean_loss(&model, &r->val_loader, r->val_batches);
             train_report_val(&r->logger, step, val_loss, 0, 0.0f, -1.0, -1.0);  // no ECE: the fused classifier keeps no probabilities
         }
-        if (train_run_sample_due(r, step)) sample_and_print(&model, &r->tokenizer, gen_tokens, r->gen_len, r->cfg.seed, step);
+        if (train_run_sample_due(r, step))
+            sampler_generate(gpt2_next_probs, &model, &r->tokenizer, gen_tokens, r->gen_len, model.config.vocab_size,
+                             r->cfg.seed, step);
         if (train_run_checkpoint_due(r, step, start_step)) {
             // every rank takes part (ZeRO-1 gathers the shards to rank 0); rank 0 writes
             checkpoint_model_path(r->path, sizeof(r->path), r->cfg.output_log_dir, step);

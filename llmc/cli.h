@@ -1,5 +1,6 @@
-// Command line: THE one flag table. The parser, the usage text and the boxed startup table are all
-// generated from CLI_FLAGS. Adding a flag = one TrainConfig field + one table row.
+// Command line: THE one flag table. The parser, the usage text, the boxed startup table and the optimizer
+// defaults are all generated from CLI_FLAGS. Adding a flag = one TrainConfig (or OptimizerConfig) field + one
+// table row; an optimizer setting's cross-field check is in optimizer_config_check (llmc/optim_config.h).
 // Flags come as `-flag value` pairs (same meanings as llm.c's train_gpt2cu); `--help` / `-help` print usage.
 #ifndef LLMC_CLI_H
 #define LLMC_CLI_H
@@ -14,6 +15,7 @@
 #include <math.h>
 #include <errno.h>
 #include "utils.h"
+#include "optim_config.h"
 
 typedef struct {
     const char* train_data_pattern; // -i
@@ -32,43 +34,21 @@ typedef struct {
     float learning_rate;            // -l
     int warmup_iterations;          // -u
     float final_lr_frac;            // -q
-    float weight_decay;             // -c
     int val_loss_every;             // -v
     int val_max_steps;              // -m  -1 = the whole val set
     int sample_every;               // -s
     int gen_tokens;                 // -g
     int overfit_single_batch;       // -a
     int recompute;                  // -rc  CUDA trainer: 0 none, 1 GELU, 2 GELU + layernorm
-    const char* optimizer;          // -opt adamw|ivon|poco
     uint64_t seed;                  // -seed
     const char* tokenizer_path;     // -tk
-    double grad_clip;               // -gc
     float skip_loss_z;              // -sl  0 = off
     float skip_norm_z;              // -sg  0 = off
     int skip_max;                   // -sx  0 = never stop
-    // IVON (-1 = derived where noted)
-    double ess;                     // -ess  -1 = tokens in the train shards
-    double hess_init;               // -h0
-    double beta1;                   // -b1
-    double beta2;                   // -b2
-    double clip_radius;             // -r    0 = no clipping
-    double prior_2d;                // -pr
-    double prior_1d;                // -pr1
-    int debias;                     // -debias
-    int rescale_lr;                 // -rescale
+    // every optimizer setting (-opt, -c, -gc, -ab1 .. -pmn); -1 = resolved by optimizer_config_from_train:
+    // ess (-ess: tokens in the train shards), poco_start (-pst: 50% of the max steps)
+    OptimizerConfig opt;
     int bma_samples;                // -bma  -1 = 4 for ivon/poco, 0 for adamw
-    // IVON-PoCo
-    double poco_gamma;              // -pg
-    const char* poco_gamma_schedule; // -pgs constant|linear
-    int poco_start;                 // -pst  -1 = 50% of the max steps
-    int poco_period;                // -pp
-    int poco_mega_batches;          // -pmb  -1 = period x micro-batches per step
-    int poco_shared_noise;          // -psn
-    int poco_prox;                  // -ppx
-    int poco_prox_in_momentum;      // -ppm
-    int poco_momentum;              // -pmo
-    int poco_clip_each;             // -pce
-    int poco_mega_noise;            // -pmn
     // data parallel (llmc/dist.h)
     const char* dp_noise;           // -dn rank|shared
     int dp_noise_group;             // -dg  -1 = 1 (rank) or P (shared)
@@ -88,6 +68,7 @@ typedef enum {
     CLI_U64,    // uint64_t, decimal, no range check (full uint64 range)
     CLI_STRING, // const char*, non-empty; points into argv or at the default literal
     CLI_CHOICE, // const char*, one of the '|'-separated `choices`; points at argv or the default
+    CLI_ENUM,   // int, the index of the value in the '|'-separated `choices`
 } CliType;
 
 typedef struct {
@@ -97,7 +78,7 @@ typedef struct {
     size_t offset;        // offsetof(TrainConfig, field)
     const char* def;      // default as a string; NULL = none (strings only)
     double min, max;      // inclusive range for CLI_INT / CLI_FLOAT
-    const char* choices;  // CLI_CHOICE: "a|b|c"
+    const char* choices;  // CLI_CHOICE, CLI_ENUM: "a|b|c"
     const char* help;
 } CliFlag;
 
@@ -137,8 +118,14 @@ static const CliFlag CLI_FLAGS[] = {
      "linear learning rate warmup steps"},
     {"-q", "final lr fraction", CLI_FLOAT, offsetof(TrainConfig, final_lr_frac), "0.1", 0, 1, NULL,
      "final learning rate as a fraction of -l"},
-    {"-c", "weight decay", CLI_FLOAT, offsetof(TrainConfig, weight_decay), "0.1", 0, 10, NULL,
+    {"-c", "weight decay", CLI_DOUBLE, offsetof(TrainConfig, opt.weight_decay), "0.1", 0, 10, NULL,
      "weight decay (AdamW, 2-D weights only)"},
+    {"-ab1", "adamw beta1", CLI_DOUBLE, offsetof(TrainConfig, opt.adamw_beta1), "0.9", 0, 1, NULL,
+     "AdamW beta1 (< 1)"},
+    {"-ab2", "adamw beta2", CLI_DOUBLE, offsetof(TrainConfig, opt.adamw_beta2), "0.95", 0, 1, NULL,
+     "AdamW beta2 (< 1)"},
+    {"-ae", "adamw eps", CLI_DOUBLE, offsetof(TrainConfig, opt.adamw_eps), "1e-8", 0, 1, NULL,
+     "AdamW epsilon"},
     {"-v", "val loss every", CLI_INT, offsetof(TrainConfig, val_loss_every), "20", 0, CLI_INT_MAX_D, NULL,
      "val loss every N steps (0 = off)"},
     {"-m", "val max batches", CLI_INT, offsetof(TrainConfig, val_max_steps), "20", -1, CLI_INT_MAX_D, NULL,
@@ -151,13 +138,13 @@ static const CliFlag CLI_FLAGS[] = {
      "overfit a single batch (0/1), for debugging"},
     {"-rc", "recompute", CLI_INT, offsetof(TrainConfig, recompute), "1", 0, 2, NULL,
      "train_gpt2cu: recompute in the backward, 0 none, 1 GELU, 2 GELU + layernorm (the CPU trainer keeps all)"},
-    {"-opt", "optimizer", CLI_CHOICE, offsetof(TrainConfig, optimizer), "adamw", CLI_NO_RANGE, "adamw|ivon|poco",
+    {"-opt", "optimizer", CLI_ENUM, offsetof(TrainConfig, opt.kind), "adamw", CLI_NO_RANGE, "adamw|ivon|poco",
      "optimizer"},
     {"-seed", "seed", CLI_U64, offsetof(TrainConfig, seed), "1337", CLI_NO_RANGE, NULL,
      "random seed for init, data shuffle and sampling"},
     {"-tk", "tokenizer", CLI_STRING, offsetof(TrainConfig, tokenizer_path), "gpt2_tokenizer.bin", CLI_NO_RANGE,
      NULL, "tokenizer file for decoding samples"},
-    {"-gc", "grad clip", CLI_DOUBLE, offsetof(TrainConfig, grad_clip), "1.0", 0, 1e30, NULL,
+    {"-gc", "grad clip", CLI_DOUBLE, offsetof(TrainConfig, opt.grad_clip), "1.0", 0, 1e30, NULL,
      "gradient clip norm (adamw: global, after accumulation; ivon/poco: each micro-batch); 0 = off"},
     {"-sl", "skip loss z-score", CLI_FLOAT, offsetof(TrainConfig, skip_loss_z), "0", 0, 1e9, NULL,
      "skip the update when the loss z-score over the last 128 steps exceeds this (0 = off)"},
@@ -165,47 +152,47 @@ static const CliFlag CLI_FLAGS[] = {
      "skip the update when the grad norm z-score over the last 128 steps exceeds this (0 = off)"},
     {"-sx", "max skipped in a row", CLI_INT, offsetof(TrainConfig, skip_max), "16", 0, CLI_INT_MAX_D, NULL,
      "stop with an error after N consecutive skipped steps (non-finite or spike; 0 = never)"},
-    {"-ess", "ivon ess", CLI_DOUBLE, offsetof(TrainConfig, ess), "-1", -1, 1e30, NULL,
+    {"-ess", "ivon ess", CLI_DOUBLE, offsetof(TrainConfig, opt.ess), "-1", -1, 1e30, NULL,
      "IVON effective sample size lambda; -1 = number of tokens in the train shards"},
-    {"-h0", "ivon hess init", CLI_DOUBLE, offsetof(TrainConfig, hess_init), "1e-3", 0, 1e30, NULL,
+    {"-h0", "ivon hess init", CLI_DOUBLE, offsetof(TrainConfig, opt.hess_init), "1e-3", 0, 1e30, NULL,
      "IVON initial Hessian h0 (> 0)"},
-    {"-b1", "ivon beta1", CLI_DOUBLE, offsetof(TrainConfig, beta1), "0.9", 0, 1, NULL,
+    {"-b1", "ivon beta1", CLI_DOUBLE, offsetof(TrainConfig, opt.beta1), "0.9", 0, 1, NULL,
      "IVON momentum beta1 (< 1)"},
-    {"-b2", "ivon beta2", CLI_DOUBLE, offsetof(TrainConfig, beta2), "0.99999", 0, 1, NULL,
+    {"-b2", "ivon beta2", CLI_DOUBLE, offsetof(TrainConfig, opt.beta2), "0.99999", 0, 1, NULL,
      "IVON Hessian EMA beta2"},
-    {"-r", "ivon clip radius", CLI_DOUBLE, offsetof(TrainConfig, clip_radius), "1e-3", 0, 1e30, NULL,
+    {"-r", "ivon clip radius", CLI_DOUBLE, offsetof(TrainConfig, opt.clip_radius), "1e-3", 0, 1e30, NULL,
      "IVON element-wise clip radius of the Newton step; 0 = no clipping"},
-    {"-pr", "ivon prior 2-D", CLI_DOUBLE, offsetof(TrainConfig, prior_2d), "1e-6", 0, 1e30, NULL,
+    {"-pr", "ivon prior 2-D", CLI_DOUBLE, offsetof(TrainConfig, opt.prior_2d), "1e-6", 0, 1e30, NULL,
      "IVON prior precision delta of the 2-D weight tensors"},
-    {"-pr1", "ivon prior 1-D", CLI_DOUBLE, offsetof(TrainConfig, prior_1d), "0", 0, 1e30, NULL,
+    {"-pr1", "ivon prior 1-D", CLI_DOUBLE, offsetof(TrainConfig, opt.prior_1d), "0", 0, 1e30, NULL,
      "IVON prior precision delta of the 1-D tensors (biases, layernorm)"},
-    {"-debias", "ivon debias", CLI_INT, offsetof(TrainConfig, debias), "1", 0, 1, NULL,
+    {"-debias", "ivon debias", CLI_INT, offsetof(TrainConfig, opt.debias), "1", 0, 1, NULL,
      "IVON momentum debiasing (0/1)"},
-    {"-rescale", "ivon rescale lr", CLI_INT, offsetof(TrainConfig, rescale_lr), "1", 0, 1, NULL,
+    {"-rescale", "ivon rescale lr", CLI_INT, offsetof(TrainConfig, opt.rescale_lr), "1", 0, 1, NULL,
      "IVON lr rescaling by (h0 + delta) (0/1)"},
     {"-bma", "bma samples", CLI_INT, offsetof(TrainConfig, bma_samples), "-1", -1, 1000000, NULL,
      "posterior-predictive (BMA) val loss with S samples; -1 = 4 for ivon/poco, 0 for adamw"},
-    {"-pg", "poco gamma", CLI_DOUBLE, offsetof(TrainConfig, poco_gamma), "0.5", 0, 1, NULL,
+    {"-pg", "poco gamma", CLI_DOUBLE, offsetof(TrainConfig, opt.poco_gamma), "0.5", 0, 1, NULL,
      "PoCo correction strength gamma"},
-    {"-pgs", "poco gamma schedule", CLI_CHOICE, offsetof(TrainConfig, poco_gamma_schedule), "constant",
+    {"-pgs", "poco gamma schedule", CLI_ENUM, offsetof(TrainConfig, opt.poco_gamma_schedule), "constant",
      CLI_NO_RANGE, "constant|linear", "PoCo gamma schedule (linear: gamma -> 0 at the last step, from -pst)"},
-    {"-pst", "poco start step", CLI_INT, offsetof(TrainConfig, poco_start), "-1", -1, CLI_INT_MAX_D, NULL,
+    {"-pst", "poco start step", CLI_INT, offsetof(TrainConfig, opt.poco_start), "-1", -1, CLI_INT_MAX_D, NULL,
      "PoCo first corrected step (earlier: plain IVON); -1 = 50% of the max steps"},
-    {"-pp", "poco period", CLI_INT, offsetof(TrainConfig, poco_period), "32", 1, CLI_INT_MAX_D, NULL,
+    {"-pp", "poco period", CLI_INT, offsetof(TrainConfig, opt.poco_period), "32", 1, CLI_INT_MAX_D, NULL,
      "PoCo steps between anchor refreshes T_out"},
-    {"-pmb", "poco mega batches", CLI_INT, offsetof(TrainConfig, poco_mega_batches), "-1", -1, CLI_INT_MAX_D,
+    {"-pmb", "poco mega batches", CLI_INT, offsetof(TrainConfig, opt.poco_mega_batches), "-1", -1, CLI_INT_MAX_D,
      NULL, "PoCo micro-batches per anchor refresh; -1 = period x micro-batches per step"},
-    {"-psn", "poco shared noise", CLI_INT, offsetof(TrainConfig, poco_shared_noise), "1", 0, 1, NULL,
+    {"-psn", "poco shared noise", CLI_INT, offsetof(TrainConfig, opt.poco_shared_noise), "1", 0, 1, NULL,
      "PoCo: theta_out uses the noise of theta_in (0/1)"},
-    {"-ppx", "poco prox", CLI_INT, offsetof(TrainConfig, poco_prox), "1", 0, 1, NULL,
+    {"-ppx", "poco prox", CLI_INT, offsetof(TrainConfig, opt.poco_prox), "1", 0, 1, NULL,
      "PoCo proximal term gamma (hbar_out - hhat_out)(m - m_out) (0/1)"},
-    {"-ppm", "poco prox momentum", CLI_INT, offsetof(TrainConfig, poco_prox_in_momentum), "0", 0, 1, NULL,
+    {"-ppm", "poco prox momentum", CLI_INT, offsetof(TrainConfig, opt.poco_prox_in_momentum), "0", 0, 1, NULL,
      "PoCo: proximal term inside the momentum (1) or next to delta*m (0)"},
-    {"-pmo", "poco momentum", CLI_INT, offsetof(TrainConfig, poco_momentum), "1", 0, 1, NULL,
+    {"-pmo", "poco momentum", CLI_INT, offsetof(TrainConfig, opt.poco_momentum), "1", 0, 1, NULL,
      "PoCo momentum: 1 = IVON-PoCoMo (-b1, -debias), 0 = IVON-PoCo (beta1 0, no debias)"},
-    {"-pce", "poco clip each", CLI_INT, offsetof(TrainConfig, poco_clip_each), "1", 0, 1, NULL,
+    {"-pce", "poco clip each", CLI_INT, offsetof(TrainConfig, opt.poco_clip_each), "1", 0, 1, NULL,
      "PoCo: clip g_in and g_out each (1) or both by the norm of g_in - gamma*g_out (0)"},
-    {"-pmn", "poco mega noise", CLI_INT, offsetof(TrainConfig, poco_mega_noise), "1", 0, 1, NULL,
+    {"-pmn", "poco mega noise", CLI_INT, offsetof(TrainConfig, opt.poco_mega_noise), "1", 0, 1, NULL,
      "PoCo mega-batch at sampled m_out + sigma_out*eps (1) or at m_out, hbar_out = h_out (0)"},
     {"-dn", "dp noise", CLI_CHOICE, offsetof(TrainConfig, dp_noise), "rank", CLI_NO_RANGE, "rank|shared",
      "data parallel IVON noise: rank = own eps per micro-batch and rank (accumulators reduced), shared = same eps "
@@ -251,6 +238,22 @@ static inline int cli_choice_index(const char* choices, const char* value) {
         p = bar + 1;
         idx++;
     }
+}
+
+// the idx-th name of a '|'-separated list into buf ("?" if absent)
+static inline void cli_choice_name(const char* choices, int idx, char* buf, size_t n) {
+    const char* p = choices;
+    for (int i = 0; i < idx && p != NULL; i++) {
+        p = strchr(p, '|');
+        if (p != NULL) p++;
+    }
+    if (p == NULL || idx < 0) {
+        snprintf(buf, n, "?");
+        return;
+    }
+    const char* bar = strchr(p, '|');
+    int len = bar ? (int)(bar - p) : (int)strlen(p);
+    snprintf(buf, n, "%.*s", len, p);
 }
 
 // formats "flag <flag>: <message>" into err
@@ -345,6 +348,15 @@ static inline int cli_set(TrainConfig* cfg, const CliFlag* f, const char* value,
             }
             *(const char**)base = value;
             return 0;
+        case CLI_ENUM: {
+            int idx = cli_choice_index(f->choices, value);
+            if (idx < 0) {
+                cli_errorf(err, errlen, f, "'%s' is not one of %s", value, f->choices);
+                return -1;
+            }
+            *(int*)base = idx;
+            return 0;
+        }
     }
     cli_errorf(err, errlen, f, "internal error: bad flag type");
     return -1;
@@ -363,6 +375,15 @@ static inline void cli_defaults(TrainConfig* cfg) {
         }
         if (cli_set(cfg, f, f->def, err, sizeof(err)) != 0) fatalf("flag table: bad default: %s", err);
     }
+}
+
+// the optimizer settings of the table's defaults, for optimizer `kind` (OptimizerKind); ess, poco_start stay -1
+static inline void optimizer_config_defaults(OptimizerConfig* oc, int kind) {
+    TrainConfig cfg;
+    cli_defaults(&cfg);
+    *oc = cfg.opt;
+    oc->kind = kind;
+    oc->seed = cfg.seed;
 }
 
 static inline int cli_is_help(const char* arg) {
@@ -408,12 +429,13 @@ static inline void cli_usage(FILE* fp, const char* prog) {
             case CLI_DOUBLE: kind = "<float>"; break;
             case CLI_U64: kind = "<uint>"; break;
             case CLI_STRING: kind = "<string>"; break;
-            case CLI_CHOICE: kind = "<choice>"; break;
+            case CLI_CHOICE:
+            case CLI_ENUM: kind = "<choice>"; break;
         }
         fprintf(fp, "  %-7s %-9s %s [%s]", f->flag, kind, f->help, f->def ? f->def : "none");
         if (f->type == CLI_INT) fprintf(fp, " range [%.0f, %.0f]", f->min, f->max);
         if (f->type == CLI_FLOAT || f->type == CLI_DOUBLE) fprintf(fp, " range [%g, %g]", f->min, f->max);
-        if (f->type == CLI_CHOICE) fprintf(fp, " one of %s", f->choices);
+        if (f->type == CLI_CHOICE || f->type == CLI_ENUM) fprintf(fp, " one of %s", f->choices);
         fprintf(fp, "\n");
     }
     fprintf(fp, "  --help            print this text and exit\n");
@@ -448,6 +470,7 @@ static inline void cli_format_value(const TrainConfig* cfg, const CliFlag* f, ch
             snprintf(buf, n, "%s", s ? s : "none");
             return;
         }
+        case CLI_ENUM: cli_choice_name(f->choices, *(const int*)base, buf, n); return;
     }
     snprintf(buf, n, "?");
 }

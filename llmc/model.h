@@ -103,6 +103,27 @@ static inline size_t gpt2_num_parameters(GPT2Config c) {
     return n;
 }
 
+// Ends the run with one line naming `what` (a file, "random init") when the config is not a usable GPT-2.
+static inline void gpt2_config_check(GPT2Config c, const char* what) {
+    if (c.max_seq_len <= 0 || c.vocab_size <= 0 || c.padded_vocab_size < c.vocab_size || c.num_layers <= 0 ||
+        c.num_heads <= 0 || c.channels <= 0 || c.channels % c.num_heads != 0)
+        fatalf("%s: invalid model config maxT=%d V=%d Vp=%d L=%d NH=%d C=%d", what, c.max_seq_len, c.vocab_size,
+               c.padded_vocab_size, c.num_layers, c.num_heads, c.channels);
+}
+
+// The arguments of a forward: (B, T) within the allocated (alloc_B, alloc_T), every token id in [0, V).
+static inline void gpt2_forward_check(GPT2Config c, int alloc_B, int alloc_T, const int* inputs, const int* targets,
+                                      int B, int T) {
+    if (B < 1 || T < 1 || T > alloc_T || (size_t)B * T > (size_t)alloc_B * alloc_T)
+        fatalf("forward with B=%d T=%d exceeds the allocated B=%d T=%d", B, T, alloc_B, alloc_T);
+    int V = c.vocab_size;
+    for (int i = 0; i < B * T; i++) {
+        if (inputs[i] < 0 || inputs[i] >= V) fatalf("input token id %d at position %d is outside [0, %d)", inputs[i], i, V);
+        if (targets != NULL && (targets[i] < 0 || targets[i] >= V))
+            fatalf("target token id %d at position %d is outside [0, %d)", targets[i], i, V);
+    }
+}
+
 // Descriptor "dN": depth N. Sizes of llm.c: d6/d12/d24/d36/d48 -> 384/768/1024/1280/1600 channels.
 // Any other depth N in 1..64 gets 64*N channels (d4 = the CPU quickstart model, d2 = the test model).
 // Heads = channels / 64. maxT = 1024, V = 50257, Vp = 50304.

@@ -1,10 +1,13 @@
 // Token sampling for the generated text of both trainers: a pure function of the distribution, the seed, the
-// step and the position (Philox, llmc/philox.h).
+// step and the position (Philox, llmc/philox.h), and the generation loop around a target's forward.
 #ifndef LLMC_SAMPLER_H
 #define LLMC_SAMPLER_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include "philox.h"
+#include "model.h"
+#include "tokenizer.h"
 
 // Next token of a sample from probs (V entries, summing to 1): the uniform comes from Philox keyed by
 // (seed, step) with counter = position t, so a sample depends only on the weights, the seed and the step.
@@ -20,6 +23,24 @@ static inline int train_sample_token(const float* probs, int V, uint64_t seed, i
         if (coin < cdf) return i;
     }
     return V - 1;
+}
+
+// next-token probabilities (V entries) after a forward over tokens[0..t) on the target's model
+typedef const float* (*SamplerProbsFn)(void* model, const int* tokens, int t);
+
+// Generates gen_len - 1 tokens after an EOT into tokens (gen_len entries) with temperature 1 and prints them
+// between "---" lines as they come.
+static inline void sampler_generate(SamplerProbsFn next_probs, void* model, const Tokenizer* tok, int* tokens,
+                                    int gen_len, int V, uint64_t seed, int step) {
+    tokens[0] = GPT2_EOT;
+    printf("generating:\n---\n");
+    for (int t = 1; t < gen_len; t++) {
+        int next = train_sample_token(next_probs(model, tokens, t), V, seed, step, t);
+        tokens[t] = next;
+        tokenizer_print(tokenizer_decode(tok, (uint32_t)next));
+        fflush(stdout);
+    }
+    printf("\n---\n");
 }
 
 #endif // LLMC_SAMPLER_H

@@ -1,7 +1,7 @@
-// Target-independent pieces of the training loop shared by train_gpt2.c (CPU) and train_gpt2.cu (CUDA):
-// the micro-batch source of an optimizer step, the resolution of the optimizer flags, the startup rows,
-// checkpoint state headers, the step / val / diagnostics output lines (stdout and main.log), and the run
-// (TrainRun). Metrics: llmc/metrics.h; token sampling: llmc/sampler.h; the step driver: llmc/optim_step.h.
+// The run shared by train_gpt2.c (CPU) and train_gpt2.cu (CUDA): flags, data, steps, optimizer settings (the -1
+// defaults resolved), schedule, logger and tokenizer, resolved once (TrainRun); the micro-batch source of an
+// optimizer step; checkpoint state headers. Output lines: llmc/report.h; metrics: llmc/metrics.h; token
+// sampling: llmc/sampler.h; the step driver: llmc/optim_step.h.
 #ifndef LLMC_TRAIN_COMMON_H
 #define LLMC_TRAIN_COMMON_H
 
@@ -23,6 +23,7 @@
 #include "checkpoint.h"
 #include "dataloader.h"
 #include "logger.h"
+#include "report.h"
 #include "outlier.h"
 #include "schedule.h"
 #include "tokenizer.h"
@@ -50,17 +51,13 @@ static inline void train_next_batch(void* ctx, const int** inputs, const int** t
     *targets = tb->loader->targets;
 }
 
-// Fills the optimizer settings from the flags; resolves the -1 defaults: lr (adamw 6e-4, ivon/poco 300),
-// ess (= train_tokens), bma (4 for ivon/poco, 0 for adamw), poco start (max_steps / 2).
+// The optimizer settings of the flags (cfg->opt) with the -1 defaults resolved: lr (adamw 6e-4, ivon/poco 300),
+// ess (= train_tokens), bma (4 for ivon/poco, 0 for adamw), poco start (max_steps / 2); then checked.
 // Returns 0, or -1 with "flag -x: ..." in err.
-static inline int optimizer_config_from_train(OptimizerConfig* oc, const TrainConfig* cfg, long long train_tokens, int max_steps,
-                                float* lr, int* bma_samples, char* err, size_t errlen) {
-    int kind = optimizer_kind_from_name(cfg->optimizer);
-    if (kind < 0) {
-        snprintf(err, errlen, "flag -opt: unknown optimizer '%s'", cfg->optimizer ? cfg->optimizer : "(null)");
-        return -1;
-    }
-    optimizer_config_defaults(oc, kind);
+static inline int optimizer_config_from_train(OptimizerConfig* oc, const TrainConfig* cfg, long long train_tokens,
+                                              int max_steps, float* lr, int* bma_samples, char* err, size_t errlen) {
+    *oc = cfg->opt;
+    int kind = oc->kind;
     if (cfg->learning_rate == -1.0f) {
         *lr = kind == OPT_ADAMW ? 6e-4f : 300.0f;
     } else if (cfg->learning_rate < 0.0f) {
@@ -70,36 +67,16 @@ static inline int optimizer_config_from_train(OptimizerConfig* oc, const TrainCo
     } else {
         *lr = cfg->learning_rate;
     }
-    oc->weight_decay = cfg->weight_decay;
-    oc->grad_clip = cfg->grad_clip;
     oc->seed = cfg->seed;
     oc->rank = 0;
     oc->max_steps = max_steps;
-    oc->ess = cfg->ess == -1.0 ? (double)train_tokens : cfg->ess;
-    oc->hess_init = cfg->hess_init;
-    oc->beta1 = cfg->beta1;
-    oc->beta2 = cfg->beta2;
-    oc->clip_radius = cfg->clip_radius;
-    oc->prior_2d = cfg->prior_2d;
-    oc->prior_1d = cfg->prior_1d;
-    oc->debias = cfg->debias;
-    oc->rescale_lr = cfg->rescale_lr;
-    oc->poco_gamma = cfg->poco_gamma;
-    oc->poco_gamma_schedule = strcmp(cfg->poco_gamma_schedule, "linear") == 0 ? POCO_GAMMA_LINEAR : POCO_GAMMA_CONSTANT;
-    oc->poco_start = cfg->poco_start == -1 ? max_steps / 2 : cfg->poco_start;
-    oc->poco_period = cfg->poco_period;
-    oc->poco_mega_batches = cfg->poco_mega_batches;
-    oc->poco_shared_noise = cfg->poco_shared_noise;
-    oc->poco_prox = cfg->poco_prox;
-    oc->poco_prox_in_momentum = cfg->poco_prox_in_momentum;
-    oc->poco_momentum = cfg->poco_momentum;
-    oc->poco_clip_each = cfg->poco_clip_each;
-    oc->poco_mega_noise = cfg->poco_mega_noise;
-    if (cfg->ess != -1.0 && !(cfg->ess > 0.0)) {
+    if (oc->ess == -1.0) oc->ess = (double)train_tokens;
+    else if (!(oc->ess > 0.0)) {
         snprintf(err, errlen, "flag -ess: effective sample size %g must be > 0 (or -1 for the train token count)",
-                 cfg->ess);
+                 oc->ess);
         return -1;
     }
+    if (oc->poco_start == -1) oc->poco_start = max_steps / 2;
     if (cfg->bma_samples == -1) {
         *bma_samples = kind == OPT_ADAMW ? 0 : 4;
     } else if (kind == OPT_ADAMW && cfg->bma_samples > 0) {
@@ -109,49 +86,6 @@ static inline int optimizer_config_from_train(OptimizerConfig* oc, const TrainCo
         *bma_samples = cfg->bma_samples;
     }
     return optimizer_config_check(oc, err, errlen);
-}
-
-// rows of the resolved optimizer settings under the flag table
-// grad_accum: micro-batches per step of each process; d: the data-parallel layout
-static inline void train_print_optimizer_rows(const OptimizerConfig* oc, float lr, int bma, int grad_accum,
-                                              const DistInfo* d) {
-    char v[128];
-    snprintf(v, sizeof(v), "%s", optimizer_kind_name(oc->kind));
-    cli_table_row(stdout, "resolved optimizer", v);
-    snprintf(v, sizeof(v), "%g", (double)lr);
-    cli_table_row(stdout, "resolved peak lr", v);
-    if (oc->kind == OPT_ADAMW) {
-        snprintf(v, sizeof(v), "betas (%g, %g), eps %g, wd %g", oc->adamw_beta1, oc->adamw_beta2, oc->adamw_eps,
-                 oc->weight_decay);
-        cli_table_row(stdout, "adamw", v);
-        snprintf(v, sizeof(v), "%g (global, after accumulation)", oc->grad_clip);
-        cli_table_row(stdout, "grad clip", v);
-        return;
-    }
-    snprintf(v, sizeof(v), "%.6g", oc->ess);
-    cli_table_row(stdout, "resolved ess (lambda)", v);
-    snprintf(v, sizeof(v), "%.6g (2-D), %.6g (1-D)", oc->rescale_lr ? (double)lr * (oc->hess_init + oc->prior_2d) : lr,
-             oc->rescale_lr ? (double)lr * (oc->hess_init + oc->prior_1d) : lr);
-    cli_table_row(stdout, "effective peak lr", v);
-    snprintf(v, sizeof(v), "%.4g (2-D), %.4g (1-D)", 1.0 / sqrt(oc->ess * (oc->hess_init + oc->prior_2d)),
-             1.0 / sqrt(oc->ess * (oc->hess_init + oc->prior_1d)));
-    cli_table_row(stdout, "initial sigma", v);
-    int pmo0 = oc->kind == OPT_POCO && !oc->poco_momentum;
-    snprintf(v, sizeof(v), "%g, debias %d", pmo0 ? 0.0 : oc->beta1, pmo0 ? 0 : oc->debias);
-    cli_table_row(stdout, "effective beta1", v);
-    int global_k = grad_accum * d->world;
-    snprintf(v, sizeof(v), "%d MC samples per step (%d micro-batches)", (global_k + d->noise_group - 1) / d->noise_group,
-             global_k);
-    cli_table_row(stdout, "ivon samples", v);
-    snprintf(v, sizeof(v), "%d", bma);
-    cli_table_row(stdout, "resolved bma samples", v);
-    if (oc->kind == OPT_POCO) {
-        snprintf(v, sizeof(v), "%d", oc->poco_start);
-        cli_table_row(stdout, "resolved poco start", v);
-        int kmega = poco_mega_batches(oc, global_k);
-        snprintf(v, sizeof(v), "%d", kmega);
-        cli_table_row(stdout, "resolved poco mega batches", v);
-    }
 }
 
 // state header of a checkpoint at `step` (after `step` optimizer steps)
@@ -188,55 +122,6 @@ static inline void train_state_restore(const char* path, const StateHeader* sh, 
     DataLoaderState ds = {sh->loader_epoch, sh->loader_shard, sh->loader_window};
     dataloader_set_state(train, ds);
 }
-
-// val line: mean-weight val loss, and the BMA val loss when bma_samples > 0; then the calibration line when the
-// trainer computes it (ece >= 0; bma_ece >= 0 with BMA)
-static inline void train_report_val(Logger* logger, int step, float val_loss, int bma_samples, float bma_loss,
-                                    double ece, double bma_ece) {
-    if (bma_samples > 0) printf("step %d: val loss %.6f (mean) | bma(%d) %.6f\n", step, val_loss, bma_samples, bma_loss);
-    else printf("step %d: val loss %.6f\n", step, val_loss);
-    logger_log_val(logger, step, val_loss, bma_samples > 0 ? bma_loss : NAN, ece, bma_ece);
-    if (ece >= 0.0) {
-        if (bma_samples > 0 && bma_ece >= 0.0)
-            printf("step %d: calibration ECE(%d bins) %.4f (mean) | bma(%d) %.4f\n", step, ECE_BINS, ece, bma_samples,
-                   bma_ece);
-        else
-            printf("step %d: calibration ECE(%d bins) %.4f\n", step, ECE_BINS, ece);
-    }
-}
-
-// Diagnostics of the IVON/PoCo state: quantiles (1%, 50%, 99%) of h and sigma, the fraction of clipped
-// coordinates and the mean |dm| of the last update.
-typedef struct {
-    float h_q[3], sigma_q[3];
-    double clipped_frac, mean_abs_dm;
-} OptimizerDiagnostics;
-
-static inline void train_report_diagnostics(Logger* logger, int step, const OptimizerDiagnostics* d) {
-    printf("step %d: diag h q01/q50/q99 %.3e %.3e %.3e | sigma %.3e %.3e %.3e | clipped %.4f | mean|dm| %.3e\n", step,
-           (double)d->h_q[0], (double)d->h_q[1], (double)d->h_q[2], (double)d->sigma_q[0], (double)d->sigma_q[1],
-           (double)d->sigma_q[2], d->clipped_frac, d->mean_abs_dm);
-    logger_log(logger, step, "h01:%.4e h50:%.4e h99:%.4e sig01:%.4e sig50:%.4e sig99:%.4e clip:%.5f dm:%.4e",
-               (double)d->h_q[0], (double)d->h_q[1], (double)d->h_q[2], (double)d->sigma_q[0], (double)d->sigma_q[1],
-               (double)d->sigma_q[2], d->clipped_frac, d->mean_abs_dm);
-}
-
-// step line (1-based step shown) with ms and tok/s; PoCo adds the mega-batch tokens
-static inline void train_report_step(Logger* logger, int kind, int step, int max_steps, const StepStats* st, float lr,
-                                     double ms, long long tokens_per_step) {
-    double tok_s = (double)tokens_per_step / (ms / 1e3);
-    if (kind == OPT_POCO) {
-        printf("step %4d/%d | loss %.6f | norm %.4f | lr %.2e | %.1f ms | %.0f tok/s | mega %lld tok%s\n", step + 1,
-               max_steps, st->loss, st->grad_norm, lr, ms, tok_s, st->mega_tokens,
-               st->anchor_refreshed ? " (anchor refreshed)" : "");
-    } else {
-        printf("step %4d/%d | loss %.6f | norm %.4f | lr %.2e | %.1f ms | %.0f tok/s\n", step + 1, max_steps, st->loss,
-               st->grad_norm, lr, ms, tok_s);
-    }
-    logger_log_train(logger, step + 1, st->loss, lr, st->grad_norm, ms, tok_s, tokens_per_step,
-                     kind == OPT_POCO ? st->mega_tokens : -1);
-}
-
 
 // ----------------------------------------------------------------------------------------------
 // The run: flags, data, steps, optimizer settings, schedule, logger and tokenizer, resolved once and used by

@@ -108,6 +108,8 @@ row "-d not a multiple of B*T"     "flag -d"                         "$TRAIN" "$
 row "-d beyond the data (-x -1)"   "flag -d: one step needs"         "$TRAIN" "${base[@]}" -x -1 -d 80000000
 row "T beyond the model context"   "flag -t: sequence length 2048 exceeds the model's context 1024" "$TRAIN" "${base[@]}" -t 2048
 row "BMA with adamw"               "flag -bma"                       "$TRAIN" "${base[@]}" -bma 2
+row "AdamW beta1 = 1"              "flag -ab1: beta1 1 must be in [0, 1)" "$TRAIN" "${base[@]}" -ab1 1
+row "AdamW eps < 0"                "flag -ae: -1 is out of range"    "$TRAIN" "${base[@]}" -ae -1
 ivon_row "h0 = 0"                       "flag -h0"                        "$TRAIN" "${base[@]}" -opt ivon -h0 0
 row "beta2 > 1"                    "flag -b2"                        "$TRAIN" "${base[@]}" -opt ivon -b2 1.5
 ivon_row "beta1 = 1"                    "flag -b1"                        "$TRAIN" "${base[@]}" -opt ivon -b1 1

@@ -172,18 +172,28 @@ static void test_cli(void) {
     CHECK(c.checkpoint_every == 0 && c.resume == 0 && c.B == 8 && c.T == 128 && c.total_batch_size == -1 &&
           c.max_steps == -1, "default -n -y -b -t -d -x");
     CHECK(strcmp(c.lr_schedule, "cosine") == 0 && c.learning_rate == -1.0f && c.warmup_iterations == 0 &&
-          c.final_lr_frac == 0.1f && c.weight_decay == 0.1f, "default -k -l -u -q -c");
+          c.final_lr_frac == 0.1f && c.opt.weight_decay == 0.1, "default -k -l -u -q -c");
     CHECK(c.val_loss_every == 20 && c.val_max_steps == 20 && c.sample_every == 50 && c.gen_tokens == 64 &&
           c.overfit_single_batch == 0, "default -v -m -s -g -a");
-    CHECK(strcmp(c.optimizer, "adamw") == 0 && c.seed == 1337 && strcmp(c.tokenizer_path, "gpt2_tokenizer.bin") == 0,
+    CHECK(c.opt.kind == OPT_ADAMW && c.seed == 1337 && strcmp(c.tokenizer_path, "gpt2_tokenizer.bin") == 0,
           "default -opt -seed -tk");
-    CHECK(c.grad_clip == 1.0 && c.ess == -1.0 && c.hess_init == 1e-3 && c.beta1 == 0.9 && c.beta2 == 0.99999 &&
-          c.clip_radius == 1e-3 && c.prior_2d == 1e-6 && c.prior_1d == 0.0 && c.debias == 1 && c.rescale_lr == 1 &&
+    CHECK(c.opt.grad_clip == 1.0 && c.opt.ess == -1.0 && c.opt.hess_init == 1e-3 && c.opt.beta1 == 0.9 && c.opt.beta2 == 0.99999 &&
+          c.opt.clip_radius == 1e-3 && c.opt.prior_2d == 1e-6 && c.opt.prior_1d == 0.0 && c.opt.debias == 1 && c.opt.rescale_lr == 1 &&
           c.bma_samples == -1, "default -gc -ess -h0 -b1 -b2 -r -pr -pr1 -debias -rescale -bma (doubles exact)");
-    CHECK(c.poco_gamma == 0.5 && strcmp(c.poco_gamma_schedule, "constant") == 0 && c.poco_start == -1 &&
-          c.poco_period == 32 && c.poco_mega_batches == -1 && c.poco_shared_noise == 1 && c.poco_prox == 1 &&
-          c.poco_prox_in_momentum == 0 && c.poco_momentum == 1 && c.poco_clip_each == 1 && c.poco_mega_noise == 1,
+    CHECK(c.opt.poco_gamma == 0.5 && c.opt.poco_gamma_schedule == POCO_GAMMA_CONSTANT && c.opt.poco_start == -1 &&
+          c.opt.poco_period == 32 && c.opt.poco_mega_batches == -1 && c.opt.poco_shared_noise == 1 && c.opt.poco_prox == 1 &&
+          c.opt.poco_prox_in_momentum == 0 && c.opt.poco_momentum == 1 && c.opt.poco_clip_each == 1 && c.opt.poco_mega_noise == 1,
           "default PoCo flags -pg -pgs -pst -pp -pmb -psn -ppx -ppm -pmo -pce -pmn");
+    CHECK(c.opt.adamw_beta1 == 0.9 && c.opt.adamw_beta2 == 0.95 && c.opt.adamw_eps == 1e-8, "default -ab1 -ab2 -ae");
+    {
+        // the optimizer defaults are the table's
+        OptimizerConfig oc;
+        optimizer_config_defaults(&oc, OPT_IVON);
+        OptimizerConfig want = c.opt;
+        want.kind = OPT_IVON;
+        want.seed = c.seed;
+        CHECK(memcmp(&oc, &want, sizeof(oc)) == 0, "optimizer_config_defaults = the flag table's defaults");
+    }
 
     // table sanity: unique flags starting with '-', help text present
     int table_ok = 1;
@@ -204,9 +214,9 @@ static void test_cli(void) {
     CHECK(c.B == 5 && c.T == 64 && c.learning_rate == 1e-3f && c.max_steps == -1 && c.total_batch_size == 1024,
           "good -b (last wins) -t -l -x -d");
     CHECK(strcmp(c.lr_schedule, "wsd") == 0 && c.seed == UINT64_MAX && c.final_lr_frac == 0.0f && c.resume == 1 &&
-          c.weight_decay == 0.05f, "good -k -seed -q -y -c");
-    CHECK(strcmp(c.optimizer, "poco") == 0 && c.beta2 == 0.999 && c.ess == 1e10 &&
-          strcmp(c.poco_gamma_schedule, "linear") == 0, "good -opt poco -b2 -ess -pgs");
+          c.opt.weight_decay == 0.05, "good -k -seed -q -y -c");
+    CHECK(c.opt.kind == OPT_POCO && c.opt.beta2 == 0.999 && c.opt.ess == 1e10 &&
+          c.opt.poco_gamma_schedule == POCO_GAMMA_LINEAR, "good -opt poco -b2 -ess -pgs");
 
     // help
     const char* h1[] = {"-b", "4", "--help"};

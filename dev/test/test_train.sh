@@ -28,6 +28,18 @@ else
   bad "training run exited non-zero"; tail -n 5 "$tmp/run.txt"
 fi
 
+# 1a. the AdamW settings -ab1 -ab2 -ae reach the update: each changes the step-3 loss, the defaults spelled out do not
+adamw_loss3() { $TRAIN -e d2 -b 4 -t 64 -x 3 -v 0 -s 0 "$@" 2>&1 | awk '/^step +3\/3/ {print $5}'; }
+l_def=$(adamw_loss3)
+l_same=$(adamw_loss3 -ab1 0.9 -ab2 0.95 -ae 1e-8)
+l_b1=$(adamw_loss3 -ab1 0.5); l_b2=$(adamw_loss3 -ab2 0.999); l_eps=$(adamw_loss3 -ae 1e-3)
+if [ -n "$l_def" ] && [ "$l_def" = "$l_same" ] && [ "$l_b1" != "$l_def" ] && [ "$l_b2" != "$l_def" ] &&
+   [ -n "$l_eps" ] && [ "$l_eps" != "$l_def" ]; then
+  ok "-ab1 -ab2 -ae change the AdamW step (loss 3: $l_def default, $l_b1, $l_b2, $l_eps)"
+else
+  bad "AdamW flags: loss 3 default '$l_def', defaults spelled out '$l_same', -ab1 '$l_b1', -ab2 '$l_b2', -ae '$l_eps'"
+fi
+
 # 1b. IVON and IVON-PoCo learn. The default clip radius -r 1e-3 limits a coordinate to lr_eff * r = 3e-4 per
 # step, too slow for 40 steps (val 10.83 -> 9.58 with -ess 1e8); -r 1e-2 learns with the default ess (= train tokens).
 # Built with the invariant checks: any violation of h + delta > 0, (h' + delta) >= (h + delta) / 2, finite sigma or
