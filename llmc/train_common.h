@@ -150,7 +150,7 @@ typedef struct {
     char path[CHECKPOINT_PATH_MAX];  // scratch for checkpoint paths
 } TrainRun;
 
-// Test-only environment variables, read once at startup (documented in README, "What is guaranteed"):
+// Test-only environment variables, read once at startup (documented in doc/guarantees.md):
 //   IVON_TEST_NAN_STEP=S[:N]     a NaN is written into the gradient of steps S .. S+N-1 as printed (1-based; N = 1
 //                                by default)
 //   IVON_TEST_SAVE_SLEEP_MS=MS   sleep MS ms between writing a checkpoint's state file and its DONE marker

@@ -92,7 +92,7 @@ if [ "$same_cmd" = 0 ] && compgen -G "$OUT/DONE_*" >/dev/null && [ "${FORCE:-0}"
 fi
 
 if [ "$build" = 1 ]; then
-  make -s train_gpt2cu >/dev/null || gpu_die "'make train_gpt2cu' failed (needs CUDA; see README, CUDA trainer)"
+  make -s train_gpt2cu >/dev/null || gpu_die "'make train_gpt2cu' failed (needs CUDA; see doc/cuda.md)"
 fi
 [ -x "$TRAINER" ] || gpu_die "trainer '$TRAINER' (TRAINER) is not an executable file"
 mkdir -p "$OUT"

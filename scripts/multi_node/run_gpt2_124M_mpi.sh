@@ -4,7 +4,7 @@
 # usage: HOSTFILE=hosts.txt scripts/multi_node/run_gpt2_124M_mpi.sh [extra trainer flags...]
 #   hosts.txt (Open MPI hostfile): one line per node, e.g. "node1 slots=8"; run from the repo root of a checkout
 #   that every node sees at the same path (or with the same files there), with the data and OUT on shared storage.
-# Trainer flags set here (README, "Data parallel"; llmc/cuda_dist.h):
+# Trainer flags set here (doc/data_parallel.md; llmc/cuda_dist.h):
 #   -dm mpi   processes find each other through MPI (train_gpt2cu built with MPI: `make train_gpt2cu` with mpicc on
 #             PATH, not NO_MPI=1)
 #   -dl N     GPU of a process = rank % N; GPUS_PER_NODE (default -1: Open MPI's local rank, i.e. one process per GPU

@@ -6,7 +6,7 @@
 # usage, on each of the NNODES nodes (NODE_RANK 0 .. NNODES-1; MASTER_ADDR = an address of node 0 that the other
 #   nodes reach; the repo at the same path, data and OUT on shared storage):
 #   MASTER_ADDR=node0 MASTER_PORT=29500 NNODES=2 NODE_RANK=0 GPUS_PER_NODE=8 scripts/multi_node/run_gpt2_124M_tcp.sh [flags...]
-# Trainer flags set here (README, "Data parallel"):
+# Trainer flags set here (doc/data_parallel.md):
 #   -dm tcp                     rendezvous over TCP
 #   -ds MASTER_ADDR:MASTER_PORT where rank 0 listens (MASTER_PORT default 29500; a free port on node 0)
 #   -dp NNODES*GPUS_PER_NODE    number of processes; -dr NODE_RANK*GPUS_PER_NODE + g for the g-th GPU of the node
