@@ -26,6 +26,10 @@ all: train_gpt2 test_gpt2
 train_gpt2: train_gpt2.c $(HEADERS)
 	$(CC) $(CFLAGS) $(OMPFLAGS) -o $@ $< $(LDLIBS)
 
+# GPT-2 BPE encoder (llmc/bpe.h, PCRE2: Debian libpcre2-dev): text file -> token shard
+encode_gpt2: encode_gpt2.c $(HEADERS)
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS) -lpcre2-8
+
 # single-threaded build without OpenMP
 train_gpt2_noomp: train_gpt2.c $(HEADERS)
 	$(CC) $(CFLAGS) -Wno-unknown-pragmas -o $@ $< $(LDLIBS)
@@ -256,7 +260,7 @@ ref: setup-test data
 
 # --- tests ---
 TEST_BINS := train_gpt2 train_gpt2_noomp test_gpt2 $(BIN)/test_gpt2_noomp $(BIN)/test_llmc $(BIN)/test_gemm \
-             $(BIN)/test_optim $(BIN)/train_gpt2_checks $(BIN)/test_noise $(BIN)/test_noise_fc train_gpt2mpi \
+             $(BIN)/test_optim $(BIN)/train_gpt2_checks $(BIN)/test_noise $(BIN)/test_noise_fc train_gpt2mpi encode_gpt2 \
              $(CUDA_CPU_TARGETS)
 
 test: ref
@@ -268,7 +272,7 @@ test: ref
 	  "$(PYTHON) dev/test/test_noise.py $(BIN)/test_noise $(BIN)/test_noise_fc" \
 	  "$(BIN)/test_optim" \
 	  "$(PYTHON) ivon_torch.py" \
-	  "$(PYTHON) dev/test/test_tokenizer.py" \
+	  "$(PYTHON) dev/test/test_tokenizer.py --encoder ./encode_gpt2" \
 	  "./test_gpt2 $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
 	  "bash dev/test/expect_fail.sh ./test_gpt2 --perturb $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
 	  "OMP_NUM_THREADS=1 $(BIN)/test_gpt2_noomp $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
@@ -417,7 +421,7 @@ bench: $(BIN)/bench_cpu
 	$(BIN)/bench_cpu
 
 clean:
-	rm -rf train_gpt2 train_gpt2_noomp test_gpt2 train_gpt2cu test_gpt2cu $(BIN) build
+	rm -rf train_gpt2 train_gpt2_noomp test_gpt2 train_gpt2cu test_gpt2cu train_gpt2mpi encode_gpt2 $(BIN) build
 
 # --- runs, sweeps, plots (issue 9)
 # `make paper-table`: lr sweep (seed 1337) and seeds 1337-1339 at each optimizer's best lr on the small CPU

@@ -9,7 +9,7 @@
 #   (gcc's own ASan/UBSan runtimes, used by `make test-asan`, come with gcc)
 set -euo pipefail
 
-pkgs=(gcc g++ make python3 python3-regex libopenmpi-dev openmpi-bin libboost-context-dev)
+pkgs=(gcc g++ make python3 python3-regex libopenmpi-dev openmpi-bin libboost-context-dev libpcre2-dev)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 for opt in "$@"; do
   case "$opt" in

@@ -106,6 +106,7 @@ class GPT2BPE:
         if not lines[0].startswith("#version"):
             raise SystemExit("error: vocab.bpe: missing #version header")
         merges = [tuple(l.split(" ")) for l in lines[1:] if l]
+        self.merges = merges  # (left, right) symbol strings in rank order
         self.ranks = {m: i for i, m in enumerate(merges)}
         if len(self.encoder) != VOCAB_SIZE or self.encoder.get(EOT_TEXT) != EOT_ID:
             raise SystemExit("error: encoder.json: expected %d entries with %s = %d"
@@ -187,6 +188,11 @@ class GPT2BPE:
                 ids.append(EOT_ID)
             ids.extend(self.encode_ordinary(piece))
         return ids
+
+    def merge_ids(self):
+        """The merges as (left, right, result) token ids in rank order."""
+        enc = self.encoder
+        return [(enc[a], enc[b], enc[a + b]) for a, b in self.merges]
 
     def token_bytes(self, i):
         return self.id_bytes[i]

@@ -29,9 +29,15 @@ Tokenizer: GPT-2 BPE (dev/data/gpt2_bpe.py, identical to tiktoken "gpt2").
 Outputs (llm.c formats):
   DIR/austen_train.bin, DIR/austen_val.bin: int32[256] little-endian header
     [0]=20240520 magic, [1]=1 version, [2]=number of tokens; then uint16 tokens.
-  gpt2_tokenizer.bin: int32[256] header [0]=20240328, [1]=2, [2]=50257
-    (vocab size), [3]=50256 (EOT id); then for ids 0..50256 one uint8 length
-    followed by the token's raw bytes.
+  gpt2_tokenizer.bin: int32[256] header [0]=20240328, [1]=3, [2]=50257
+    (vocab size), [3]=50256 (EOT id), [4]=50000 (merges); then for ids
+    0..50256 one uint8 length followed by the token's raw bytes; then the BPE
+    merges in rank order as int32 triples (left id, right id, merged id), what
+    the C encoder (llmc/bpe.h) needs. Version 2 files (no merges) still load
+    for decoding.
+  DIR/austen_train.txt, DIR/austen_val.txt: the split texts as UTF-8 with the
+    literal <|endoftext|> before each document (the shards are their encoding
+    with special tokens allowed; dev/test/test_bpe.sh encodes them in C).
   DIR/.stamp.json: sha256 of the outputs and of the inputs (scripts, corpus,
     vocabulary); a rerun with everything matching does nothing.
 """
@@ -72,7 +78,7 @@ NOVELS = [
 VAL_NOVELS = ["persuasion"]
 
 SHARD_MAGIC, SHARD_VERSION = 20240520, 1
-TOK_MAGIC, TOK_VERSION = 20240328, 2
+TOK_MAGIC, TOK_VERSION = 20240328, 3
 HEADER_INTS = 256
 
 STAMP_VERSION = 1
@@ -205,24 +211,28 @@ def read_shard(path):
 
 def tokenizer_bytes(enc):
     header = [0] * HEADER_INTS
+    merges = enc.merge_ids()
     header[0], header[1], header[2], header[3] = TOK_MAGIC, TOK_VERSION, gpt2_bpe.VOCAB_SIZE, gpt2_bpe.EOT_ID
+    header[4] = len(merges)
     parts = [struct.pack("<256i", *header)]
     for i in range(gpt2_bpe.VOCAB_SIZE):
         b = enc.token_bytes(i)
         if not 0 < len(b) < 256:
             raise SystemExit("error: token %d has %d bytes, does not fit a uint8 length" % (i, len(b)))
         parts.append(bytes([len(b)]) + b)
+    parts.append(struct.pack("<%di" % (3 * len(merges)), *[x for m in merges for x in m]))
     return b"".join(parts)
 
 
-def read_tokenizer(path):
-    """Return list of token byte strings from gpt2_tokenizer.bin; raises ValueError."""
+def read_tokenizer(path, with_merges=False):
+    """Token byte strings and the EOT id of gpt2_tokenizer.bin (version 2 or 3), and with with_merges the
+    (left, right, result) merge triples (empty for version 2); raises ValueError."""
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < 4 * HEADER_INTS:
         raise ValueError("%s: shorter than the header" % path)
     header = struct.unpack_from("<256i", data, 0)
-    if header[0] != TOK_MAGIC or header[1] != TOK_VERSION:
+    if header[0] != TOK_MAGIC or header[1] not in (2, 3):
         raise ValueError("%s: bad magic/version %d/%d" % (path, header[0], header[1]))
     n = header[2]
     pos = 4 * HEADER_INTS
@@ -233,9 +243,12 @@ def read_tokenizer(path):
         ln = data[pos]
         toks.append(data[pos + 1:pos + 1 + ln])
         pos += 1 + ln
-    if pos != len(data):
-        raise ValueError("%s: %d trailing bytes" % (path, len(data) - pos))
-    return toks, header[3]
+    nm = header[4] if header[1] == 3 else 0
+    if len(data) - pos != 12 * nm:
+        raise ValueError("%s: %d bytes after the tokens, want %d for %d merges" % (path, len(data) - pos, 12 * nm, nm))
+    flat = struct.unpack_from("<%di" % (3 * nm), data, pos)
+    merges = [tuple(flat[3 * k:3 * k + 3]) for k in range(nm)]
+    return (toks, header[3], merges) if with_merges else (toks, header[3])
 
 
 def write_atomic(path, data):
@@ -267,6 +280,8 @@ def outputs(out_dir, tok_path):
     return {
         "train": os.path.join(out_dir, "austen_train.bin"),
         "val": os.path.join(out_dir, "austen_val.bin"),
+        "train_text": os.path.join(out_dir, "austen_train.txt"),
+        "val_text": os.path.join(out_dir, "austen_val.txt"),
         "tokenizer": tok_path,
     }
 
@@ -320,6 +335,7 @@ def main(argv=None):
         ids = encode_split(enc, splits[split])
         counts[split] = len(ids)
         write_atomic(outs[split], shard_bytes(ids))
+        write_atomic(outs[split + "_text"], split_text(splits[split]).encode("utf-8"))
         print("%s: %d documents, %d tokens -> %s" % (split, len(splits[split]), len(ids), outs[split]))
     write_atomic(tok_path, tokenizer_bytes(enc))
     print("tokenizer: %d tokens -> %s" % (gpt2_bpe.VOCAB_SIZE, tok_path))

@@ -4,6 +4,7 @@
 # exits 1 and its stderr holds exactly one `error:` line, the first line, containing the expected text (which names
 # the flag or the file). Prints OK/FAIL per row and `N passed, N failed`.
 # Environment: TRAIN_BIN (default ./train_gpt2), TEST_BIN (default ./test_gpt2), PYTHON (default /usr/bin/python3),
+# ENCODE_BIN (default ./encode_gpt2): the text encoder's rows.
 # NO_IVON=1 for a trainer without IVON/PoCo (train_gpt2cu today): the rows that need -opt ivon|poco or test_gpt2 --opt
 # are left out (and counted in a note line).
 set -u
@@ -17,6 +18,7 @@ REF_MODEL=ref/gpt2_d2.bin
 REF_DEBUG=ref/gpt2_d2_debug_state.bin
 REF_OPT=ref/gpt2_d2_ivon_state.bin
 TOKENIZER=gpt2_tokenizer.bin
+ENCODE=${ENCODE_BIN:-./encode_gpt2}
 pass=0; fail=0
 tmp=$(mktemp -d)
 trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
@@ -42,7 +44,7 @@ ivon_row() {
   if [ "${NO_IVON:-0}" = 1 ]; then left_out=$((left_out + 1)); else row "$@"; fi
 }
 
-for f in "$TRAIN" "$TESTG" "$TRAIN_SHARD" "$VAL_SHARD" "$REF_MODEL" "$REF_DEBUG" "$REF_OPT" "$TOKENIZER"; do
+for f in "$TRAIN" "$TESTG" "$ENCODE" "$TRAIN_SHARD" "$VAL_SHARD" "$REF_MODEL" "$REF_DEBUG" "$REF_OPT" "$TOKENIZER"; do
   if [ ! -e "$f" ]; then echo "FAIL missing $f (run make test, which builds it)"; echo "0 passed, 1 failed"; exit 1; fi
 done
 
@@ -187,7 +189,7 @@ row "resume with another -b"       "flags -b, -t, -d"                   "$TRAIN"
 
 # --- tokenizer (-tk, read when sampling) -----------------------------------------------------------------------
 cp_patch "$TOKENIZER" "$tmp/t_magic.bin" 0 1
-cp_patch "$TOKENIZER" "$tmp/t_version.bin" 4 3
+cp_patch "$TOKENIZER" "$tmp/t_version.bin" 4 4
 cp_trunc "$TOKENIZER" "$tmp/t_head.bin" 300
 cp_trunc "$TOKENIZER" "$tmp/t_body.bin" 20000
 cp_extra "$TOKENIZER" "$tmp/t_long.bin"
@@ -202,11 +204,39 @@ EOF
 tk=(-e d2 -b 1 -t 8 -x 1 -v 0 -s 1)
 row "tokenizer missing"            "$tmp/t_none.bin"                    "$TRAIN" "${tk[@]}" -tk "$tmp/t_none.bin"
 row "tokenizer bad magic"          "$tmp/t_magic.bin' has bad magic"    "$TRAIN" "${tk[@]}" -tk "$tmp/t_magic.bin"
-row "tokenizer unknown version"    "$tmp/t_version.bin' has unsupported version 3" "$TRAIN" "${tk[@]}" -tk "$tmp/t_version.bin"
+row "tokenizer unknown version"    "$tmp/t_version.bin' has unsupported version 4" "$TRAIN" "${tk[@]}" -tk "$tmp/t_version.bin"
 row "tokenizer header truncated"   "$tmp/t_head.bin' is truncated"      "$TRAIN" "${tk[@]}" -tk "$tmp/t_head.bin"
 row "tokenizer body truncated"     "$tmp/t_body.bin' is truncated"      "$TRAIN" "${tk[@]}" -tk "$tmp/t_body.bin"
-row "tokenizer size disagrees"     "$tmp/t_long.bin' has 4 bytes after the last" "$TRAIN" "${tk[@]}" -tk "$tmp/t_long.bin"
+row "tokenizer size disagrees"     "$tmp/t_long.bin': its 50257 tokens end 4 bytes before the 50000 merges" "$TRAIN" "${tk[@]}" -tk "$tmp/t_long.bin"
 row "tokenizer vocab too small"    "$tmp/t_vocab.bin' (flag -tk) has 100 tokens"                "$TRAIN" "${tk[@]}" -tk "$tmp/t_vocab.bin"
+
+# --- the text encoder (encode_gpt2: tokenizer merges, text) ---------------------------------------------------
+# t_v2: the merges cut off (a version 2 file); t_mids / t_mbytes: the first merge with an id outside the vocab, or
+# with a merged token whose bytes are not left + right
+"$PY" - "$TOKENIZER" "$tmp" <<'EOF'
+import struct, sys
+data = bytearray(open(sys.argv[1], "rb").read())
+hdr = list(struct.unpack_from("<256i", data, 0))
+pos = 1024
+for i in range(hdr[2]): pos += 1 + data[pos]
+v2 = bytearray(data[:pos]); struct.pack_into("<i", v2, 4, 2); struct.pack_into("<i", v2, 16, 0)
+open(sys.argv[2] + "/t_v2.bin", "wb").write(v2)
+d = bytearray(data); struct.pack_into("<i", d, pos, 60000); open(sys.argv[2] + "/t_mids.bin", "wb").write(d)
+d = bytearray(data); struct.pack_into("<i", d, pos + 8, 65); open(sys.argv[2] + "/t_mbytes.bin", "wb").write(d)
+open(sys.argv[2] + "/utf8.txt", "wb").write(b"fine \xc3\x28 broken")
+open(sys.argv[2] + "/eot.txt", "wb").write(b"one<|endoftext|>two")
+open(sys.argv[2] + "/ok.txt", "wb").write(b"hello world")
+EOF
+row "encoder: tokenizer without merges" "$tmp/t_v2.bin' has no merges (version 2)" "$ENCODE" -i "$tmp/ok.txt" -o "$tmp/x.bin" -tk "$tmp/t_v2.bin"
+row "encoder: merge id outside vocab" "$tmp/t_mids.bin': merge 0 (60000," "$ENCODE" -i "$tmp/ok.txt" -o "$tmp/x.bin" -tk "$tmp/t_mids.bin"
+row "encoder: merge bytes disagree"  "$tmp/t_mbytes.bin': merge 0 says"   "$ENCODE" -i "$tmp/ok.txt" -o "$tmp/x.bin" -tk "$tmp/t_mbytes.bin"
+row "encoder: invalid UTF-8"         "text file '$tmp/utf8.txt' is not valid UTF-8 at byte 5" "$ENCODE" -i "$tmp/utf8.txt" -o "$tmp/x.bin"
+row "encoder: <|endoftext|> in text" "text file '$tmp/eot.txt' contains <|endoftext|> at byte 3: pass -special 1" "$ENCODE" -i "$tmp/eot.txt" -o "$tmp/x.bin"
+row "encoder: text file missing"     "$tmp/none.txt"                     "$ENCODE" -i "$tmp/none.txt" -o "$tmp/x.bin"
+row "encoder: no -i"                 "flag -i: the text file to encode is required" "$ENCODE" -o "$tmp/x.bin"
+row "encoder: bad -special"          "flag -special: '2' is not 0 or 1"  "$ENCODE" -i "$tmp/ok.txt" -o "$tmp/x.bin" -special 2
+row "encoder: unknown flag"          "flag -zz: unknown flag"            "$ENCODE" -zz 1
+row "encoder: output dir missing"    "$tmp/nodir/x.bin.tmp"              "$ENCODE" -i "$tmp/ok.txt" -o "$tmp/nodir/x.bin"
 
 # --- output directory (-o), checked at startup -----------------------------------------------------------------
 printf 'x' > "$tmp/plainfile"

@@ -2,7 +2,9 @@
 Tests for the GPT-2 BPE tokenizer (dev/data/gpt2_bpe.py) and the Austen data
 pipeline (dev/data/prepro_austen.py).
 
-Run: /usr/bin/python3 dev/test/test_tokenizer.py
+Run: /usr/bin/python3 dev/test/test_tokenizer.py [--encoder ./encode_gpt2]
+With --encoder, the C encoder (llmc/bpe.h) is checked against the same tiktoken references, on the whole corpus
+(its shards must equal the Python-written ones byte for byte) and on bad inputs.
 Reference: tiktoken's "gpt2" encoding from npm (WASM), installed on first use
 with `npm install --prefix dev/data/cache/node tiktoken` and driven through
 dev/data/tiktoken_encode.mjs. Runs prepro_austen.py first (no-op when up to date).
@@ -98,6 +100,56 @@ MIXED = (
 )
 
 
+# pre-tokenizer edge cases: White_Space vs other controls, long runs, lone marks, empty and one-byte texts
+EDGE = [
+    "", "a", " ", "\n", "  x", "x  ", "a\x1cb\x1f c", "a\x85b \x85\x85 c", "\u2028\u2029 x\u00a0\u00a0y",
+    " " * 5000 + "end", "a" * 5000, "'s's 'S 'll'd 'm're've't", "12345 123 1.5e-7 \u0663\u0664",
+    "\u0301\u0301a", "tab\t\t\tend\t", "\r\n\r\n", "x" + "\u200d" * 10, "<|endof", "|>",
+]
+
+
+def c_encode(encoder, text, tmp, special=0):
+    """Token ids of the C encoder for text (via a shard file); None and the error line when it fails."""
+    src, out = os.path.join(tmp, "in.txt"), os.path.join(tmp, "out.bin")
+    with open(src, "wb") as f:
+        f.write(text.encode("utf-8") if isinstance(text, str) else text)
+    r = subprocess.run([encoder, "-i", src, "-o", out, "-special", str(special)], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT)
+    if r.returncode != 0:
+        return None, r.stdout.decode(errors="replace").strip()
+    return prepro_austen.read_shard(out), ""
+
+
+def c_encoder_checks(encoder, cases, train_path, val_path):
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, text, ref in cases:
+            ids, err = c_encode(encoder, text, tmp)
+            check("C encoder: %s == tiktoken" % name, ids == ref, err or first_diff(ids, ref))
+        for name, path in (("train", train_path), ("val", val_path)):
+            txt = os.path.join(os.path.dirname(path), "austen_%s.txt" % name)
+            out = os.path.join(tmp, name + ".bin")
+            r = subprocess.run([encoder, "-i", txt, "-o", out, "-special", "1"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+            with open(path, "rb") as f:
+                want = f.read()
+            same = r.returncode == 0 and open(out, "rb").read() == want
+            check("C encoder: austen_%s.txt -> shard == the Python shard, byte for byte" % name, same,
+                  r.stdout.decode(errors="replace").strip())
+        # bad inputs: one error line naming the file or flag, non-zero exit
+        bad = [
+            ("invalid UTF-8", b"ok \xff\xfe", "not valid UTF-8 at byte 3", 0),
+            ("truncated UTF-8", "caf\u00e9".encode("utf-8")[:-1], "not valid UTF-8 at byte 3", 0),
+            ("overlong UTF-8", b"a\xc0\xafb", "not valid UTF-8 at byte 1", 0),
+            ("surrogate in UTF-8", b"a\xed\xa0\x80", "not valid UTF-8 at byte 1", 0),
+            ("EOT without -special 1", "a<|endoftext|>b", "contains <|endoftext|> at byte 1", 0),
+        ]
+        for name, data, want, special in bad:
+            ids, err = c_encode(encoder, data, tmp, special)
+            check("C encoder rejects %s" % name, ids is None and want in err and err.count("\n") == 0, err)
+        ids, _ = c_encode(encoder, "a<|endoftext|>b<|endoftext|>", tmp, 1)
+        check("C encoder: -special 1 makes each <|endoftext|> the EOT id", ids == [64, 50256, 65, 50256], str(ids))
+
+
 def random_text(rng, n):
     pools = [
         " ", "  ", "\n", "\t", "\r\n", "'", "'s", "'S", "'ll", "’", "“", ".", ",", "!?",
@@ -134,6 +186,7 @@ def main():
     check("empty text", enc.encode("") == [] and enc.decode([]) == "")
 
     ensure_tiktoken()
+    encoder = sys.argv[sys.argv.index("--encoder") + 1] if "--encoder" in sys.argv else None
     splits = prepro_austen.split_docs()
     train_text = prepro_austen.split_text(splits["train"])
     val_text = prepro_austen.split_text(splits["val"])
@@ -143,6 +196,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         t1 = time.time()
         ref_mixed, *ref_rand = tiktoken_encode([MIXED] + randoms, tmp)
+        ref_edge = tiktoken_encode(EDGE, tmp)
         ref_train, ref_val = tiktoken_encode([train_text, val_text], tmp, allow_special=True)
         t_tik = time.time() - t1
 
@@ -185,12 +239,18 @@ def main():
     check("shard header magic/version/count", hdr == (20240520, 1, len(train_ids)), str(hdr))
 
     try:
-        toks, eot = prepro_austen.read_tokenizer(tok_path)
+        toks, eot, merges = prepro_austen.read_tokenizer(tok_path, with_merges=True)
         with open(tok_path, "rb") as f:
-            thdr = struct.unpack("<4i", f.read(16))
-        check("tokenizer header", thdr == (20240328, 2, 50257, 50256) and eot == 50256, str(thdr))
+            thdr = struct.unpack("<5i", f.read(20))
+        check("tokenizer header", thdr == (20240328, 3, 50257, 50256, 50000) and eot == 50256, str(thdr))
         check("tokenizer table == encoder bytes",
               len(toks) == 50257 and all(toks[i] == enc.token_bytes(i) for i in range(50257)))
+        check("tokenizer merges == vocab.bpe in rank order", merges == enc.merge_ids())
+        check("every merge result = left + right bytes",
+              all(toks[c] == toks[a] + toks[b] for a, b, c in merges))
+        for name, text in (("train", train_text), ("val", val_text)):
+            with open(os.path.join(os.path.dirname(train_path), "austen_%s.txt" % name), "rb") as f:
+                check("austen_%s.txt = the split text" % name, f.read() == text.encode("utf-8"))
         for name, text in (("train", train_text), ("val", val_text)):
             got = b"".join(toks[i] for i in shards.get(name, []))
             check("tokenizer.bin decodes %s shard to split text" % name, got == text.encode("utf-8"))
@@ -209,6 +269,12 @@ def main():
             check("truncated shard rejected", False)
         except ValueError:
             check("truncated shard rejected", True)
+
+    if encoder is not None:
+        c_encoder_checks(encoder, [("mixed text", MIXED, ref_mixed)] +
+                         [("random text %d" % k, t, r) for k, (t, r) in enumerate(zip(randoms, ref_rand))] +
+                         [("edge %d %r" % (k, t[:24]), t, r) for k, (t, r) in enumerate(zip(EDGE, ref_edge))],
+                         train_path, val_path)
 
     print("timing: total %.1fs, tiktoken (node) %.1fs, own encoder on corpus %.2fs"
           % (time.time() - t0, t_tik, t_enc))
