@@ -1,0 +1,148 @@
+/*
+IVON accumulate pass of Monte-Carlo sample k (1-based): x = grad clip_scale, y = n x with the noise n of the
+sample pass regenerated from the same key and h; Welford means acc_g (of x) and acc_ng (of y).
+CPU reference: ivon_accumulate (llmc/optim.h). Outputs acc_g, acc_ng (fp32): bit-identical. grad is floatX.
+Bytes per element (k > 1): grad sizeof(floatX) + h 4 read, acc_g and acc_ng 4 read + 4 written each (22 in bf16).
+
+nvcc: make -C dev/cuda ivon_accumulate;  ./ivon_accumulate validate;  ./ivon_accumulate bench [-k 2] [-b 256]
+version 1: one element per thread; each thread computes the Philox block of its index (4 normals, 1 used)
+version 2: one Philox block per thread: 4 elements, 128-bit loads/stores of h, acc_g, acc_ng, one 4 x floatX load
+version 3: version 2 over a persistent grid (grid-stride loop over the blocks)
+*/
+#include "common.h"
+
+#define NAME "ivon_accumulate"
+#define NVERSIONS 3
+
+// the pass's inputs other than the arrays
+typedef struct {
+    float clip_scale, essf, wdf;
+    int k;
+    NoiseKey key;
+} AccArgs;
+
+// ----------------------------------------------------------------------------
+// kernels
+
+__global__ void ivon_accumulate_kernel1(float* acc_g, float* acc_ng, const floatX* grad, const float* h, size_t n,
+                                        size_t start, AccArgs p) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float nz = ivon_noise_elem(noise_key_normal(p.key, start + i), h[i], p.essf, p.wdf);
+    ivon_accumulate_elem(&acc_g[i], &acc_ng[i], x2f(grad[i]), p.clip_scale, nz, p.k, (float)p.k);
+}
+
+// the elements of Philox block q (flat indices 4q .. 4q+3) that lie in the slice [start, start + n)
+__device__ inline void ivon_accumulate_quad(float* acc_g, float* acc_ng, const floatX* grad, const float* h, size_t n,
+                                            size_t start, size_t q, const AccArgs& p) {
+    float e[4];
+    noise_key_normal4(p.key, q, e);
+    float kf = (float)p.k;
+    size_t g0 = q << 2;
+    if ((start & 3) == 0 && g0 + 4 <= start + n) {  // whole and aligned: 128-bit loads and stores
+        size_t j = g0 - start;
+        LabF4 hv = *(const LabF4*)(h + j), ag = *(const LabF4*)(acc_g + j), an = *(const LabF4*)(acc_ng + j);
+        LabX4 gv = *(const LabX4*)(grad + j);
+        for (int l = 0; l < 4; l++) {
+            float nz = ivon_noise_elem(e[l], hv.v[l], p.essf, p.wdf);
+            ivon_accumulate_elem(&ag.v[l], &an.v[l], x2f(gv.v[l]), p.clip_scale, nz, p.k, kf);
+        }
+        *(LabF4*)(acc_g + j) = ag;
+        *(LabF4*)(acc_ng + j) = an;
+        return;
+    }
+    for (int l = 0; l < 4; l++) {
+        size_t g = g0 + l;
+        if (g < start || g >= start + n) continue;
+        size_t j = g - start;
+        float nz = ivon_noise_elem(e[l], h[j], p.essf, p.wdf);
+        ivon_accumulate_elem(&acc_g[j], &acc_ng[j], x2f(grad[j]), p.clip_scale, nz, p.k, kf);
+    }
+}
+
+__global__ void ivon_accumulate_kernel2(float* acc_g, float* acc_ng, const floatX* grad, const float* h, size_t n,
+                                        size_t start, AccArgs p) {
+    size_t q = (start >> 2) + (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (q >= (start + n + 3) >> 2) return;
+    ivon_accumulate_quad(acc_g, acc_ng, grad, h, n, start, q, p);
+}
+
+__global__ void ivon_accumulate_kernel3(float* acc_g, float* acc_ng, const floatX* grad, const float* h, size_t n,
+                                        size_t start, AccArgs p) {
+    size_t q1 = (start + n + 3) >> 2;
+    for (size_t q = (start >> 2) + (size_t)blockIdx.x * blockDim.x + threadIdx.x; q < q1; q += (size_t)gridDim.x * blockDim.x)
+        ivon_accumulate_quad(acc_g, acc_ng, grad, h, n, start, q, p);
+}
+
+// ----------------------------------------------------------------------------
+// launchers
+
+static size_t quads(size_t n, size_t start) { return ((start + n + 3) >> 2) - (start >> 2); }
+
+static void ivon_accumulate_launch(int version, int block, float* acc_g, float* acc_ng, const floatX* grad,
+                                   const float* h, size_t n, size_t start, const AccArgs& p) {
+    if (version == 1) ivon_accumulate_kernel1<<<ceil_div(n, block), block>>>(acc_g, acc_ng, grad, h, n, start, p);
+    if (version == 2)
+        ivon_accumulate_kernel2<<<ceil_div(quads(n, start), block), block>>>(acc_g, acc_ng, grad, h, n, start, p);
+    if (version == 3)
+        ivon_accumulate_kernel3<<<lab_persistent_grid(block, quads(n, start)), block>>>(acc_g, acc_ng, grad, h, n,
+                                                                                         start, p);
+    cudaCheckLaunch();
+}
+
+// ----------------------------------------------------------------------------
+
+// one slice [start, start + n) and sample k: the reference, then the versions (lab_run)
+static void run_case(const LabArgs* a, size_t n, size_t start, int k) {
+    float *grad = lab_host_f32(n), *h = lab_host_f32(n), *ag0 = lab_host_f32(n), *an0 = lab_host_f32(n);
+    float *want_g = lab_host_f32(n), *want_ng = lab_host_f32(n);
+    floatX* d_grad = lab_device<floatX>(n);
+    lab_fill(grad, n, -0.01f, 0.01f, 3);
+    lab_round_upload(grad, d_grad, n);  // the reference sees the floatX gradient
+    lab_fill(h, n, 1e-4f, 1e-2f, 2);
+    lab_fill(ag0, n, -0.01f, 0.01f, 4);
+    lab_fill(an0, n, -1e-5f, 1e-5f, 5);
+    AccArgs p = {0.75f, 1e5f, 1e-6f, k, noise_key(1337, 0, 7, (uint32_t)k - 1, NOISE_STREAM_SAMPLE)};
+    IvonNoiseKey rk = {1337, 0, 7, (uint32_t)k - 1, NOISE_STREAM_SAMPLE, 0};
+    memcpy(want_g, ag0, n * sizeof(float));
+    memcpy(want_ng, an0, n * sizeof(float));
+    ivon_accumulate(want_g, want_ng, grad, p.clip_scale, h, n, start, p.essf, p.wdf, &rk, k);
+
+    float *d_h = lab_device<float>(n), *d_ag = lab_device<float>(n), *d_an = lab_device<float>(n);
+    lab_upload(d_h, h, n);
+    char what[64];
+    snprintf(what, sizeof(what), "n %zu start %zu k %d", n, start, k);
+    lab_run(a, NAME, NVERSIONS, n, what, sizeof(floatX) + 5.0 * sizeof(float),
+            [&] {
+                lab_upload(d_ag, ag0, n);
+                lab_upload(d_an, an0, n);
+            },
+            [&](int v, int b) { ivon_accumulate_launch(v, b, d_ag, d_an, d_grad, d_h, n, start, p); },
+            [&](const char* label) {
+                lab_check_f32(label, "acc_g", d_ag, want_g, n, a->perturb);
+                lab_check_f32(label, "acc_ng", d_an, want_ng, n, a->perturb);
+            });
+    cudaCheck(cudaFree(d_grad));
+    cudaCheck(cudaFree(d_h));
+    cudaCheck(cudaFree(d_ag));
+    cudaCheck(cudaFree(d_an));
+    free(grad);
+    free(h);
+    free(ag0);
+    free(an0);
+    free(want_g);
+    free(want_ng);
+}
+
+int main(int argc, char** argv) {
+    LabArgs a = lab_parse_args(argc, argv, NAME, NVERSIONS);
+    if (a.bench) {
+        run_case(&a, a.n, 0, 2);
+    } else {
+        run_case(&a, a.n, 0, 1);                   // first sample: acc = x
+        run_case(&a, a.n, 0, 3);
+        run_case(&a, a.n, 4003, 2);                // unaligned start: partial blocks at both ends
+        run_case(&a, 4099, 5000000000ull, 2);      // a flat index past 2^32
+    }
+    return lab_finish(NAME);
+}
