@@ -224,6 +224,13 @@ cuda-lab-cpu: $(LAB_CPU_TARGETS)
 # keep the rewritten sources (error lines point into them through #line)
 .PRECIOUS: $(CUDA_CPU)/src/dev/cuda/%.cu
 
+# the one-command check on a GPU machine (dev/gpu/check.sh): builds, CUDA tests against ref/, the kernel lab in
+# validate and bench mode, train_gpt2cu d12 throughput for adamw/ivon/poco; report in $$OUT/gpu_check.md or
+# build/gpu_check.md. `make test` runs it on the CPU backend (--cpu-backend, tiny sizes).
+.PHONY: gpu-check
+gpu-check:
+	bash dev/gpu/check.sh
+
 $(CUDA_CPU)/dev/cuda/%fp32: $(CUDA_CPU)/src/dev/cuda/%.cu dev/cuda/common.h $(CUDA_CPU_DEPS)
 	@mkdir -p $(@D)
 	$(CUDA_CPU_CXX) $(CUDA_CPU_CXXFLAGS) -DENABLE_FP32 -I dev/cuda -x c++ $< -o $@ $(CUDA_CPU_LIBS)
@@ -313,6 +320,7 @@ test: ref
 	  "bash dev/test/expect_fail.sh $(CUDA_CPU)/test_gpt2cu --perturb=0.1 $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
 	  "bash dev/test/test_cuda_cpu.sh" \
 	  "bash dev/test/test_cuda_lab.sh" \
+	  "bash dev/gpu/check.sh --cpu-backend" \
 	  "bash dev/test/test_dist_cuda_cpu.sh" \
 	  "NO_IVON=1 TRAIN_BIN=$(CUDA_CPU)/train_gpt2cu TEST_BIN=$(CUDA_CPU)/test_gpt2cu bash dev/test/test_bad_inputs.sh"
 

@@ -87,11 +87,12 @@ template <class T> static inline T* lab_device(size_t n) {
     return p;
 }
 
-// x[i] uniform in [lo, hi), a fixed sequence per seed (splitmix64)
+// x[i] uniform in [lo, hi), a fixed sequence per seed (splitmix64 of seed and i: OpenMP-parallel)
 static inline void lab_fill(float* x, size_t n, float lo, float hi, uint64_t seed) {
     uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
+    OMP_PRAGMA(parallel for schedule(static))
     for (size_t i = 0; i < n; i++) {
-        uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+        uint64_t z = s + (i + 1) * 0x9e3779b97f4a7c15ull;
         z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
         z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
         z ^= z >> 31;
