@@ -229,7 +229,7 @@ POCO_ARGS=(-pst 0 -pmb 1)
 mem_poll() {
   local max=0 v
   while kill -0 "$1" 2>/dev/null; do
-    v=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i "${CUDA_VISIBLE_DEVICES:-0}" 2>/dev/null | head -n 1)
+    v=$(timeout 5 nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i "${CUDA_VISIBLE_DEVICES:-0}" 2>/dev/null | head -n 1)
     [[ $v =~ ^[0-9]+$ ]] && [ "$v" -gt "$max" ] && max=$v
     sleep 0.5
   done
