@@ -11,11 +11,12 @@ nvcc: make -C dev/cuda adamw;  ./adamw validate;  ./adamw bench [-k 2] [-b 256]
 version 1: one element per thread (train_gpt2.cu's adamw_kernel)
 version 2: 4 elements per thread, 128-bit loads and stores of the fp32 arrays, 4 x floatX loads and stores
 version 3: version 2 over a persistent grid (grid-stride loop)
+version 4: 8 elements per thread, 2 x 128-bit accesses of the fp32 arrays, 128-bit loads and stores of 8 bf16
 */
 #include "common.h"
 
 #define NAME "adamw"
-#define NVERSIONS 3
+#define NVERSIONS 4
 
 typedef struct {
     float lr, beta1, beta2, bc1, bc2, eps, wd, grad_scale;
@@ -33,22 +34,23 @@ __global__ void adamw_kernel1(float* master, floatX* params, const floatX* grads
     params[i] = f2x(master[i]);
 }
 
-// elements 4j .. 4j+3 (those below n): 128-bit accesses when all 4 are there
-__device__ inline void adamw_quad(float* master, floatX* params, const floatX* grads, float* m, float* v, size_t n,
-                                  size_t j, const AdamArgs& p) {
-    size_t i0 = j << 2;
-    if (i0 + 4 <= n) {
-        LabF4 wv = *(LabF4*)(master + i0), mv = *(LabF4*)(m + i0), vv = *(LabF4*)(v + i0);
-        LabX4 gv = *(const LabX4*)(grads + i0), pv;
-        for (int l = 0; l < 4; l++) {
+// elements W j .. W j + W-1 (those below n): vector accesses when all W are there
+template <int W>
+__device__ inline void adamw_group(float* master, floatX* params, const floatX* grads, float* m, float* v, size_t n,
+                                   size_t j, const AdamArgs& p) {
+    size_t i0 = j * W;
+    if (i0 + W <= n) {
+        LabF<W> wv = *(LabF<W>*)(master + i0), mv = *(LabF<W>*)(m + i0), vv = *(LabF<W>*)(v + i0);
+        LabX<W> gv = *(const LabX<W>*)(grads + i0), pv;
+        for (int l = 0; l < W; l++) {
             adamw_elem(&wv.v[l], &mv.v[l], &vv.v[l], __fmul_rn(x2f(gv.v[l]), p.grad_scale), p.lr, p.beta1, p.beta2,
                        p.bc1, p.bc2, p.eps, p.wd);
             pv.v[l] = f2x(wv.v[l]);
         }
-        *(LabF4*)(master + i0) = wv;
-        *(LabF4*)(m + i0) = mv;
-        *(LabF4*)(v + i0) = vv;
-        *(LabX4*)(params + i0) = pv;
+        *(LabF<W>*)(master + i0) = wv;
+        *(LabF<W>*)(m + i0) = mv;
+        *(LabF<W>*)(v + i0) = vv;
+        *(LabX<W>*)(params + i0) = pv;
         return;
     }
     for (size_t i = i0; i < n; i++) {
@@ -58,23 +60,29 @@ __device__ inline void adamw_quad(float* master, floatX* params, const floatX* g
     }
 }
 
-__global__ void adamw_kernel2(float* master, floatX* params, const floatX* grads, float* m, float* v, size_t n,
-                              AdamArgs p) {
+// one group per thread
+template <int W>
+__global__ void adamw_kernel_vec(float* master, floatX* params, const floatX* grads, float* m, float* v, size_t n,
+                                 AdamArgs p) {
     size_t j = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (j < (n + 3) / 4) adamw_quad(master, params, grads, m, v, n, j, p);
+    if (j < (n + W - 1) / W) adamw_group<W>(master, params, grads, m, v, n, j, p);
 }
 
-__global__ void adamw_kernel3(float* master, floatX* params, const floatX* grads, float* m, float* v, size_t n,
-                              AdamArgs p) {
-    for (size_t j = (size_t)blockIdx.x * blockDim.x + threadIdx.x; j < (n + 3) / 4; j += (size_t)gridDim.x * blockDim.x)
-        adamw_quad(master, params, grads, m, v, n, j, p);
+// persistent grid, grid-stride over the groups
+template <int W>
+__global__ void adamw_kernel_persistent(float* master, floatX* params, const floatX* grads, float* m, float* v, size_t n,
+                                        AdamArgs p) {
+    for (size_t j = (size_t)blockIdx.x * blockDim.x + threadIdx.x; j < (n + W - 1) / W; j += (size_t)gridDim.x * blockDim.x)
+        adamw_group<W>(master, params, grads, m, v, n, j, p);
 }
 
 static void adamw_launch(int version, int block, float* master, floatX* params, const floatX* grads, float* m, float* v,
                          size_t n, const AdamArgs& p) {
     if (version == 1) adamw_kernel1<<<ceil_div(n, block), block>>>(master, params, grads, m, v, n, p);
-    if (version == 2) adamw_kernel2<<<ceil_div((n + 3) / 4, block), block>>>(master, params, grads, m, v, n, p);
-    if (version == 3) adamw_kernel3<<<lab_persistent_grid(block, (n + 3) / 4), block>>>(master, params, grads, m, v, n, p);
+    if (version == 2) adamw_kernel_vec<4><<<ceil_div((n + 3) / 4, block), block>>>(master, params, grads, m, v, n, p);
+    if (version == 3)
+        adamw_kernel_persistent<4><<<lab_persistent_grid(block, (n + 3) / 4), block>>>(master, params, grads, m, v, n, p);
+    if (version == 4) adamw_kernel_vec<8><<<ceil_div((n + 7) / 8, block), block>>>(master, params, grads, m, v, n, p);
     cudaCheckLaunch();
 }
 
@@ -128,6 +136,6 @@ static void run_case(const LabArgs* a, size_t n, int t) {
 int main(int argc, char** argv) {
     LabArgs a = lab_parse_args(argc, argv, NAME, NVERSIONS);
     run_case(&a, a.n, 3);
-    if (!a.bench) run_case(&a, 5, 1);  // a tail of one element, t = 1
+    if (!a.bench) run_case(&a, 13, 1);  // tails of 1 (v2, v3) and 5 (v4) elements, t = 1
     return lab_finish(NAME);
 }

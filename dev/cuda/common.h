@@ -269,9 +269,10 @@ static inline void lab_bench_line(const char* name, int version, int block, floa
 // ----------------------------------------------------------------------------
 // device helpers
 
-// 128-bit packs: 4 fp32, and 4 floatX (64 bits in bf16)
-struct alignas(16) LabF4 { float v[4]; };
-struct alignas(4 * sizeof(floatX)) LabX4 { floatX v[4]; };
+// packs of W elements (W = 4 or 8): W fp32 = W/4 128-bit accesses; W floatX = one access of 8 W bytes in bf16
+// (W = 8: 128 bits), at most 128 bits each
+template <int W> struct alignas(16) LabF { float v[W]; };
+template <int W> struct alignas(W * sizeof(floatX) < 16 ? W * sizeof(floatX) : 16) LabX { floatX v[W]; };
 
 // the block sizes of a run: -b, or every size of LAB_BLOCKS; returns the count
 static inline int lab_blocks(const LabArgs* a, int out[LAB_NBLOCKS]) {

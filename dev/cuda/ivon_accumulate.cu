@@ -7,12 +7,14 @@ Bytes per element (k > 1): grad sizeof(floatX) + h 4 read, acc_g and acc_ng 4 re
 nvcc: make -C dev/cuda ivon_accumulate;  ./ivon_accumulate validate;  ./ivon_accumulate bench [-k 2] [-b 256]
 version 1: one element per thread; each thread computes the Philox block of its index (4 normals, 1 used)
 version 2: one Philox block per thread: 4 elements, 128-bit loads/stores of h, acc_g, acc_ng, one 4 x floatX load
-version 3: version 2 over a persistent grid (grid-stride loop over the blocks)
+version 3: version 2 over a persistent grid (grid-stride loop)
+version 4: two Philox blocks per thread: 8 elements, 2 x 128-bit accesses of the fp32 arrays, one 128-bit load of
+           8 bf16 gradients
 */
 #include "common.h"
 
 #define NAME "ivon_accumulate"
-#define NVERSIONS 3
+#define NVERSIONS 4
 
 // the pass's inputs other than the arrays
 typedef struct {
@@ -32,26 +34,27 @@ __global__ void ivon_accumulate_kernel1(float* acc_g, float* acc_ng, const float
     ivon_accumulate_elem(&acc_g[i], &acc_ng[i], x2f(grad[i]), p.clip_scale, nz, p.k, (float)p.k);
 }
 
-// the elements of Philox block q (flat indices 4q .. 4q+3) that lie in the slice [start, start + n)
-__device__ inline void ivon_accumulate_quad(float* acc_g, float* acc_ng, const floatX* grad, const float* h, size_t n,
-                                            size_t start, size_t q, const AccArgs& p) {
-    float e[4];
-    noise_key_normal4(p.key, q, e);
+// the elements of group q (flat indices W q .. W q + W-1, W/4 Philox blocks) that lie in the slice [start, start + n)
+template <int W>
+__device__ inline void ivon_accumulate_group(float* acc_g, float* acc_ng, const floatX* grad, const float* h, size_t n,
+                                             size_t start, size_t q, const AccArgs& p) {
+    float e[W];
+    for (int b = 0; b < W / 4; b++) noise_key_normal4(p.key, q * (W / 4) + b, e + 4 * b);
     float kf = (float)p.k;
-    size_t g0 = q << 2;
-    if ((start & 3) == 0 && g0 + 4 <= start + n) {  // whole and aligned: 128-bit loads and stores
+    size_t g0 = q * W;
+    if (start % W == 0 && g0 + W <= start + n) {  // whole and aligned: vector loads and stores
         size_t j = g0 - start;
-        LabF4 hv = *(const LabF4*)(h + j), ag = *(const LabF4*)(acc_g + j), an = *(const LabF4*)(acc_ng + j);
-        LabX4 gv = *(const LabX4*)(grad + j);
-        for (int l = 0; l < 4; l++) {
+        LabF<W> hv = *(const LabF<W>*)(h + j), ag = *(const LabF<W>*)(acc_g + j), an = *(const LabF<W>*)(acc_ng + j);
+        LabX<W> gv = *(const LabX<W>*)(grad + j);
+        for (int l = 0; l < W; l++) {
             float nz = ivon_noise_elem(e[l], hv.v[l], p.essf, p.wdf);
             ivon_accumulate_elem(&ag.v[l], &an.v[l], x2f(gv.v[l]), p.clip_scale, nz, p.k, kf);
         }
-        *(LabF4*)(acc_g + j) = ag;
-        *(LabF4*)(acc_ng + j) = an;
+        *(LabF<W>*)(acc_g + j) = ag;
+        *(LabF<W>*)(acc_ng + j) = an;
         return;
     }
-    for (int l = 0; l < 4; l++) {
+    for (int l = 0; l < W; l++) {
         size_t g = g0 + l;
         if (g < start || g >= start + n) continue;
         size_t j = g - start;
@@ -60,33 +63,44 @@ __device__ inline void ivon_accumulate_quad(float* acc_g, float* acc_ng, const f
     }
 }
 
-__global__ void ivon_accumulate_kernel2(float* acc_g, float* acc_ng, const floatX* grad, const float* h, size_t n,
-                                        size_t start, AccArgs p) {
-    size_t q = (start >> 2) + (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (q >= (start + n + 3) >> 2) return;
-    ivon_accumulate_quad(acc_g, acc_ng, grad, h, n, start, q, p);
+// the groups of W elements that meet the slice: [start / W, ceil((start + n) / W))
+template <int W> static inline __host__ __device__ size_t group_lo(size_t start) { return start / W; }
+template <int W> static inline __host__ __device__ size_t group_hi(size_t n, size_t start) { return (start + n + W - 1) / W; }
+
+// one group per thread
+template <int W>
+__global__ void ivon_accumulate_kernel_vec(float* acc_g, float* acc_ng, const floatX* grad, const float* h, size_t n,
+                                           size_t start, AccArgs p) {
+    size_t q = group_lo<W>(start) + (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (q >= group_hi<W>(n, start)) return;
+    ivon_accumulate_group<W>(acc_g, acc_ng, grad, h, n, start, q, p);
 }
 
-__global__ void ivon_accumulate_kernel3(float* acc_g, float* acc_ng, const floatX* grad, const float* h, size_t n,
-                                        size_t start, AccArgs p) {
-    size_t q1 = (start + n + 3) >> 2;
-    for (size_t q = (start >> 2) + (size_t)blockIdx.x * blockDim.x + threadIdx.x; q < q1; q += (size_t)gridDim.x * blockDim.x)
-        ivon_accumulate_quad(acc_g, acc_ng, grad, h, n, start, q, p);
+// persistent grid, grid-stride over the groups
+template <int W>
+__global__ void ivon_accumulate_kernel_persistent(float* acc_g, float* acc_ng, const floatX* grad, const float* h,
+                                                  size_t n, size_t start, AccArgs p) {
+    size_t q1 = group_hi<W>(n, start);
+    for (size_t q = group_lo<W>(start) + (size_t)blockIdx.x * blockDim.x + threadIdx.x; q < q1;
+         q += (size_t)gridDim.x * blockDim.x)
+        ivon_accumulate_group<W>(acc_g, acc_ng, grad, h, n, start, q, p);
 }
 
 // ----------------------------------------------------------------------------
-// launchers
+// launcher
 
-static size_t quads(size_t n, size_t start) { return ((start + n + 3) >> 2) - (start >> 2); }
+template <int W> static size_t groups(size_t n, size_t start) { return group_hi<W>(n, start) - group_lo<W>(start); }
 
 static void ivon_accumulate_launch(int version, int block, float* acc_g, float* acc_ng, const floatX* grad,
                                    const float* h, size_t n, size_t start, const AccArgs& p) {
     if (version == 1) ivon_accumulate_kernel1<<<ceil_div(n, block), block>>>(acc_g, acc_ng, grad, h, n, start, p);
     if (version == 2)
-        ivon_accumulate_kernel2<<<ceil_div(quads(n, start), block), block>>>(acc_g, acc_ng, grad, h, n, start, p);
+        ivon_accumulate_kernel_vec<4><<<ceil_div(groups<4>(n, start), block), block>>>(acc_g, acc_ng, grad, h, n, start, p);
     if (version == 3)
-        ivon_accumulate_kernel3<<<lab_persistent_grid(block, quads(n, start)), block>>>(acc_g, acc_ng, grad, h, n,
-                                                                                         start, p);
+        ivon_accumulate_kernel_persistent<4><<<lab_persistent_grid(block, groups<4>(n, start)), block>>>(
+            acc_g, acc_ng, grad, h, n, start, p);
+    if (version == 4)
+        ivon_accumulate_kernel_vec<8><<<ceil_div(groups<8>(n, start), block), block>>>(acc_g, acc_ng, grad, h, n, start, p);
     cudaCheckLaunch();
 }
 
@@ -142,7 +156,7 @@ int main(int argc, char** argv) {
         run_case(&a, a.n, 0, 1);                   // first sample: acc = x
         run_case(&a, a.n, 0, 3);
         run_case(&a, a.n, 4003, 2);                // unaligned start: partial blocks at both ends
-        run_case(&a, 4099, 5000000000ull, 2);      // a flat index past 2^32
+        run_case(&a, 4099, 5000000004ull, 2);      // past 2^32; 4 mod 8: v4 takes the scalar path
     }
     return lab_finish(NAME);
 }

@@ -7,13 +7,14 @@ Bytes per element: m 4 + h 4 read, theta sizeof(floatX) written (10 in bf16).
 
 nvcc: make -C dev/cuda ivon_sample;  ./ivon_sample validate;  ./ivon_sample bench [-k 2] [-b 256]
 version 1: one element per thread; each thread computes the Philox block of its index (4 normals, 1 used)
-version 2: one Philox block per thread: 4 elements, 128-bit loads of m and h, one 4 x floatX store
-version 3: version 2 over a persistent grid (grid-stride loop over the blocks)
+version 2: one Philox block per thread: 4 elements, 128-bit loads of m and h, one 4 x floatX store (64 bits in bf16)
+version 3: version 2 over a persistent grid (grid-stride loop)
+version 4: two Philox blocks per thread: 8 elements, 2 x 128-bit loads of m and h, one 128-bit store of 8 bf16
 */
 #include "common.h"
 
 #define NAME "ivon_sample"
-#define NVERSIONS 3
+#define NVERSIONS 4
 
 // ----------------------------------------------------------------------------
 // kernels
@@ -26,21 +27,22 @@ __global__ void ivon_sample_kernel1(floatX* theta, const float* m, const float* 
     theta[i] = f2x(ivon_sample_elem(m[i], ivon_noise_elem(e, h[i], essf, wdf)));
 }
 
-// the elements of Philox block q (flat indices 4q .. 4q+3) that lie in the slice [start, start + n)
-__device__ inline void ivon_sample_quad(floatX* theta, const float* m, const float* h, size_t n, size_t start,
-                                        size_t q, float essf, float wdf, NoiseKey key) {
-    float e[4];
-    noise_key_normal4(key, q, e);
-    size_t g0 = q << 2;
-    if ((start & 3) == 0 && g0 + 4 <= start + n) {  // whole and aligned: 128-bit loads
+// the elements of group q (flat indices W q .. W q + W-1, W/4 Philox blocks) that lie in the slice [start, start + n)
+template <int W>
+__device__ inline void ivon_sample_group(floatX* theta, const float* m, const float* h, size_t n, size_t start,
+                                         size_t q, float essf, float wdf, NoiseKey key) {
+    float e[W];
+    for (int b = 0; b < W / 4; b++) noise_key_normal4(key, q * (W / 4) + b, e + 4 * b);
+    size_t g0 = q * W;
+    if (start % W == 0 && g0 + W <= start + n) {  // whole and aligned: vector loads and stores
         size_t j = g0 - start;
-        LabF4 mv = *(const LabF4*)(m + j), hv = *(const LabF4*)(h + j);
-        LabX4 out;
-        for (int l = 0; l < 4; l++) out.v[l] = f2x(ivon_sample_elem(mv.v[l], ivon_noise_elem(e[l], hv.v[l], essf, wdf)));
-        *(LabX4*)(theta + j) = out;
+        LabF<W> mv = *(const LabF<W>*)(m + j), hv = *(const LabF<W>*)(h + j);
+        LabX<W> out;
+        for (int l = 0; l < W; l++) out.v[l] = f2x(ivon_sample_elem(mv.v[l], ivon_noise_elem(e[l], hv.v[l], essf, wdf)));
+        *(LabX<W>*)(theta + j) = out;
         return;
     }
-    for (int l = 0; l < 4; l++) {
+    for (int l = 0; l < W; l++) {
         size_t g = g0 + l;
         if (g < start || g >= start + n) continue;
         size_t j = g - start;
@@ -48,31 +50,44 @@ __device__ inline void ivon_sample_quad(floatX* theta, const float* m, const flo
     }
 }
 
-__global__ void ivon_sample_kernel2(floatX* theta, const float* m, const float* h, size_t n, size_t start, float essf,
-                                    float wdf, NoiseKey key) {
-    size_t q = (start >> 2) + (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (q >= (start + n + 3) >> 2) return;
-    ivon_sample_quad(theta, m, h, n, start, q, essf, wdf, key);
+// the groups of W elements that meet the slice: [start / W, ceil((start + n) / W))
+template <int W> static inline __host__ __device__ size_t group_lo(size_t start) { return start / W; }
+template <int W> static inline __host__ __device__ size_t group_hi(size_t n, size_t start) { return (start + n + W - 1) / W; }
+
+// one group per thread
+template <int W>
+__global__ void ivon_sample_kernel_vec(floatX* theta, const float* m, const float* h, size_t n, size_t start, float essf,
+                                       float wdf, NoiseKey key) {
+    size_t q = group_lo<W>(start) + (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (q >= group_hi<W>(n, start)) return;
+    ivon_sample_group<W>(theta, m, h, n, start, q, essf, wdf, key);
 }
 
-__global__ void ivon_sample_kernel3(floatX* theta, const float* m, const float* h, size_t n, size_t start, float essf,
-                                    float wdf, NoiseKey key) {
-    size_t q1 = (start + n + 3) >> 2;
-    for (size_t q = (start >> 2) + (size_t)blockIdx.x * blockDim.x + threadIdx.x; q < q1; q += (size_t)gridDim.x * blockDim.x)
-        ivon_sample_quad(theta, m, h, n, start, q, essf, wdf, key);
+// persistent grid, grid-stride over the groups
+template <int W>
+__global__ void ivon_sample_kernel_persistent(floatX* theta, const float* m, const float* h, size_t n, size_t start,
+                                              float essf, float wdf, NoiseKey key) {
+    size_t q1 = group_hi<W>(n, start);
+    for (size_t q = group_lo<W>(start) + (size_t)blockIdx.x * blockDim.x + threadIdx.x; q < q1;
+         q += (size_t)gridDim.x * blockDim.x)
+        ivon_sample_group<W>(theta, m, h, n, start, q, essf, wdf, key);
 }
 
 // ----------------------------------------------------------------------------
-// launchers
+// launcher
 
-static size_t quads(size_t n, size_t start) { return ((start + n + 3) >> 2) - (start >> 2); }
+template <int W> static size_t groups(size_t n, size_t start) { return group_hi<W>(n, start) - group_lo<W>(start); }
 
 static void ivon_sample_launch(int version, int block, floatX* theta, const float* m, const float* h, size_t n,
                                size_t start, float essf, float wdf, NoiseKey key) {
     if (version == 1) ivon_sample_kernel1<<<ceil_div(n, block), block>>>(theta, m, h, n, start, essf, wdf, key);
-    if (version == 2) ivon_sample_kernel2<<<ceil_div(quads(n, start), block), block>>>(theta, m, h, n, start, essf, wdf, key);
+    if (version == 2)
+        ivon_sample_kernel_vec<4><<<ceil_div(groups<4>(n, start), block), block>>>(theta, m, h, n, start, essf, wdf, key);
     if (version == 3)
-        ivon_sample_kernel3<<<lab_persistent_grid(block, quads(n, start)), block>>>(theta, m, h, n, start, essf, wdf, key);
+        ivon_sample_kernel_persistent<4><<<lab_persistent_grid(block, groups<4>(n, start)), block>>>(theta, m, h, n, start,
+                                                                                                  essf, wdf, key);
+    if (version == 4)
+        ivon_sample_kernel_vec<8><<<ceil_div(groups<8>(n, start), block), block>>>(theta, m, h, n, start, essf, wdf, key);
     cudaCheckLaunch();
 }
 
@@ -113,7 +128,7 @@ int main(int argc, char** argv) {
     } else {
         run_case(&a, a.n, 0);
         run_case(&a, a.n, 4003);                   // unaligned start: partial blocks at both ends
-        run_case(&a, 4099, 5000000000ull);         // a flat index past 2^32
+        run_case(&a, 4099, 5000000004ull);         // past 2^32; 4 mod 8: v4 takes the scalar path
         run_case(&a, 3, 6);                        // inside one Philox block
     }
     return lab_finish(NAME);

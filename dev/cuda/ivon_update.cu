@@ -10,11 +10,12 @@ nvcc: make -C dev/cuda ivon_update;  ./ivon_update validate;  ./ivon_update benc
 version 1: one element per thread
 version 2: 4 elements per thread, 128-bit loads and stores of the fp32 arrays, one 4 x floatX store
 version 3: version 2 over a persistent grid (grid-stride loop)
+version 4: 8 elements per thread, 2 x 128-bit accesses of the fp32 arrays, one 128-bit store of 8 bf16
 */
 #include "common.h"
 
 #define NAME "ivon_update"
-#define NVERSIONS 3
+#define NVERSIONS 4
 
 // ----------------------------------------------------------------------------
 // kernels
@@ -34,26 +35,27 @@ __global__ void ivon_update_kernel1(floatX* theta, float* m, float* g, float* h,
     lab_block_stats(clipped, sum_dm, part_c, part_s);
 }
 
-// elements 4j .. 4j+3 (those below n): 128-bit accesses when all 4 are there
-__device__ inline void ivon_update_quad(floatX* theta, float* m, float* g, float* h, const float* acc_g,
-                                        const float* acc_ng, size_t n, size_t j, const IvonScalars& s,
-                                        unsigned* clipped, double* sum_dm) {
-    size_t i0 = j << 2;
-    if (i0 + 4 <= n) {
-        LabF4 mv = *(LabF4*)(m + i0), gv = *(LabF4*)(g + i0), hv = *(LabF4*)(h + i0);
-        LabF4 xv = *(const LabF4*)(acc_g + i0), nv = *(const LabF4*)(acc_ng + i0);
-        LabX4 tv;
-        for (int l = 0; l < 4; l++) {
+// elements W j .. W j + W-1 (those below n): vector accesses when all W are there
+template <int W>
+__device__ inline void ivon_update_group(floatX* theta, float* m, float* g, float* h, const float* acc_g,
+                                         const float* acc_ng, size_t n, size_t j, const IvonScalars& s,
+                                         unsigned* clipped, double* sum_dm) {
+    size_t i0 = j * W;
+    if (i0 + W <= n) {
+        LabF<W> mv = *(LabF<W>*)(m + i0), gv = *(LabF<W>*)(g + i0), hv = *(LabF<W>*)(h + i0);
+        LabF<W> xv = *(const LabF<W>*)(acc_g + i0), nv = *(const LabF<W>*)(acc_ng + i0);
+        LabX<W> tv;
+        for (int l = 0; l < W; l++) {
             float f = ivon_price_elem(nv.v[l], hv.v[l], s.essf, s.wdf);
             int c, bad;
             *sum_dm += ivon_newton_elem(&mv.v[l], &gv.v[l], &hv.v[l], xv.v[l], f, 0.0f, IVON_PROX_NONE, s, &c, &bad);
             *clipped += c;
             tv.v[l] = f2x(mv.v[l]);
         }
-        *(LabF4*)(m + i0) = mv;
-        *(LabF4*)(g + i0) = gv;
-        *(LabF4*)(h + i0) = hv;
-        *(LabX4*)(theta + i0) = tv;
+        *(LabF<W>*)(m + i0) = mv;
+        *(LabF<W>*)(g + i0) = gv;
+        *(LabF<W>*)(h + i0) = hv;
+        *(LabX<W>*)(theta + i0) = tv;
         return;
     }
     for (size_t i = i0; i < n; i++) {
@@ -65,21 +67,26 @@ __device__ inline void ivon_update_quad(floatX* theta, float* m, float* g, float
     }
 }
 
-__global__ void ivon_update_kernel2(floatX* theta, float* m, float* g, float* h, const float* acc_g,
-                                    const float* acc_ng, size_t n, IvonScalars s, unsigned* part_c, double* part_s) {
+// one group per thread
+template <int W>
+__global__ void ivon_update_kernel_vec(floatX* theta, float* m, float* g, float* h, const float* acc_g,
+                                       const float* acc_ng, size_t n, IvonScalars s, unsigned* part_c, double* part_s) {
     size_t j = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     unsigned clipped = 0;
     double sum_dm = 0.0;
-    if (j < (n + 3) / 4) ivon_update_quad(theta, m, g, h, acc_g, acc_ng, n, j, s, &clipped, &sum_dm);
+    if (j < (n + W - 1) / W) ivon_update_group<W>(theta, m, g, h, acc_g, acc_ng, n, j, s, &clipped, &sum_dm);
     lab_block_stats(clipped, sum_dm, part_c, part_s);
 }
 
-__global__ void ivon_update_kernel3(floatX* theta, float* m, float* g, float* h, const float* acc_g,
-                                    const float* acc_ng, size_t n, IvonScalars s, unsigned* part_c, double* part_s) {
+// persistent grid, grid-stride over the groups
+template <int W>
+__global__ void ivon_update_kernel_persistent(floatX* theta, float* m, float* g, float* h, const float* acc_g,
+                                              const float* acc_ng, size_t n, IvonScalars s, unsigned* part_c,
+                                              double* part_s) {
     unsigned clipped = 0;
     double sum_dm = 0.0;
-    for (size_t j = (size_t)blockIdx.x * blockDim.x + threadIdx.x; j < (n + 3) / 4; j += (size_t)gridDim.x * blockDim.x)
-        ivon_update_quad(theta, m, g, h, acc_g, acc_ng, n, j, s, &clipped, &sum_dm);
+    for (size_t j = (size_t)blockIdx.x * blockDim.x + threadIdx.x; j < (n + W - 1) / W; j += (size_t)gridDim.x * blockDim.x)
+        ivon_update_group<W>(theta, m, g, h, acc_g, acc_ng, n, j, s, &clipped, &sum_dm);
     lab_block_stats(clipped, sum_dm, part_c, part_s);
 }
 
@@ -89,10 +96,13 @@ __global__ void ivon_update_kernel3(floatX* theta, float* m, float* g, float* h,
 static int ivon_update_launch(int version, int block, floatX* theta, float* m, float* g, float* h, const float* acc_g,
                               const float* acc_ng, size_t n, const IvonScalars& s, unsigned* part_c, double* part_s) {
     int grid = version == 1 ? ceil_div(n, block)
-             : version == 2 ? ceil_div((n + 3) / 4, block) : lab_persistent_grid(block, (n + 3) / 4);
+             : version == 2 ? ceil_div((n + 3) / 4, block)
+             : version == 3 ? lab_persistent_grid(block, (n + 3) / 4) : ceil_div((n + 7) / 8, block);
     if (version == 1) ivon_update_kernel1<<<grid, block>>>(theta, m, g, h, acc_g, acc_ng, n, s, part_c, part_s);
-    if (version == 2) ivon_update_kernel2<<<grid, block>>>(theta, m, g, h, acc_g, acc_ng, n, s, part_c, part_s);
-    if (version == 3) ivon_update_kernel3<<<grid, block>>>(theta, m, g, h, acc_g, acc_ng, n, s, part_c, part_s);
+    if (version == 2) ivon_update_kernel_vec<4><<<grid, block>>>(theta, m, g, h, acc_g, acc_ng, n, s, part_c, part_s);
+    if (version == 3)
+        ivon_update_kernel_persistent<4><<<grid, block>>>(theta, m, g, h, acc_g, acc_ng, n, s, part_c, part_s);
+    if (version == 4) ivon_update_kernel_vec<8><<<grid, block>>>(theta, m, g, h, acc_g, acc_ng, n, s, part_c, part_s);
     cudaCheckLaunch();
     return grid;
 }
@@ -158,6 +168,6 @@ static void run_case(const LabArgs* a, size_t n, int t) {
 int main(int argc, char** argv) {
     LabArgs a = lab_parse_args(argc, argv, NAME, NVERSIONS);
     run_case(&a, a.n, 3);
-    if (!a.bench) run_case(&a, 5, 1);  // a tail of one element, debias at t = 1
+    if (!a.bench) run_case(&a, 13, 1);  // tails of 1 (v2, v3) and 5 (v4) elements, debias at t = 1
     return lab_finish(NAME);
 }

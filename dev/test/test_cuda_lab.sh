@@ -64,7 +64,7 @@ expect_error() {  # expect_error WHAT ARGS...: exit != 0 and one `error:` line n
   else cat "$out"; bad "ivon_sample $*: expected an error naming '$what' (exit $rc)"; fi
 }
 expect_error "flag -b" -b 100
-expect_error "flag -k" -k 4
+expect_error "flag -k" -k 5
 expect_error "flag -n" -n 0
 expect_error "flag -r" -r x
 expect_error "unknown argument '--nope'" --nope
