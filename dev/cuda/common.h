@@ -274,6 +274,11 @@ static inline void lab_bench_line(const char* name, int version, int block, floa
 template <int W> struct alignas(16) LabF { float v[W]; };
 template <int W> struct alignas(W * sizeof(floatX) < 16 ? W * sizeof(floatX) : 16) LabX { floatX v[W]; };
 
+// the groups of W flat indices (W q .. W q + W-1) that meet the slice [start, start + n): [lo, hi)
+template <int W> __host__ __device__ inline size_t lab_group_lo(size_t start) { return start / W; }
+template <int W> __host__ __device__ inline size_t lab_group_hi(size_t n, size_t start) { return (start + n + W - 1) / W; }
+template <int W> inline size_t lab_groups(size_t n, size_t start) { return lab_group_hi<W>(n, start) - lab_group_lo<W>(start); }
+
 // the block sizes of a run: -b, or every size of LAB_BLOCKS; returns the count
 static inline int lab_blocks(const LabArgs* a, int out[LAB_NBLOCKS]) {
     if (a->block != 0) {

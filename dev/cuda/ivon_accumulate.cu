@@ -63,16 +63,12 @@ __device__ inline void ivon_accumulate_group(float* acc_g, float* acc_ng, const 
     }
 }
 
-// the groups of W elements that meet the slice: [start / W, ceil((start + n) / W))
-template <int W> static inline __host__ __device__ size_t group_lo(size_t start) { return start / W; }
-template <int W> static inline __host__ __device__ size_t group_hi(size_t n, size_t start) { return (start + n + W - 1) / W; }
-
 // one group per thread
 template <int W>
 __global__ void ivon_accumulate_kernel_vec(float* acc_g, float* acc_ng, const floatX* grad, const float* h, size_t n,
                                            size_t start, AccArgs p) {
-    size_t q = group_lo<W>(start) + (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (q >= group_hi<W>(n, start)) return;
+    size_t q = lab_group_lo<W>(start) + (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (q >= lab_group_hi<W>(n, start)) return;
     ivon_accumulate_group<W>(acc_g, acc_ng, grad, h, n, start, q, p);
 }
 
@@ -80,8 +76,8 @@ __global__ void ivon_accumulate_kernel_vec(float* acc_g, float* acc_ng, const fl
 template <int W>
 __global__ void ivon_accumulate_kernel_persistent(float* acc_g, float* acc_ng, const floatX* grad, const float* h,
                                                   size_t n, size_t start, AccArgs p) {
-    size_t q1 = group_hi<W>(n, start);
-    for (size_t q = group_lo<W>(start) + (size_t)blockIdx.x * blockDim.x + threadIdx.x; q < q1;
+    size_t q1 = lab_group_hi<W>(n, start);
+    for (size_t q = lab_group_lo<W>(start) + (size_t)blockIdx.x * blockDim.x + threadIdx.x; q < q1;
          q += (size_t)gridDim.x * blockDim.x)
         ivon_accumulate_group<W>(acc_g, acc_ng, grad, h, n, start, q, p);
 }
@@ -89,18 +85,16 @@ __global__ void ivon_accumulate_kernel_persistent(float* acc_g, float* acc_ng, c
 // ----------------------------------------------------------------------------
 // launcher
 
-template <int W> static size_t groups(size_t n, size_t start) { return group_hi<W>(n, start) - group_lo<W>(start); }
-
 static void ivon_accumulate_launch(int version, int block, float* acc_g, float* acc_ng, const floatX* grad,
                                    const float* h, size_t n, size_t start, const AccArgs& p) {
     if (version == 1) ivon_accumulate_kernel1<<<ceil_div(n, block), block>>>(acc_g, acc_ng, grad, h, n, start, p);
     if (version == 2)
-        ivon_accumulate_kernel_vec<4><<<ceil_div(groups<4>(n, start), block), block>>>(acc_g, acc_ng, grad, h, n, start, p);
+        ivon_accumulate_kernel_vec<4><<<ceil_div(lab_groups<4>(n, start), block), block>>>(acc_g, acc_ng, grad, h, n, start, p);
     if (version == 3)
-        ivon_accumulate_kernel_persistent<4><<<lab_persistent_grid(block, groups<4>(n, start)), block>>>(
+        ivon_accumulate_kernel_persistent<4><<<lab_persistent_grid(block, lab_groups<4>(n, start)), block>>>(
             acc_g, acc_ng, grad, h, n, start, p);
     if (version == 4)
-        ivon_accumulate_kernel_vec<8><<<ceil_div(groups<8>(n, start), block), block>>>(acc_g, acc_ng, grad, h, n, start, p);
+        ivon_accumulate_kernel_vec<8><<<ceil_div(lab_groups<8>(n, start), block), block>>>(acc_g, acc_ng, grad, h, n, start, p);
     cudaCheckLaunch();
 }
 

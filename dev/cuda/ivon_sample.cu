@@ -50,16 +50,12 @@ __device__ inline void ivon_sample_group(floatX* theta, const float* m, const fl
     }
 }
 
-// the groups of W elements that meet the slice: [start / W, ceil((start + n) / W))
-template <int W> static inline __host__ __device__ size_t group_lo(size_t start) { return start / W; }
-template <int W> static inline __host__ __device__ size_t group_hi(size_t n, size_t start) { return (start + n + W - 1) / W; }
-
 // one group per thread
 template <int W>
 __global__ void ivon_sample_kernel_vec(floatX* theta, const float* m, const float* h, size_t n, size_t start, float essf,
                                        float wdf, NoiseKey key) {
-    size_t q = group_lo<W>(start) + (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (q >= group_hi<W>(n, start)) return;
+    size_t q = lab_group_lo<W>(start) + (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (q >= lab_group_hi<W>(n, start)) return;
     ivon_sample_group<W>(theta, m, h, n, start, q, essf, wdf, key);
 }
 
@@ -67,8 +63,8 @@ __global__ void ivon_sample_kernel_vec(floatX* theta, const float* m, const floa
 template <int W>
 __global__ void ivon_sample_kernel_persistent(floatX* theta, const float* m, const float* h, size_t n, size_t start,
                                               float essf, float wdf, NoiseKey key) {
-    size_t q1 = group_hi<W>(n, start);
-    for (size_t q = group_lo<W>(start) + (size_t)blockIdx.x * blockDim.x + threadIdx.x; q < q1;
+    size_t q1 = lab_group_hi<W>(n, start);
+    for (size_t q = lab_group_lo<W>(start) + (size_t)blockIdx.x * blockDim.x + threadIdx.x; q < q1;
          q += (size_t)gridDim.x * blockDim.x)
         ivon_sample_group<W>(theta, m, h, n, start, q, essf, wdf, key);
 }
@@ -76,18 +72,16 @@ __global__ void ivon_sample_kernel_persistent(floatX* theta, const float* m, con
 // ----------------------------------------------------------------------------
 // launcher
 
-template <int W> static size_t groups(size_t n, size_t start) { return group_hi<W>(n, start) - group_lo<W>(start); }
-
 static void ivon_sample_launch(int version, int block, floatX* theta, const float* m, const float* h, size_t n,
                                size_t start, float essf, float wdf, NoiseKey key) {
     if (version == 1) ivon_sample_kernel1<<<ceil_div(n, block), block>>>(theta, m, h, n, start, essf, wdf, key);
     if (version == 2)
-        ivon_sample_kernel_vec<4><<<ceil_div(groups<4>(n, start), block), block>>>(theta, m, h, n, start, essf, wdf, key);
+        ivon_sample_kernel_vec<4><<<ceil_div(lab_groups<4>(n, start), block), block>>>(theta, m, h, n, start, essf, wdf, key);
     if (version == 3)
-        ivon_sample_kernel_persistent<4><<<lab_persistent_grid(block, groups<4>(n, start)), block>>>(theta, m, h, n, start,
+        ivon_sample_kernel_persistent<4><<<lab_persistent_grid(block, lab_groups<4>(n, start)), block>>>(theta, m, h, n, start,
                                                                                                   essf, wdf, key);
     if (version == 4)
-        ivon_sample_kernel_vec<8><<<ceil_div(groups<8>(n, start), block), block>>>(theta, m, h, n, start, essf, wdf, key);
+        ivon_sample_kernel_vec<8><<<ceil_div(lab_groups<8>(n, start), block), block>>>(theta, m, h, n, start, essf, wdf, key);
     cudaCheckLaunch();
 }
 
