@@ -130,8 +130,8 @@ cuda: $(CUDA_TARGETS)
 	@echo "note: USE_CUDNN=1 builds (make train_gpt2cu_cudnn) stop with #error: cuDNN attention is not implemented yet"
 
 # compile-only check of every variant (CI without a GPU); the cuDNN variant must fail with its #error
-cuda-check: $(CUDA_TARGETS)
-	@echo "cuda-check: compiled $(CUDA_TARGETS) with NCCL, $(CUDA_MPI_STATUS)"
+cuda-check: $(CUDA_TARGETS) cuda-lab
+	@echo "cuda-check: compiled $(CUDA_TARGETS) with NCCL, $(CUDA_MPI_STATUS); the kernel lab in build/cuda/lab"
 	@if $(MAKE) -s train_gpt2cu_cudnn >/dev/null 2>&1; then echo "cuda-check: the USE_CUDNN=1 build should stop with #error"; exit 1; \
 	else echo "cuda-check: USE_CUDNN=1 build stops with its #error (not implemented yet), as intended"; fi
 
@@ -213,6 +213,35 @@ $(CUDA_CPU)/test_nccl: dev/cuda_cpu/test_nccl.cpp dev/cuda_cpu/test_util.h $(CUD
 	@mkdir -p $(@D)
 	$(CUDA_CPU_CXX) -std=c++17 -O2 -Wall -Wextra -I dev/cuda_cpu/include $< -o $@ -pthread
 
+# --- kernel lab (dev/cuda, doc/kernel_lab.md): one program per optimizer kernel family, validated bit for bit
+# against the CPU passes of llmc/optim.h and benchmarked over versions and block sizes. `make cuda-lab`: nvcc builds
+# in build/cuda/lab/ (dev/cuda/Makefile); `make cuda-lab-cpu`: CPU-backend builds in build/cuda_cpu/dev/cuda/.
+LAB_NAMES := adamw ivon_sample ivon_accumulate ivon_update poco_update
+LAB_CPU_TARGETS := $(addprefix $(CUDA_CPU)/dev/cuda/,$(LAB_NAMES) $(addsuffix fp32,$(LAB_NAMES)))
+
+.PHONY: cuda-lab cuda-lab-cpu
+cuda-lab:
+	$(MAKE) -C dev/cuda NVCC="$(NVCC)" GPU_ARCH="$(GPU_ARCH)"
+
+cuda-lab-cpu: $(LAB_CPU_TARGETS)
+
+# keep the rewritten sources (error lines point into them through #line)
+.PRECIOUS: $(CUDA_CPU)/src/dev/cuda/%.cu
+
+# the one-command check on a GPU machine (dev/gpu/check.sh): builds, CUDA tests against ref/, the kernel lab in
+# validate and bench mode, train_gpt2cu d12 throughput for adamw/ivon/poco; report in $$OUT/gpu_check.md or
+# build/gpu_check.md. `make test` runs it on the CPU backend (--cpu-backend, tiny sizes).
+.PHONY: gpu-check
+gpu-check:
+	bash dev/gpu/check.sh
+
+$(CUDA_CPU)/dev/cuda/%fp32: $(CUDA_CPU)/src/dev/cuda/%.cu dev/cuda/common.h $(CUDA_CPU_DEPS)
+	@mkdir -p $(@D)
+	$(CUDA_CPU_CXX) $(CUDA_CPU_CXXFLAGS) -DENABLE_FP32 -I dev/cuda -x c++ $< -o $@ $(CUDA_CPU_LIBS)
+$(CUDA_CPU)/dev/cuda/%: $(CUDA_CPU)/src/dev/cuda/%.cu dev/cuda/common.h $(CUDA_CPU_DEPS)
+	@mkdir -p $(@D)
+	$(CUDA_CPU_CXX) $(CUDA_CPU_CXXFLAGS) -I dev/cuda -x c++ $< -o $@ $(CUDA_CPU_LIBS)
+
 # --- setup and data (idempotent) ---
 setup:
 	bash scripts/setup.sh
@@ -261,7 +290,7 @@ ref: setup-test data
 # --- tests ---
 TEST_BINS := train_gpt2 train_gpt2_noomp test_gpt2 $(BIN)/test_gpt2_noomp $(BIN)/test_llmc $(BIN)/test_gemm \
              $(BIN)/test_optim $(BIN)/train_gpt2_checks $(BIN)/test_noise $(BIN)/test_noise_fc train_gpt2mpi encode_gpt2 \
-             $(CUDA_CPU_TARGETS)
+             $(CUDA_CPU_TARGETS) $(LAB_CPU_TARGETS)
 
 test: ref
 	$(MAKE) $(TEST_BINS)
@@ -294,6 +323,8 @@ test: ref
 	  "bash dev/test/expect_fail.sh $(CUDA_CPU)/test_gpt2fp32cu --perturb=1e-4 $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
 	  "bash dev/test/expect_fail.sh $(CUDA_CPU)/test_gpt2cu --perturb=0.1 $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
 	  "bash dev/test/test_cuda_cpu.sh" \
+	  "bash dev/test/test_cuda_lab.sh" \
+	  "bash dev/gpu/check.sh --cpu-backend" \
 	  "bash dev/test/test_dist_cuda_cpu.sh" \
 	  "NO_IVON=1 TRAIN_BIN=$(CUDA_CPU)/train_gpt2cu TEST_BIN=$(CUDA_CPU)/test_gpt2cu bash dev/test/test_bad_inputs.sh"
 
