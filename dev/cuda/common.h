@@ -13,6 +13,7 @@
 #include <math.h>
 #include "llmc/cuda_common.h"  // cudaCheck, floatX (bf16; fp32 with -DENABLE_FP32), ceil_div
 #include "llmc/optim.h"        // the CPU reference passes
+#include "llmc/cli.h"          // optimizer_config_defaults: the flag table's optimizer settings
 
 // ----------------------------------------------------------------------------
 // arguments
