@@ -117,11 +117,28 @@ static inline void checkpoint_split64(int32_t* slots, uint64_t v) {
     memcpy(&slots[1], &hi, 4);
 }
 
+// IVON/PoCo: the posterior's scalars as double bits in two slots each; 0 (older files) = not recorded
+#define CHECKPOINT_SLOT_ESS 10
+#define CHECKPOINT_SLOT_PRIOR_2D 12
+#define CHECKPOINT_SLOT_PRIOR_1D 14
+static inline void checkpoint_split_double(int32_t* slots, double v) {
+    uint64_t bits;
+    memcpy(&bits, &v, 8);
+    checkpoint_split64(slots, bits);
+}
+
 static inline uint64_t checkpoint_join64(const int32_t* slots) {
     uint32_t lo, hi;
     memcpy(&lo, &slots[0], 4);
     memcpy(&hi, &slots[1], 4);
     return ((uint64_t)hi << 32) | lo;
+}
+
+static inline double checkpoint_join_double(const int32_t* slots) {
+    uint64_t bits = checkpoint_join64(slots);
+    double v;
+    memcpy(&v, &bits, 8);
+    return v;
 }
 
 static inline void checkpoint_header_serialize(const StateHeader* h, int32_t out[CHECKPOINT_HEADER_INTS]) {
@@ -167,8 +184,23 @@ static inline void checkpoint_write_state(const char* path, const StateHeader* h
     checkpoint_file_commit(&f);
 }
 
-// Reads a state file into h and nbuf buffers of n_each floats. Exits with one line naming the file on
-// bad magic / version, a buffer count or size that differs from the caller's, or a wrong file size.
+// The header of a state file (magic and version checked), e.g. to learn its optimizer and buffer count
+static inline void checkpoint_peek_state(const char* path, StateHeader* h) {
+    FILE* fp = fopen(path, "rb");
+    if (fp == NULL) fatalf("cannot open state file '%s': %s", path, strerror(errno));
+    int32_t header[CHECKPOINT_HEADER_INTS];
+    if (fread(header, sizeof(int32_t), CHECKPOINT_HEADER_INTS, fp) != CHECKPOINT_HEADER_INTS)
+        fatalf("state file '%s' is truncated: shorter than its %d-int header", path, CHECKPOINT_HEADER_INTS);
+    fclose(fp);
+    if (header[0] != CHECKPOINT_STATE_MAGIC)
+        fatalf("state file '%s' has bad magic %d (want %d)", path, header[0], CHECKPOINT_STATE_MAGIC);
+    if (header[1] != CHECKPOINT_STATE_VERSION)
+        fatalf("state file '%s' has unsupported version %d (want %d)", path, header[1], CHECKPOINT_STATE_VERSION);
+    checkpoint_header_deserialize(header, h);
+}
+
+// Reads a state file into h and nbuf buffers of n_each floats (a NULL buffer is skipped). Exits with one line
+// naming the file on bad magic / version, a buffer count or size that differs from the caller's, or a wrong size.
 static inline void checkpoint_read_state(const char* path, StateHeader* h, float* const* buffers, int nbuf,
                                          size_t n_each) {
     FILE* fp = fopen(path, "rb");
@@ -199,7 +231,10 @@ static inline void checkpoint_read_state(const char* path, StateHeader* h, float
     if (fsize != want)
         fatalf("state file '%s' has %llu bytes but its header implies %llu", path, (unsigned long long)fsize,
                (unsigned long long)want);
-    for (int b = 0; b < nbuf; b++) freadCheck(buffers[b], sizeof(float), n_each, fp, path);
+    for (int b = 0; b < nbuf; b++) {
+        if (buffers[b] != NULL) freadCheck(buffers[b], sizeof(float), n_each, fp, path);
+        else fseekCheck(fp, (long)(n_each * sizeof(float)), SEEK_CUR, path);
+    }
     fclose(fp);
 }
 

@@ -342,6 +342,11 @@ static inline StateHeader train_run_state_header(const TrainRun* r, int step, si
     sh.extra[7] = r->grad_accum;
     sh.extra[8] = r->dist.world;
     sh.extra[9] = r->dist.noise_group;
+    if (r->oc.kind != OPT_ADAMW) {  // what sigma = 1/sqrt(ess (h + delta)) needs besides h (llmc/posterior.h)
+        checkpoint_split_double(&sh.extra[CHECKPOINT_SLOT_ESS], r->oc.ess);
+        checkpoint_split_double(&sh.extra[CHECKPOINT_SLOT_PRIOR_2D], r->oc.prior_2d);
+        checkpoint_split_double(&sh.extra[CHECKPOINT_SLOT_PRIOR_1D], r->oc.prior_1d);
+    }
     return sh;
 }
 
