@@ -30,6 +30,10 @@ train_gpt2: train_gpt2.c $(HEADERS)
 encode_gpt2: encode_gpt2.c $(HEADERS)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS) -lpcre2-8
 
+# generation with a KV cache and per-token uncertainty from the IVON posterior, document uncertainty (doc/sample.md)
+sample_gpt2: sample_gpt2.c train_gpt2.c $(HEADERS)
+	$(CC) $(CFLAGS) $(OMPFLAGS) -o $@ $< $(LDLIBS) -lpcre2-8
+
 # single-threaded build without OpenMP
 train_gpt2_noomp: train_gpt2.c $(HEADERS)
 	$(CC) $(CFLAGS) -Wno-unknown-pragmas -o $@ $< $(LDLIBS)
