@@ -60,6 +60,9 @@ $(BIN)/test_gpt2_noomp: test_gpt2.c train_gpt2.c $(HEADERS) | $(BIN)
 $(BIN)/test_llmc: dev/test/test_llmc.c $(HEADERS) | $(BIN)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
+$(BIN)/test_sample: dev/test/test_sample.c sample_gpt2.c train_gpt2.c $(HEADERS) | $(BIN)
+	$(CC) $(CFLAGS) $(OMPFLAGS) -o $@ $< $(LDLIBS) -lpcre2-8
+
 $(BIN)/test_noise: dev/test/test_noise.c $(HEADERS) | $(BIN)
 	$(CC) $(CFLAGS) $(OMPFLAGS) -o $@ $< $(LDLIBS)
 
