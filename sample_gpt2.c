@@ -32,6 +32,7 @@ typedef struct {
     double ess, prior_2d, prior_1d;  // -ess -pr -pr1, -1 = the state header's
     const char* jsonl;        // -jl
     const char* show;         // -show
+    double shade_max;         // -smax  -1 = 0.2 nats (MI) or 8 nats (entropy)
     int B, T, max_batches;    // -b -t -m
     int shuffle;              // -shuffle
     int special;              // -special
@@ -73,6 +74,8 @@ static const SampleFlag SAMPLE_FLAGS[] = {
     {"-jl", SF_STRING, SF(jsonl), NULL, 0, 0, NULL, "write one JSON line per generated token (or per document)"},
     {"-show", SF_CHOICE, SF(show), "auto", 0, 0, "auto|shade|brackets|plain",
      "uncertainty inline: auto = shade on a terminal, plain when piped"},
+    {"-smax", SF_DOUBLE, SF(shade_max), "-1", -1, 1e6, NULL,
+     "uncertainty of the darkest shade, nats (-1 = 0.2 for MI, 8 for the entropy with mean weights)"},
     {"-b", SF_INT, SF(B), "1", 1, 65536, NULL, "teacher forcing: windows per forward"},
     {"-t", SF_INT, SF(T), "-1", -1, 1048576, NULL, "teacher forcing: window length (-1 = the model's context)"},
     {"-m", SF_INT, SF(max_batches), "-1", -1, 2147483647.0, NULL, "teacher forcing: max batches (-1 = all)"},
@@ -640,7 +643,8 @@ static void sample_generate(const SampleConfig* cfg, const WeightSets* w, const 
         g->sum_aleatoric += r.aleatoric;
         g->sum_mi += r.mi;
         const char* piece = tokenizer_decode(tok, (uint32_t)next);
-        show_token(mode, piece, S > 0 ? r.mi : r.total, S > 0 ? 0.5 : 8.0);
+        double smax = cfg->shade_max > 0.0 ? cfg->shade_max : S > 0 ? 0.2 : 8.0;
+        show_token(mode, piece, S > 0 ? r.mi : r.total, smax);
         fflush(stdout);
         if (jl != NULL) {
             fprintf(jl, "{\"pos\": %d, \"token\": %d, \"text\": \"", t + 1, next);
