@@ -610,9 +610,7 @@ static void sample_generate(const SampleConfig* cfg, const WeightSets* w, const 
                             int np, FILE* jl, Generation* g) {
     GPT2Config c = w->post.config;
     int V = c.vocab_size, maxT = c.max_seq_len, S = w->S;
-    if (np >= maxT)
-        fatalf("flag -p: the prompt is %d tokens with the leading EOT, the model's context is %d: no room to generate",
-               np, maxT);
+    if (np >= maxT) fatalf("sample_generate: prompt of %d tokens, context %d", np, maxT);  // sample_check_prompt
     memset(g, 0, sizeof(*g));
     g->tokens = (int*)mallocCheck((size_t)maxT * sizeof(int));
     memcpy(g->tokens, prompt, (size_t)np * sizeof(int));
@@ -705,17 +703,33 @@ static void tf_batch(GPT2* model, const WeightSets* w, const int* inputs, const 
     }
 }
 
-static DocResult sample_teacher_forcing(const SampleConfig* cfg, const WeightSets* w, GPT2* model, const int* ids,
-                                        size_t n) {
-    GPT2Config c = w->post.config;
-    int B = cfg->B, T = cfg->T == -1 ? c.max_seq_len : cfg->T;
+// a prompt of np tokens (with the EOT) must leave room for one generated token
+static void sample_check_prompt(const SampleConfig* cfg, int np, int maxT) {
+    if (np >= maxT)
+        fatalf("flag %s: the prompt is %d tokens with the leading EOT, the model's context is %d: no room to generate",
+               cfg->prompt_file != NULL ? "-pf" : "-p", np, maxT);
+}
+
+// the window length T (-t) and the number of batches of B windows in a document of n tokens
+static size_t tf_batches(const SampleConfig* cfg, GPT2Config c, size_t n, int* T_out) {
+    int T = cfg->T == -1 ? c.max_seq_len : cfg->T;
     if (T < 1 || T > c.max_seq_len) fatalf("flag -t: window length %d must be in 1..%d (the model's context)", T, c.max_seq_len);
-    size_t BT = (size_t)B * T;
+    size_t BT = (size_t)cfg->B * T;
     size_t nb = n > 0 ? (n - 1) / BT : 0;
     if (cfg->max_batches >= 0 && (size_t)cfg->max_batches < nb) nb = (size_t)cfg->max_batches;
     if (nb == 0)
         fatalf("flag -i: '%s' has %zu tokens, fewer than one batch of B*T+1 = %zu (lower -t or -b)", cfg->input, n,
                BT + 1);
+    *T_out = T;
+    return nb;
+}
+
+static DocResult sample_teacher_forcing(const SampleConfig* cfg, const WeightSets* w, GPT2* model, const int* ids,
+                                        size_t n) {
+    GPT2Config c = w->post.config;
+    int B = cfg->B, T;
+    size_t nb = tf_batches(cfg, c, n, &T);
+    size_t BT = (size_t)B * T;
     gpt2_allocate(model, B, T);
     UncAcc u;
     unc_init(&u, BT, c.vocab_size, c.padded_vocab_size, w->S);
@@ -764,18 +778,26 @@ int main(int argc, char** argv) {
     Tokenizer tok;
     tokenizer_init(&tok, cfg.tokenizer);
     GPT2Config c = w.post.config;
+    size_t n = 0, np = 0;
+    int* ids = NULL;  // the document (-i) or [EOT] + the prompt
+    int T;
+    if (cfg.input != NULL) {
+        ids = sample_document(&cfg, &tok, c.vocab_size, &n);
+        tf_batches(&cfg, c, n, &T);
+    } else {
+        ids = sample_prompt(&cfg, &tok, &np);
+        sample_check_prompt(&cfg, (int)np, c.max_seq_len);
+    }
+    FILE* jl = cfg.jsonl != NULL ? fopenCheck(cfg.jsonl, "w") : NULL;
     fprintf(stderr, "sample_gpt2: %s (L %d, C %d, context %d)", w.model_path, c.num_layers, c.channels, c.max_seq_len);
     if (w.post.optimizer >= 0)
         fprintf(stderr, " | state %s step %d", optimizer_kind_name(w.post.optimizer), w.post.step);
     if (w.S > 0) fprintf(stderr, " | bma(%d) tau %g ess %g prior %g / %g\n", w.S, cfg.tau, w.post.ess,
                          w.post.prior_2d, w.post.prior_1d);
     else fprintf(stderr, " | mean weights\n");
-    FILE* jl = cfg.jsonl != NULL ? fopenCheck(cfg.jsonl, "w") : NULL;
     long long clamped;
     double clamped_max;
     if (cfg.input != NULL) {
-        size_t n;
-        int* ids = sample_document(&cfg, &tok, c.vocab_size, &n);
         GPT2 model;
         gpt2_build_from_checkpoint(&model, w.model_path);
         DocResult d = sample_teacher_forcing(&cfg, &w, &model, ids, n);
@@ -783,12 +805,9 @@ int main(int argc, char** argv) {
         clamped = d.clamped;
         clamped_max = d.clamped_max;
         gpt2_free(&model);
-        free(ids);
     } else {
-        size_t np;
-        int* prompt = sample_prompt(&cfg, &tok, &np);
         Generation g;
-        sample_generate(&cfg, &w, &tok, prompt, (int)np, jl, &g);
+        sample_generate(&cfg, &w, &tok, ids, (int)np, jl, &g);
         if (g.generated > 0) {
             fprintf(stderr, "%d tokens, mode %s: mean entropy %.4f", g.generated, mode_name(w.S), g.sum_total / g.generated);
             if (w.S > 0) fprintf(stderr, " | aleatoric %.4f | mi %.4f", g.sum_aleatoric / g.generated,
@@ -798,8 +817,8 @@ int main(int argc, char** argv) {
         clamped = g.clamped;
         clamped_max = g.clamped_max;
         free(g.tokens);
-        free(prompt);
     }
+    free(ids);
     if (clamped > 0)
         fprintf(stderr, "note: MI < 0 from rounding on %lld tokens (at most %.3g) set to 0\n", clamped, clamped_max);
     if (jl != NULL) fcloseCheck(jl, cfg.jsonl);

@@ -4,7 +4,8 @@
 # exits 1 and its stderr holds exactly one `error:` line, the first line, containing the expected text (which names
 # the flag or the file). Prints OK/FAIL per row and `N passed, N failed`.
 # Environment: TRAIN_BIN (default ./train_gpt2), TEST_BIN (default ./test_gpt2), PYTHON (default /usr/bin/python3),
-# ENCODE_BIN (default ./encode_gpt2): the text encoder's rows.
+# ENCODE_BIN (default ./encode_gpt2): the text encoder's rows; SAMPLE_BIN (default ./sample_gpt2) and SAMPLE_TRAIN_BIN
+# (default ./train_gpt2, writes the AdamW checkpoint of those rows): sample_gpt2's rows.
 # NO_IVON=1 for a trainer without IVON/PoCo (train_gpt2cu today): the rows that need -opt ivon|poco or test_gpt2 --opt
 # are left out (and counted in a note line).
 set -u
@@ -19,6 +20,8 @@ REF_DEBUG=ref/gpt2_d2_debug_state.bin
 REF_OPT=ref/gpt2_d2_ivon_state.bin
 TOKENIZER=gpt2_tokenizer.bin
 ENCODE=${ENCODE_BIN:-./encode_gpt2}
+SAMPLE=${SAMPLE_BIN:-./sample_gpt2}
+SAMPLE_TRAIN=${SAMPLE_TRAIN_BIN:-./train_gpt2}
 pass=0; fail=0
 tmp=$(mktemp -d)
 trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
@@ -44,7 +47,7 @@ ivon_row() {
   if [ "${NO_IVON:-0}" = 1 ]; then left_out=$((left_out + 1)); else row "$@"; fi
 }
 
-for f in "$TRAIN" "$TESTG" "$ENCODE" "$TRAIN_SHARD" "$VAL_SHARD" "$REF_MODEL" "$REF_DEBUG" "$REF_OPT" "$TOKENIZER"; do
+for f in "$TRAIN" "$TESTG" "$ENCODE" "$SAMPLE" "$SAMPLE_TRAIN" "$TRAIN_SHARD" "$VAL_SHARD" "$REF_MODEL" "$REF_DEBUG" "$REF_OPT" "$TOKENIZER"; do
   if [ ! -e "$f" ]; then echo "FAIL missing $f (run make test, which builds it)"; echo "0 passed, 1 failed"; exit 1; fi
 done
 
@@ -237,6 +240,44 @@ row "encoder: no -i"                 "flag -i: the text file to encode is requir
 row "encoder: bad -special"          "flag -special: '2' is not 0 or 1"  "$ENCODE" -i "$tmp/ok.txt" -o "$tmp/x.bin" -special 2
 row "encoder: unknown flag"          "flag -zz: unknown flag"            "$ENCODE" -zz 1
 row "encoder: output dir missing"    "$tmp/nodir/x.bin.tmp"              "$ENCODE" -i "$tmp/ok.txt" -o "$tmp/nodir/x.bin"
+
+# --- sample_gpt2: checkpoints without a posterior, prompts, documents, flags ---------------------------------------
+# an AdamW checkpoint (1 step); a prompt of 1100 tokens for the d2 model's context of 1024; a document of 3 tokens
+"$SAMPLE_TRAIN" -e d2 -b 1 -t 8 -x 1 -v 0 -s 0 -n 1 -o "$tmp/adamw_ck" > /dev/null 2>&1
+long_prompt=$(printf ' a%.0s' $(seq 1 1100))
+printf '%s' "$long_prompt" > "$tmp/long_prompt.txt"
+printf 'one two three' > "$tmp/short.txt"
+mkdir -p "$tmp/empty_ck"
+cp_trunc "$VAL_SHARD" "$tmp/s_trunc.bin" 2000
+sm=(-e "$REF_MODEL")
+row "sample: -bma with a model file"     "flag -bma: 4 posterior samples need sigma: no state file" "$SAMPLE" "${sm[@]}" -bma 4
+row "sample: -bma with an AdamW checkpoint" "flag -bma: 2 posterior samples need sigma: state file '$tmp/adamw_ck/state_00000001.bin' holds adamw state" "$SAMPLE" -o "$tmp/adamw_ck" -bma 2
+row "sample: -tau with a model file"     "flag -tau: a posterior temperature needs sigma: no state file" "$SAMPLE" "${sm[@]}" -tau 0.5
+row "sample: prompt longer than the context" "flag -p: the prompt is 1101 tokens with the leading EOT, the model's context is 1024" "$SAMPLE" "${sm[@]}" -p "$long_prompt"
+row "sample: prompt file longer than the context" "flag -pf: the prompt is 1101 tokens" "$SAMPLE" "${sm[@]}" -pf "$tmp/long_prompt.txt"
+row "sample: prompt file invalid UTF-8"  "flag -pf: prompt file '$tmp/utf8.txt' is not valid UTF-8 at byte 5" "$SAMPLE" "${sm[@]}" -pf "$tmp/utf8.txt"
+row "sample: prompt with <|endoftext|>"  "flag -p: the prompt contains <|endoftext|> at byte 3: pass -special 1" "$SAMPLE" "${sm[@]}" -p "one<|endoftext|>two"
+row "sample: no -e and no -o"            "flag -e: give a model file (-e) or a checkpoint dir (-o)" "$SAMPLE" -p hi
+row "sample: both -e and -o"             "flag -e: give a model file (-e) or a checkpoint dir (-o)" "$SAMPLE" "${sm[@]}" -o "$tmp/adamw_ck"
+row "sample: -o without a checkpoint"    "flag -o: no complete checkpoint (DONE_* file) in '$tmp/empty_ck'" "$SAMPLE" -o "$tmp/empty_ck"
+row "sample: -cs of a missing step"      "flag -cs: no complete checkpoint of step 7 in '$tmp/adamw_ck'" "$SAMPLE" -o "$tmp/adamw_ck" -cs 7
+row "sample: -cs without -o"             "flag -cs: a checkpoint step needs -o DIR" "$SAMPLE" "${sm[@]}" -cs 1
+row "sample: model file missing"         "$tmp/m_none.bin"                   "$SAMPLE" -e "$tmp/m_none.bin"
+row "sample: model file bad magic"       "$tmp/m_magic.bin' has bad magic"   "$SAMPLE" -e "$tmp/m_magic.bin"
+row "sample: -p and -i"                  "flag -p: give at most one of -p, -pf and -i" "$SAMPLE" "${sm[@]}" -p hi -i "$tmp/short.txt"
+row "sample: unknown flag"               "flag -zz: unknown flag"            "$SAMPLE" "${sm[@]}" -zz 1
+row "sample: missing value"              "flag -g: missing value"            "$SAMPLE" "${sm[@]}" -g
+row "sample: -g 0"                       "flag -g: '0' is not a number in [1, 1.04858e+06]" "$SAMPLE" "${sm[@]}" -g 0
+row "sample: -topp 0"                    "flag -topp: '0' is not a number"   "$SAMPLE" "${sm[@]}" -topp 0
+row "sample: -temp -1"                   "flag -temp: '-1' is not a number"  "$SAMPLE" "${sm[@]}" -temp -1
+row "sample: bad -show"                  "flag -show: 'loud' is not one of auto|shade|brackets|plain" "$SAMPLE" "${sm[@]}" -show loud
+row "sample: -i shorter than one batch"  "flag -i: '$tmp/short.txt' has 3 tokens, fewer than one batch of B*T+1 = 65" "$SAMPLE" "${sm[@]}" -i "$tmp/short.txt" -t 64
+row "sample: -t over the context"        "flag -t: window length 2000 must be in 1..1024" "$SAMPLE" "${sm[@]}" -i "$VAL_SHARD" -t 2000
+row "sample: -i text invalid UTF-8"      "text file '$tmp/utf8.txt' is not valid UTF-8 at byte 5" "$SAMPLE" "${sm[@]}" -i "$tmp/utf8.txt"
+row "sample: -i shard truncated"         "token shard '$tmp/s_trunc.bin' has 2000 bytes, its header says" "$SAMPLE" "${sm[@]}" -i "$tmp/s_trunc.bin"
+row "sample: -i missing"                 "$tmp/none.txt"                     "$SAMPLE" "${sm[@]}" -i "$tmp/none.txt"
+row "sample: tokenizer missing"          "$tmp/t_none.bin"                   "$SAMPLE" "${sm[@]}" -tk "$tmp/t_none.bin"
+row "sample: -jl not writable"          "$tmp/nodir/x.jl"                   "$SAMPLE" "${sm[@]}" -jl "$tmp/nodir/x.jl"
 
 # --- output directory (-o), checked at startup -----------------------------------------------------------------
 printf 'x' > "$tmp/plainfile"
