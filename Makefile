@@ -21,6 +21,13 @@ REF_ARGS := --batch 4 --seq 64 --lr 1e-3 --weight-decay 0.1 --seed 42
 
 .PHONY: all setup setup-test data ref test quickstart bench clean train_gpt2_checks
 
+# document-level uncertainty (sample_gpt2 -i, BMA over IVON posterior samples) of Austen's val novel vs the King James
+# Bible (Debian bible-kjv, installed by scripts/setup.sh --with-demo) vs shuffled Austen tokens; trains a small d2
+# IVON checkpoint in build/demo/ck first (doc/sample.md). Not part of `make test`.
+.PHONY: uncertainty-demo
+uncertainty-demo: train_gpt2 sample_gpt2 data
+	bash scripts/uncertainty_demo.sh
+
 all: train_gpt2 test_gpt2
 
 train_gpt2: train_gpt2.c $(HEADERS)
@@ -296,7 +303,7 @@ ref: setup-test data
 
 # --- tests ---
 TEST_BINS := train_gpt2 train_gpt2_noomp test_gpt2 $(BIN)/test_gpt2_noomp $(BIN)/test_llmc $(BIN)/test_gemm \
-             $(BIN)/test_optim $(BIN)/train_gpt2_checks $(BIN)/test_noise $(BIN)/test_noise_fc train_gpt2mpi encode_gpt2 \
+             $(BIN)/test_optim $(BIN)/train_gpt2_checks $(BIN)/test_noise $(BIN)/test_noise_fc train_gpt2mpi encode_gpt2 sample_gpt2 $(BIN)/test_sample \
              $(CUDA_CPU_TARGETS) $(LAB_CPU_TARGETS)
 
 test: ref
@@ -318,6 +325,9 @@ test: ref
 	  "./test_gpt2 --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_alt_state.bin" \
 	  "bash dev/test/expect_fail.sh ./test_gpt2 --perturb --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_state.bin" \
 	  "bash dev/test/test_train.sh" \
+	  "$(BIN)/test_sample $(REF)/gpt2_d2.bin" \
+	  "bash dev/test/expect_fail.sh $(BIN)/test_sample --perturb $(REF)/gpt2_d2.bin" \
+	  "bash dev/test/test_sample.sh" \
 	  "bash dev/test/test_bad_inputs.sh" \
 	  "bash dev/test/test_crash_resume.sh" \
 	  "bash dev/test/test_dist.sh" \
@@ -459,7 +469,7 @@ bench: $(BIN)/bench_cpu
 	$(BIN)/bench_cpu
 
 clean:
-	rm -rf train_gpt2 train_gpt2_noomp test_gpt2 train_gpt2cu test_gpt2cu train_gpt2mpi encode_gpt2 $(BIN) build
+	rm -rf train_gpt2 train_gpt2_noomp test_gpt2 train_gpt2cu test_gpt2cu train_gpt2mpi encode_gpt2 sample_gpt2 $(BIN) build
 
 # --- runs, sweeps, plots (issue 9)
 # `make paper-table`: lr sweep (seed 1337) and seeds 1337-1339 at each optimizer's best lr on the small CPU
