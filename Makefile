@@ -25,7 +25,7 @@ REF_ARGS := --batch 4 --seq 64 --lr 1e-3 --weight-decay 0.1 --seed 42
 # Bible (Debian bible-kjv, installed by scripts/setup.sh --with-demo) vs shuffled Austen tokens; trains a small d2
 # IVON checkpoint in build/demo/ck first (doc/sample.md). Not part of `make test`.
 .PHONY: uncertainty-demo
-uncertainty-demo: train_gpt2 sample_gpt2 data
+uncertainty-demo: train_gpt2 sample_gpt2
 	bash scripts/uncertainty_demo.sh
 
 all: train_gpt2 test_gpt2

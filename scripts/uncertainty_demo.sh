@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # `make uncertainty-demo`: the document-level uncertainty of sample_gpt2 (teacher forcing, BMA over 4 IVON posterior
 # samples) on Austen's val novel (in distribution), the King James Bible (Debian bible-kjv: Genesis 1-11, another
-# English) and the Austen val tokens shuffled (no language at all). Trains a small IVON checkpoint first (d2, 300
+# English) and the Austen val tokens shuffled (no language at all). Trains a small IVON checkpoint first (d2, 200
 # steps, in build/demo/ck; reused when present). Prints a table and the time taken.
-# Environment: DEMO_DIR (build/demo), DEMO_STEPS (300), DEMO_BATCHES (16 batches of 4 x 64 tokens per document).
+# Environment: DEMO_DIR (build/demo), DEMO_STEPS (200), DEMO_BATCHES (16 batches of 4 x 64 tokens per document).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$(date +%s)
 DIR=${DEMO_DIR:-build/demo}
-STEPS=${DEMO_STEPS:-300}
+STEPS=${DEMO_STEPS:-200}
 NB=${DEMO_BATCHES:-16}
 VAL=dev/data/austen/austen_val.bin
 mkdir -p "$DIR"
@@ -25,7 +25,7 @@ fi
 
 if ! ls "$DIR"/ck/DONE_* > /dev/null 2>&1; then
   echo "uncertainty-demo: training a d2 IVON model for $STEPS steps into $DIR/ck"
-  ./train_gpt2 -e d2 -b 8 -t 64 -opt ivon -l -1 -r 1e-2 -u 10 -x "$STEPS" -v "$STEPS" -m 4 -s 0 -n "$STEPS" \
+  ./train_gpt2 -e d2 -b 8 -t 64 -opt ivon -l 1000 -r 1e-2 -u 10 -x "$STEPS" -v "$STEPS" -m 4 -s 0 -n "$STEPS" \
     -o "$DIR/ck" > "$DIR/train.txt"
   grep "val loss" "$DIR/train.txt" | tail -n 1
 fi
