@@ -25,7 +25,7 @@ fi
 
 if ! ls "$DIR"/ck/DONE_* > /dev/null 2>&1; then
   echo "uncertainty-demo: training a d2 IVON model for $STEPS steps into $DIR/ck"
-  ./train_gpt2 -e d2 -b 8 -t 64 -opt ivon -l 1000 -r 1e-2 -u 10 -x "$STEPS" -v "$STEPS" -m 4 -s 0 -n "$STEPS" \
+  ./train_gpt2 -e d2 -b 8 -t 64 -opt ivon -l -1 -r 1e-2 -u 10 -x "$STEPS" -v "$STEPS" -m 4 -s 0 -n "$STEPS" \
     -o "$DIR/ck" > "$DIR/train.txt"
   grep "val loss" "$DIR/train.txt" | tail -n 1
 fi
