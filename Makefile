@@ -353,7 +353,7 @@ ASAN := build/asan
 SANFLAGS := -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 ASAN_BINS := $(ASAN)/train_gpt2 $(ASAN)/train_gpt2_checks $(ASAN)/test_gpt2 $(ASAN)/test_gpt2_noomp \
              $(ASAN)/test_llmc $(ASAN)/test_gemm $(ASAN)/test_optim $(ASAN)/test_noise $(ASAN)/test_noise_fc \
-             $(ASAN)/test_exec_cu $(ASAN)/test_gpt2cu
+             $(ASAN)/test_exec_cu $(ASAN)/test_gpt2cu $(ASAN)/sample_gpt2 $(ASAN)/test_sample
 # exit code 86 on a report, so that a sanitizer error never passes for a clean `error:` exit 1
 # (test_crash_resume.sh is not in the list: its SIGKILL timings assume the plain build's speed; ASan covers the same
 # save/resume code through test_train.sh)
@@ -377,6 +377,10 @@ $(ASAN)/test_gemm: dev/test/test_gemm.c train_gpt2.c $(HEADERS) | $(ASAN)
 	$(CC) $(CFLAGS) $(SANFLAGS) $(OMPFLAGS) -o $@ $< $(LDLIBS)
 $(ASAN)/test_optim: dev/test/test_optim.c train_gpt2.c $(HEADERS) | $(ASAN)
 	$(CC) $(CFLAGS) $(SANFLAGS) $(OMPFLAGS) -o $@ $< $(LDLIBS)
+$(ASAN)/sample_gpt2: sample_gpt2.c train_gpt2.c $(HEADERS) | $(ASAN)
+	$(CC) $(CFLAGS) $(SANFLAGS) $(OMPFLAGS) -o $@ $< $(LDLIBS) -lpcre2-8
+$(ASAN)/test_sample: dev/test/test_sample.c sample_gpt2.c train_gpt2.c $(HEADERS) | $(ASAN)
+	$(CC) $(CFLAGS) $(SANFLAGS) $(OMPFLAGS) -o $@ $< $(LDLIBS) -lpcre2-8
 $(ASAN)/test_noise: dev/test/test_noise.c $(HEADERS) | $(ASAN)
 	$(CC) $(CFLAGS) $(SANFLAGS) $(OMPFLAGS) -o $@ $< $(LDLIBS)
 $(ASAN)/test_noise_fc: dev/test/test_noise.c $(HEADERS) | $(ASAN)
@@ -408,7 +412,9 @@ test-asan: ref
 	  "$(ASAN)/test_gpt2 --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_alt_state.bin" \
 	  "bash dev/test/expect_fail.sh $(ASAN)/test_gpt2 --perturb --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_state.bin" \
 	  "TRAIN_BIN=$(ASAN)/train_gpt2 CHECKS=$(ASAN)/train_gpt2_checks bash dev/test/test_train.sh" \
-	  "TRAIN_BIN=$(ASAN)/train_gpt2 TEST_BIN=$(ASAN)/test_gpt2 bash dev/test/test_bad_inputs.sh" \
+	  "$(ASAN)/test_sample $(REF)/gpt2_d2.bin" \
+	  "TRAIN_BIN=$(ASAN)/train_gpt2 SAMPLE_BIN=$(ASAN)/sample_gpt2 TEST_SAMPLE_BIN=$(ASAN)/test_sample bash dev/test/test_sample.sh" \
+	  "TRAIN_BIN=$(ASAN)/train_gpt2 TEST_BIN=$(ASAN)/test_gpt2 SAMPLE_BIN=$(ASAN)/sample_gpt2 bash dev/test/test_bad_inputs.sh" \
 	  "$(ASAN)/test_exec_cu" \
 	  "$(ASAN)/test_gpt2cu $(REF)/small/gpt2_d2.bin $(REF)/small/gpt2_d2_debug_state.bin" \
 	  || echo "test-asan: suites failed"; } 2>&1 | tee $(ASAN)/test-asan.log

@@ -498,14 +498,19 @@ static const char* mode_name(int S) { return S > 0 ? "bma" : "mean"; }
 // ----------------------------------------------------------------------------
 // tokens: a prompt or a document (text file, or a token shard by its magic)
 
-// BPE of n bytes of text (from `what`, for the error lines) into a new array of *count ids
-static int* sample_encode(const Tokenizer* tok, const char* tk_path, const char* text, size_t n, int special,
+// BPE of n bytes of text (from `what`, for the error lines) into a new array of *count ids; frees text
+static int* sample_encode(const Tokenizer* tok, const char* tk_path, char* text, size_t n, int special,
                           const char* what, size_t* count) {
     BpeEncoder enc;
     bpe_init(&enc, tok, tk_path);
     uint32_t* ids = (uint32_t*)mallocCheck((n + 1) * sizeof(uint32_t));
     size_t bad = 0;
     long long k = bpe_encode(&enc, text, n, special, ids, &bad);
+    free(text);
+    if (k < 0) {  // freed first: the error exits
+        free(ids);
+        bpe_free(&enc);
+    }
     if (k == -1) fatalf("%s is not valid UTF-8 at byte %zu", what, bad);
     if (k == -2) fatalf("%s contains %s at byte %zu: pass -special 1 to encode it as the EOT token", what, BPE_EOT_TEXT,
                         bad);
@@ -538,11 +543,16 @@ static int* sample_document(const SampleConfig* cfg, const Tokenizer* tok, int V
     char what[CHECKPOINT_PATH_MAX + 32];
     if (magic == DATALOADER_MAGIC) {
         int32_t hdr[DATALOADER_HEADER_INTS];
-        if (n < DATALOADER_HEADER_BYTES) fatalf("token shard '%s' has %zu bytes, less than its header", cfg->input, n);
-        memcpy(hdr, buf, sizeof(hdr));
-        size_t k = (size_t)(uint32_t)hdr[2];
-        if (n != DATALOADER_HEADER_BYTES + k * sizeof(uint16_t))
-            fatalf("token shard '%s' has %zu bytes, its header says %zu tokens", cfg->input, n, k);
+        size_t k = 0;
+        if (n >= DATALOADER_HEADER_BYTES) {
+            memcpy(hdr, buf, sizeof(hdr));
+            k = (size_t)(uint32_t)hdr[2];
+        }
+        if (n < DATALOADER_HEADER_BYTES || n != DATALOADER_HEADER_BYTES + k * sizeof(uint16_t)) {
+            free(buf);
+            fatalf("token shard '%s' has %zu bytes, its header says %zu tokens (%zu bytes)", cfg->input, n, k,
+                   DATALOADER_HEADER_BYTES + k * sizeof(uint16_t));
+        }
         ids = (int*)mallocCheck((k + 1) * sizeof(int));
         for (size_t i = 0; i < k; i++) {
             uint16_t t;
@@ -553,6 +563,7 @@ static int* sample_document(const SampleConfig* cfg, const Tokenizer* tok, int V
     } else {
         snprintf(what, sizeof(what), "text file '%s'", cfg->input);
         ids = sample_encode(tok, cfg->tokenizer, buf, n, cfg->special, what, count);
+        buf = NULL;  // freed by sample_encode
     }
     free(buf);
     for (size_t i = 0; i < *count; i++)
@@ -583,12 +594,11 @@ static int* sample_prompt(const SampleConfig* cfg, const Tokenizer* tok, size_t*
         snprintf(whatf, sizeof(whatf), "flag -pf: prompt file '%s'", cfg->prompt_file);
         what = whatf;
     }
-    int* ids = text != NULL ? sample_encode(tok, cfg->tokenizer, text, n, cfg->special, what, &k) : NULL;
+    int* ids = text != NULL ? sample_encode(tok, cfg->tokenizer, text, n, cfg->special, what, &k) : NULL;  // frees text
     int* out = (int*)mallocCheck((k + 1) * sizeof(int));
     out[0] = GPT2_EOT;
     for (size_t i = 0; i < k; i++) out[i + 1] = ids[i];
     free(ids);
-    free(text);
     *count = k + 1;
     return out;
 }
@@ -654,6 +664,7 @@ static void sample_generate(const SampleConfig* cfg, const WeightSets* w, const 
         }
     }
     printf("\n");
+    fflush(stdout);
     if (g->generated < cfg->gen_tokens)
         fprintf(stderr, "note: stopped after %d tokens at the model's context of %d\n", g->generated, maxT);
     g->clamped = u.clamped;

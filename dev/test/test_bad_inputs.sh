@@ -274,7 +274,7 @@ row "sample: bad -show"                  "flag -show: 'loud' is not one of auto|
 row "sample: -i shorter than one batch"  "flag -i: '$tmp/short.txt' has 3 tokens, fewer than one batch of B*T+1 = 65" "$SAMPLE" "${sm[@]}" -i "$tmp/short.txt" -t 64
 row "sample: -t over the context"        "flag -t: window length 2000 must be in 1..1024" "$SAMPLE" "${sm[@]}" -i "$VAL_SHARD" -t 2000
 row "sample: -i text invalid UTF-8"      "text file '$tmp/utf8.txt' is not valid UTF-8 at byte 5" "$SAMPLE" "${sm[@]}" -i "$tmp/utf8.txt"
-row "sample: -i shard truncated"         "token shard '$tmp/s_trunc.bin' has 2000 bytes, its header says" "$SAMPLE" "${sm[@]}" -i "$tmp/s_trunc.bin"
+row "sample: -i shard truncated"         "token shard '$tmp/s_trunc.bin' has 2000 bytes, its header says 115079 tokens" "$SAMPLE" "${sm[@]}" -i "$tmp/s_trunc.bin"
 row "sample: -i missing"                 "$tmp/none.txt"                     "$SAMPLE" "${sm[@]}" -i "$tmp/none.txt"
 row "sample: tokenizer missing"          "$tmp/t_none.bin"                   "$SAMPLE" "${sm[@]}" -tk "$tmp/t_none.bin"
 row "sample: -jl not writable"          "$tmp/nodir/x.jl"                   "$SAMPLE" "${sm[@]}" -jl "$tmp/nodir/x.jl"
