@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # sample_gpt2 end to end on a small IVON checkpoint trained here (d2, 30 steps): the mean-weights and BMA val loss of
-# teacher forcing equal what the trainer printed at the checkpoint's step (same val batches, same BMA noise stream);
+# teacher forcing equal what the trainer printed at the checkpoint's step (same val batches, same BMA noise stream;
+# also for a 20-step PoCo checkpoint);
 # per-token MI >= 0 and MI = 0 exactly at tau 0; the same seed gives the same text and JSON lines; top-k 1 = greedy
 # (temperature 0); -bma 1 gives aleatoric = entropy; the KV-cache checks of test_sample on the checkpoint.
 # Environment: SAMPLE_BIN (./sample_gpt2), TRAIN_BIN (./train_gpt2), TEST_SAMPLE_BIN (dev/test/bin/test_sample),
@@ -41,6 +42,17 @@ cmp_loss() {  # what trainer ours: equal within 2e-6 (the trainer prints 6 decim
 }
 cmp_loss "val loss (mean weights) = trainer's" "$tmean" "$smean"
 cmp_loss "val loss bma(4) = trainer's" "$tbma" "$snll"
+# the same for a PoCo checkpoint (20 steps; its state holds m and h as IVON's)
+if "$TRAIN" -e d2 -b 4 -t 64 -u 5 -s 0 -m 2 -seed 7 -opt poco -l -1 -r 1e-2 -x 20 -v 20 -n 20 -o "$tmp/pk" \
+    > "$tmp/train_poco.txt" 2>&1; then
+  read -r pmean pbma <<< "$(awk '/^step 20: val loss/ {print $5, $9}' "$tmp/train_poco.txt")"
+  "$SAMPLE" -o "$tmp/pk" -i "$VAL" -b 4 -t 64 -m 2 -bma 4 -jl "$tmp/pdoc.jl" > /dev/null 2>&1
+  read -r psnll psmean <<< "$("$PY" -c 'import json,sys; d=json.loads(open(sys.argv[1]).readline()); print(d["nll"], d["nll_mean"])' "$tmp/pdoc.jl" 2>/dev/null)"
+  cmp_loss "PoCo: val loss (mean weights) = trainer's" "$pmean" "$psmean"
+  cmp_loss "PoCo: val loss bma(4) = trainer's" "$pbma" "$psnll"
+else
+  bad "training the PoCo checkpoint: $(tail -n 3 "$tmp/train_poco.txt" | tr '\n' ' ')"
+fi
 
 # 2. generation: MI >= 0 on every token, and the JSON lines say the mode
 gen() { "$SAMPLE" -o "$tmp/ck" -p "It is a truth universally acknowledged" -g 24 -show plain "$@"; }
