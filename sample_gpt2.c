@@ -163,6 +163,9 @@ static void sample_parse(SampleConfig* cfg, int argc, char** argv) {
     if ((cfg->model == NULL) == (cfg->ckpt_dir == NULL))
         fatalf("flag -e: give a model file (-e) or a checkpoint dir (-o), one of the two");
     if (cfg->ckpt_step >= 0 && cfg->ckpt_dir == NULL) fatalf("flag -cs: a checkpoint step needs -o DIR");
+    if (cfg->ess != -1.0 && !(cfg->ess > 0.0)) fatalf("flag -ess: %g must be > 0 (or -1 for the state header's)", cfg->ess);
+    if (cfg->prior_2d != -1.0 && cfg->prior_2d < 0.0) fatalf("flag -pr: %g must be >= 0 (or -1)", cfg->prior_2d);
+    if (cfg->prior_1d != -1.0 && cfg->prior_1d < 0.0) fatalf("flag -pr1: %g must be >= 0 (or -1)", cfg->prior_1d);
     if ((cfg->prompt != NULL) + (cfg->prompt_file != NULL) + (cfg->input != NULL) > 1)
         fatalf("flag -p: give at most one of -p, -pf and -i");
 }
@@ -397,12 +400,13 @@ static TokenUnc unc_row(const UncAcc* u, size_t i, float* pbar) {
     return r;
 }
 
-// MI >= 0 by the concavity of H: a negative value is rounding, set to 0 and counted
-static void unc_clamp(UncAcc* u, TokenUnc* r) {
-    if (r->mi >= 0.0) return;
+// MI >= 0 by the concavity of H: a negative value is rounding, set to 0 and counted; returns 1 if it was
+static int unc_clamp(UncAcc* u, TokenUnc* r) {
+    if (r->mi >= 0.0) return 0;
     u->clamped++;
     if (-r->mi > u->clamped_max) u->clamped_max = -r->mi;
     r->mi = 0.0;
+    return 1;
 }
 
 // ----------------------------------------------------------------------------
@@ -643,7 +647,7 @@ static void sample_generate(const SampleConfig* cfg, const WeightSets* w, const 
             unc_add(&u, kv[s].probs, s);
         }
         TokenUnc r = unc_row(&u, 0, pbar);
-        unc_clamp(&u, &r);
+        int clamped = unc_clamp(&u, &r);
         int next = sample_next(pbar, V, cfg, t + 1, order, dist);
         g->tokens[g->n++] = next;
         g->generated++;
@@ -660,6 +664,7 @@ static void sample_generate(const SampleConfig* cfg, const WeightSets* w, const 
             fprintf(jl, "\", \"mode\": \"%s\", \"samples\": %d, \"tau\": %.9g, \"prob\": %.9g, \"entropy\": %.9g", mode_name(S),
                     S, S > 0 ? cfg->tau : 0.0, (double)pbar[next], r.total);
             if (S > 0) fprintf(jl, ", \"aleatoric\": %.9g, \"mi\": %.9g", r.aleatoric, r.mi);
+            if (clamped) fprintf(jl, ", \"mi_clamped\": true");  // a rounding-negative MI set to 0
             fprintf(jl, "}\n");
         }
     }

@@ -277,6 +277,8 @@ row "sample: -i text invalid UTF-8"      "text file '$tmp/utf8.txt' is not valid
 row "sample: -i shard truncated"         "token shard '$tmp/s_trunc.bin' has 2000 bytes, its header says 115079 tokens" "$SAMPLE" "${sm[@]}" -i "$tmp/s_trunc.bin"
 row "sample: -i missing"                 "$tmp/none.txt"                     "$SAMPLE" "${sm[@]}" -i "$tmp/none.txt"
 row "sample: tokenizer missing"          "$tmp/t_none.bin"                   "$SAMPLE" "${sm[@]}" -tk "$tmp/t_none.bin"
+row "sample: -ess 0"                      "flag -ess: 0 must be > 0"          "$SAMPLE" -o "$tmp/adamw_ck" -ess 0
+row "sample: -pr -0.5"                    "flag -pr: -0.5 must be >= 0"       "$SAMPLE" "${sm[@]}" -pr -0.5
 row "sample: -jl not writable"          "$tmp/nodir/x.jl"                   "$SAMPLE" "${sm[@]}" -jl "$tmp/nodir/x.jl"
 
 # --- output directory (-o), checked at startup -----------------------------------------------------------------
