@@ -414,7 +414,7 @@ test-asan: ref
 	  "TRAIN_BIN=$(ASAN)/train_gpt2 CHECKS=$(ASAN)/train_gpt2_checks bash dev/test/test_train.sh" \
 	  "$(ASAN)/test_sample $(REF)/gpt2_d2.bin" \
 	  "TRAIN_BIN=$(ASAN)/train_gpt2 SAMPLE_BIN=$(ASAN)/sample_gpt2 TEST_SAMPLE_BIN=$(ASAN)/test_sample bash dev/test/test_sample.sh" \
-	  "TRAIN_BIN=$(ASAN)/train_gpt2 TEST_BIN=$(ASAN)/test_gpt2 SAMPLE_BIN=$(ASAN)/sample_gpt2 bash dev/test/test_bad_inputs.sh" \
+	  "TRAIN_BIN=$(ASAN)/train_gpt2 TEST_BIN=$(ASAN)/test_gpt2 SAMPLE_BIN=$(ASAN)/sample_gpt2 SAMPLE_TRAIN_BIN=$(ASAN)/train_gpt2 bash dev/test/test_bad_inputs.sh" \
 	  "$(ASAN)/test_exec_cu" \
 	  "$(ASAN)/test_gpt2cu $(REF)/small/gpt2_d2.bin $(REF)/small/gpt2_d2_debug_state.bin" \
 	  || echo "test-asan: suites failed"; } 2>&1 | tee $(ASAN)/test-asan.log
