@@ -30,6 +30,10 @@ train_gpt2: train_gpt2.c $(HEADERS)
 encode_gpt2: encode_gpt2.c $(HEADERS)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS) -lpcre2-8
 
+# posterior evaluation (doc/evaluate.md): BMA NLL / accuracy / ECE against sample counts and temperatures
+eval_gpt2: eval_gpt2.c train_gpt2.c $(HEADERS)
+	$(CC) $(CFLAGS) $(OMPFLAGS) -o $@ $< $(LDLIBS)
+
 # single-threaded build without OpenMP
 train_gpt2_noomp: train_gpt2.c $(HEADERS)
 	$(CC) $(CFLAGS) -Wno-unknown-pragmas -o $@ $< $(LDLIBS)
