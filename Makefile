@@ -34,6 +34,10 @@ encode_gpt2: encode_gpt2.c $(HEADERS)
 eval_gpt2: eval_gpt2.c train_gpt2.c $(HEADERS)
 	$(CC) $(CFLAGS) $(OMPFLAGS) -o $@ $< $(LDLIBS)
 
+# Hugging Face GPT-2 export (doc/evaluate.md): model.safetensors, config.json, sigma.safetensors
+export_gpt2: export_gpt2.c $(HEADERS)
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
 # single-threaded build without OpenMP
 train_gpt2_noomp: train_gpt2.c $(HEADERS)
 	$(CC) $(CFLAGS) -Wno-unknown-pragmas -o $@ $< $(LDLIBS)
