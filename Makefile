@@ -298,6 +298,7 @@ ref: setup-test data
 # --- tests ---
 TEST_BINS := train_gpt2 train_gpt2_noomp test_gpt2 $(BIN)/test_gpt2_noomp $(BIN)/test_llmc $(BIN)/test_gemm \
              $(BIN)/test_optim $(BIN)/train_gpt2_checks $(BIN)/test_noise $(BIN)/test_noise_fc train_gpt2mpi encode_gpt2 \
+             eval_gpt2 export_gpt2 \
              $(CUDA_CPU_TARGETS) $(LAB_CPU_TARGETS)
 
 test: ref
@@ -319,6 +320,7 @@ test: ref
 	  "./test_gpt2 --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_alt_state.bin" \
 	  "bash dev/test/expect_fail.sh ./test_gpt2 --perturb --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_state.bin" \
 	  "bash dev/test/test_train.sh" \
+	  "bash dev/test/test_eval.sh" \
 	  "bash dev/test/test_bad_inputs.sh" \
 	  "bash dev/test/test_crash_resume.sh" \
 	  "bash dev/test/test_dist.sh" \
