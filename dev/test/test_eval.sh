@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Posterior evaluation and export (doc/evaluate.md) on a short d2 IVON run of ./train_gpt2 (-bma 3, val and a
-# checkpoint at step 2):
-#  - eval_gpt2 at tau 1 and S = 3 on the same val batches prints the trainer's BMA val loss and BMA ECE of step 2,
-#    and its mean row the trainer's mean val loss and ECE (the same evaluation functions, the same samples);
+# Posterior evaluation and export (doc/evaluate.md) on short d2 runs of ./train_gpt2 (IVON -bma 3, val and a
+# checkpoint at step 2; PoCo -bma 2 at step 3):
+#  - eval_gpt2 at tau 1 and the run's S on the same val batches prints the trainer's BMA val loss and BMA ECE of
+#    that step, and its mean row the trainer's mean val loss and ECE (the same evaluation functions and samples);
 #  - a sample-count x temperature grid: all rows and 15 bins per row in the CSVs, the temperature changes the
 #    samples, tau -> 0 approaches the mean row; scripts/plot_eval.py writes the two PNGs;
 #  - export_gpt2 -sigma 1 passes dev/test/check_export.py (every tensor of model.safetensors and sigma.safetensors
@@ -22,24 +22,29 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 vt=(-b 4 -t 64 -m 3)
 
-# 1. the trainer's numbers at step 2
-if ! $TRAIN -e d2 "${vt[@]}" -l 1e-3 -u 5 -s 0 -seed 7 -opt ivon -r 1e-2 -x 2 -v 2 -n 2 -bma 3 -o "$tmp/run" \
-    > "$tmp/train.txt" 2>&1; then
-  bad "IVON training run exited non-zero"; tail -n 3 "$tmp/train.txt"
-fi
-t_loss=$(awk '/^step 2: val loss/ {print $5, $NF}' "$tmp/train.txt")          # mean, bma
-t_ece=$(awk '/^step 2: calibration/ {print $6, $NF}' "$tmp/train.txt")        # mean, bma
-if $EVAL -c "$tmp/run" "${vt[@]}" -S 3 -tau 1 -o "$tmp/e.csv" > "$tmp/eval.txt" 2>&1; then
-  e_loss=$(awk '/^mean / {m = $8} /^bma .* 3 tau 1 / {b = $8} END {print m, b}' "$tmp/eval.txt")
-  e_ece=$(awk '/^mean / {m = $12} /^bma .* 3 tau 1 / {b = $12} END {print m, b}' "$tmp/eval.txt")
-  if [ -n "$t_loss" ] && [ "$t_loss" = "$e_loss" ] && [ "$t_ece" = "$e_ece" ]; then
-    ok "eval_gpt2 = trainer at step 2: val loss mean, bma(3) $e_loss; ECE mean, bma(3) $e_ece"
-  else
-    bad "eval_gpt2 (loss '$e_loss', ECE '$e_ece') != trainer (loss '$t_loss', ECE '$t_ece')"
+# 1. the trainer's numbers at the checkpoint step: matches NAME STEP S trainer-args...
+matches() {
+  local name=$1 step=$2 S=$3; shift 3
+  if ! $TRAIN -e d2 "${vt[@]}" -l 1e-3 -u 5 -s 0 -seed 7 -r 1e-2 -x "$step" -v "$step" -n "$step" -bma "$S" \
+      -o "$tmp/$name" "$@" > "$tmp/$name.txt" 2>&1; then
+    bad "$name: training run exited non-zero"; tail -n 3 "$tmp/$name.txt"; return
   fi
-else
-  bad "eval_gpt2 exited non-zero"; tail -n 3 "$tmp/eval.txt"
-fi
+  local t_loss t_ece e_loss e_ece
+  t_loss=$(awk -v s="$step:" '$1 == "step" && $2 == s && $3 == "val" {print $5, $NF}' "$tmp/$name.txt")  # mean, bma
+  t_ece=$(awk -v s="$step:" '$1 == "step" && $2 == s && $3 == "calibration" {print $6, $NF}' "$tmp/$name.txt")
+  if ! $EVAL -c "$tmp/$name" "${vt[@]}" -S "$S" -tau 1 -o "$tmp/$name.csv" > "$tmp/$name.eval.txt" 2>&1; then
+    bad "$name: eval_gpt2 exited non-zero"; tail -n 3 "$tmp/$name.eval.txt"; return
+  fi
+  e_loss=$(awk '$1 == "mean" {m = $8} $1 == "bma" {b = $8} END {print m, b}' "$tmp/$name.eval.txt")
+  e_ece=$(awk '$1 == "mean" {m = $12} $1 == "bma" {b = $12} END {print m, b}' "$tmp/$name.eval.txt")
+  if [ -n "$t_loss" ] && [ "$t_loss" = "$e_loss" ] && [ "$t_ece" = "$e_ece" ]; then
+    ok "$name: eval_gpt2 = trainer at step $step: val loss mean, bma($S) $e_loss; ECE mean, bma($S) $e_ece"
+  else
+    bad "$name: eval_gpt2 (loss '$e_loss', ECE '$e_ece') != trainer (loss '$t_loss', ECE '$t_ece')"
+  fi
+}
+matches run 2 3 -opt ivon
+matches poco 3 2 -opt poco -pst 1 -pp 1 -pmb 2  # anchor refreshed in steps 2 and 3
 
 # 2. a grid of sample counts and temperatures, the CSVs and the PNGs
 if $EVAL -c "$tmp/run" -b 4 -t 64 -m 1 -S 1,2 -tau 1e-12,0.5,2 -o "$tmp/g.csv" > "$tmp/grid.txt" 2>&1; then
