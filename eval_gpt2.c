@@ -81,7 +81,7 @@ int main(int argc, char** argv) {
         {"-pr", TOOL_DOUBLE, &a.prior_2d, "prior precision of the 2-D tensors (-1 = the state header's)"},
         {"-pr1", TOOL_DOUBLE, &a.prior_1d, "prior precision of the 1-D tensors (-1 = the state header's)"},
         {"-o", TOOL_STRING, &a.out, "output CSV: kind,samples,tau,nll,accuracy,ece"},
-        {"-ob", TOOL_STRING, &a.bins_out, "reliability CSV (none = -o with _bins before .csv)"},
+        {"-ob", TOOL_STRING, &a.bins_out, "reliability CSV (unset: -o with _bins before .csv)"},
     };
     const int nflags = (int)(sizeof(flags) / sizeof(flags[0]));
     const char* synopsis = "eval_gpt2 -c DIR [-cs STEP] | -e MODEL [-st STATE]  [flags]";
@@ -92,6 +92,7 @@ int main(int argc, char** argv) {
     if (nS > 0 && nt == 0) fatalf("flag -tau: -S needs at least one temperature");
     if (a.B < 1 || a.T < 1) fatalf("flag %s: must be >= 1", a.B < 1 ? "-b" : "-t");
     if (a.max_batches == 0 || a.max_batches < -1) fatalf("flag -m: %d val batches; use -1 or >= 1", a.max_batches);
+    posterior_check_overrides(a.ess, a.prior_2d, a.prior_1d);
     char mbuf[4096], sbuf[4096], bbuf[4096];
     posterior_checkpoint_paths(a.dir, a.step, &a.model, &a.state, mbuf, sbuf, sizeof(mbuf));
 

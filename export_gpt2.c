@@ -146,6 +146,7 @@ int main(int argc, char** argv) {
     tool_flags_parse(argc, argv, synopsis, flags, (int)(sizeof(flags) / sizeof(flags[0])));
     if (sigma != 0 && sigma != 1) fatalf("flag -sigma: '%d' is not 0 or 1", sigma);
     if (od == NULL) fatalf("flag -od: an output dir is required");
+    posterior_check_overrides(ess, prior_2d, prior_1d);
     char mbuf[CHECKPOINT_PATH_MAX], sbuf[CHECKPOINT_PATH_MAX], path[CHECKPOINT_PATH_MAX];
     posterior_checkpoint_paths(dir, step, &model, &state, mbuf, sbuf, sizeof(mbuf));
     if (!sigma) state = NULL;  // the mean alone needs no state file

@@ -134,6 +134,13 @@ static inline void posterior_checkpoint_paths(const char* dir, int step, const c
     *state = sbuf;
 }
 
+// the tools' overrides -ess / -pr / -pr1: -1 (the state header's) or a valid value
+static inline void posterior_check_overrides(double ess, double prior_2d, double prior_1d) {
+    if (ess != -1.0 && !(ess > 0.0)) fatalf("flag -ess: %g is not -1 or > 0", ess);
+    if (prior_2d != -1.0 && !(prior_2d >= 0.0)) fatalf("flag -pr: %g is not -1 or >= 0", prior_2d);
+    if (prior_1d != -1.0 && !(prior_1d >= 0.0)) fatalf("flag -pr1: %g is not -1 or >= 0", prior_1d);
+}
+
 static inline void posterior_free(Posterior* p) {
     free(p->mean);
     free(p->hess);

@@ -215,6 +215,8 @@ row "export: no state, -sigma 1"      "flag -sigma: no state file"              
 row "export: state file missing"      "cannot open state file '$tmp/none_state.bin'" "$EXPORT" -e "$adam_m" -st "$tmp/none_state.bin" -od "$tmp/x_out" -sigma 1
 row "export: no -od"                  "flag -od: an output dir is required"      "$EXPORT" -c "$tmp/ck"
 row "export: bad -sigma"              "flag -sigma: '2' is not 0 or 1"           "$EXPORT" -c "$tmp/ck" -od "$tmp/x_out" -sigma 2
+row "eval: -ess 0"                    "flag -ess: 0 is not -1 or > 0"            "$EVAL" -c "$tmp/ck" -ess 0
+row "export: -pr1 < 0"                "flag -pr1: -2 is not -1 or >= 0"          "$EXPORT" -c "$tmp/ck" -od "$tmp/x_out" -pr1 -2
 row "export: unknown flag"            "flag -frob: unknown flag"                 "$EXPORT" -frob 1
 if [ "${NO_IVON:-0}" != 1 ]; then
   "$TRAIN" -e d2 -b 1 -t 8 -x 1 -n 1 -v 0 -s 0 -opt ivon -o "$tmp/ick" > "$tmp/ick.txt" 2>&1 ||
