@@ -41,6 +41,14 @@ encode_gpt2: encode_gpt2.c $(HEADERS)
 sample_gpt2: sample_gpt2.c train_gpt2.c $(HEADERS)
 	$(CC) $(CFLAGS) $(OMPFLAGS) -o $@ $< $(LDLIBS) -lpcre2-8
 
+# posterior evaluation (doc/evaluate.md): BMA NLL / accuracy / ECE against sample counts and temperatures
+eval_gpt2: eval_gpt2.c train_gpt2.c $(HEADERS)
+	$(CC) $(CFLAGS) $(OMPFLAGS) -o $@ $< $(LDLIBS)
+
+# Hugging Face GPT-2 export (doc/evaluate.md): model.safetensors, config.json, sigma.safetensors
+export_gpt2: export_gpt2.c $(HEADERS)
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
 # single-threaded build without OpenMP
 train_gpt2_noomp: train_gpt2.c $(HEADERS)
 	$(CC) $(CFLAGS) -Wno-unknown-pragmas -o $@ $< $(LDLIBS)
@@ -304,6 +312,7 @@ ref: setup-test data
 # --- tests ---
 TEST_BINS := train_gpt2 train_gpt2_noomp test_gpt2 $(BIN)/test_gpt2_noomp $(BIN)/test_llmc $(BIN)/test_gemm \
              $(BIN)/test_optim $(BIN)/train_gpt2_checks $(BIN)/test_noise $(BIN)/test_noise_fc train_gpt2mpi encode_gpt2 sample_gpt2 $(BIN)/test_sample \
+             eval_gpt2 export_gpt2 \
              $(CUDA_CPU_TARGETS) $(LAB_CPU_TARGETS)
 
 test: ref
@@ -328,6 +337,7 @@ test: ref
 	  "$(BIN)/test_sample $(REF)/gpt2_d2.bin" \
 	  "bash dev/test/expect_fail.sh $(BIN)/test_sample --perturb $(REF)/gpt2_d2.bin" \
 	  "bash dev/test/test_sample.sh" \
+	  "bash dev/test/test_eval.sh" \
 	  "bash dev/test/test_bad_inputs.sh" \
 	  "bash dev/test/test_crash_resume.sh" \
 	  "bash dev/test/test_dist.sh" \

@@ -1195,61 +1195,58 @@ void gpt2_optimizer_diagnostics(GPT2* model, const OptimizerConfig* oc, Optimize
 }
 
 
-#ifndef TESTING
 // ----------------------------------------------------------------------------
-// main: training loop
-
-
-// ECE bins summed over the processes, then the ECE
-static double dp_ece_value(const DistInfo* d, EceBins* e) {
-    dp_allreduce_sum(d, (double*)e, 3 * ECE_BINS);
-    return ece_value(e);
-}
+// evaluation: mean-weight and BMA val loss and calibration (the trainer's val step and eval_gpt2)
 
 // Mean loss over `max_batches` batches of the val loader on each process (process r: batches r, r + P, ...),
-// averaged over the processes; *ece: the calibration error of the predictions.
-static float evaluate_mean_loss(GPT2* model, DataLoader* loader, int max_batches, double* ece) {
+// averaged over the processes; *bins: the calibration bins of the predictions, summed over the processes.
+float evaluate_mean_loss(GPT2* model, DataLoader* loader, int max_batches, EceBins* bins) {
     dataloader_reset(loader);
     double sum = 0.0;
-    EceBins bins;
-    ece_reset(&bins);
+    ece_reset(bins);
     int V = model->config.vocab_size, Vp = model->config.padded_vocab_size;
     size_t bt = loader->B * loader->T;
     for (int i = 0; i < max_batches; i++) {
         dataloader_next_batch(loader);
         gpt2_forward(model, loader->inputs, loader->targets, (int)loader->B, (int)loader->T);
         sum += model->mean_loss;
-        ece_add_batch(&bins, model->acts.probs, bt, V, (size_t)Vp, loader->targets);
+        ece_add_batch(bins, model->acts.probs, bt, V, (size_t)Vp, loader->targets);
     }
     dp_allreduce_sum(&model->dist, &sum, 1);
-    *ece = dp_ece_value(&model->dist, &bins);
+    dp_allreduce_sum(&model->dist, (double*)bins, 3 * ECE_BINS);
     return (float)(sum / ((double)max_batches * model->dist.world));
 }
 
-// the next-token probabilities after a forward over tokens[0..t) (sampler_generate)
-static const float* gpt2_next_probs(void* m, const int* tokens, int t) {
-    GPT2* model = (GPT2*)m;
-    gpt2_forward(model, tokens, NULL, 1, t);
-    return model->acts.probs + (size_t)(t - 1) * model->config.padded_vocab_size;
+// The weights of BMA sample s (0-based) into model->params_memory: the sample source of evaluate_bma_loss
+typedef void (*BmaSampleFn)(void* ctx, GPT2* model, int s);
+
+// the trainer's source: theta_s = m + sigma eps, stream BMA, sample s at `step` (gpt2_optimizer_sample_bma)
+typedef struct {
+    const OptimizerConfig* oc;
+    int step;
+} TrainBmaSource;
+
+void gpt2_train_bma_sample(void* ctx, GPT2* model, int s) {
+    const TrainBmaSource* src = (const TrainBmaSource*)ctx;
+    gpt2_optimizer_sample_bma(model, src->oc, src->step, s);
 }
 
-// posterior-predictive (BMA) val loss with S samples theta_s = m + sigma eps (stream BMA, sample s, step):
+// posterior-predictive (BMA) val loss with S samples theta_s from sample(ctx, model, s):
 // per token lp(t) = logsumexp_s(lp_s(t)) - log S, loss = -mean_t lp(t). lse (max_batches, B*T) holds the running
-// logsumexp. *ece: calibration of the predictive mean_s p_s, summed per batch in prob_sum (B*T, Vp).
-// params_memory is back at the mean afterwards.
-static float evaluate_bma_loss(GPT2* model, const OptimizerConfig* oc, DataLoader* loader, int max_batches, int S,
-                               int step, float* lse, float* prob_sum, double* ece) {
+// logsumexp. *bins: calibration of the predictive mean_s p_s (summed over the processes), summed per batch in
+// prob_sum (B*T, Vp). params_memory holds the last sample afterwards (the caller restores the mean).
+float evaluate_bma_loss(GPT2* model, BmaSampleFn sample, void* ctx, DataLoader* loader, int max_batches, int S,
+                        float* lse, float* prob_sum, EceBins* bins) {
     size_t bt = loader->B * loader->T;
     int V = model->config.vocab_size, Vp = model->config.padded_vocab_size;
     size_t nprob = bt * (size_t)Vp;
     float invS = 1.0f / (float)S;
-    EceBins bins;
-    ece_reset(&bins);
+    ece_reset(bins);
     dataloader_reset(loader);
     for (int b = 0; b < max_batches; b++) {
         dataloader_next_batch(loader);
         for (int s = 0; s < S; s++) {
-            gpt2_optimizer_sample_bma(model, oc, step, s);
+            sample(ctx, model, s);
             gpt2_forward(model, loader->inputs, loader->targets, (int)loader->B, (int)loader->T);
             train_bma_accumulate(lse + (size_t)b * bt, model->acts.losses, bt, s);
             const float* p = model->acts.probs;
@@ -1263,14 +1260,27 @@ static float evaluate_bma_loss(GPT2* model, const OptimizerConfig* oc, DataLoade
         }
         OMP_PRAGMA(parallel for schedule(static))
         for (size_t i = 0; i < nprob; i++) prob_sum[i] *= invS;
-        ece_add_batch(&bins, prob_sum, bt, V, (size_t)Vp, loader->targets);
+        ece_add_batch(bins, prob_sum, bt, V, (size_t)Vp, loader->targets);
     }
-    *ece = dp_ece_value(&model->dist, &bins);
-    gpt2_optimizer_restore_mean(model);
+    dp_allreduce_sum(&model->dist, (double*)bins, 3 * ECE_BINS);
     double loss = train_bma_loss(lse, (size_t)max_batches * bt, S);
     dp_allreduce_sum(&model->dist, &loss, 1);
     return (float)(loss / model->dist.world);
 }
+
+
+#ifndef TESTING
+// ----------------------------------------------------------------------------
+// main: training loop
+
+
+// the next-token probabilities after a forward over tokens[0..t) (sampler_generate)
+static const float* gpt2_next_probs(void* m, const int* tokens, int t) {
+    GPT2* model = (GPT2*)m;
+    gpt2_forward(model, tokens, NULL, 1, t);
+    return model->acts.probs + (size_t)(t - 1) * model->config.padded_vocab_size;
+}
+
 
 
 
@@ -1331,12 +1341,18 @@ int main(int argc, char** argv) {
     int timed_steps = 0;
     for (int step = start_step; step <= r->max_steps; step++) {
         if (train_run_val_due(r, step)) {
-            double ece = -1.0, bma_ece = -1.0;
-            float val_loss = evaluate_mean_loss(&model, &r->val_loader, r->val_batches, &ece);
+            double bma_ece = -1.0;
+            EceBins bins;
+            float val_loss = evaluate_mean_loss(&model, &r->val_loader, r->val_batches, &bins);
+            double ece = ece_value(&bins);
             float bma_loss = 0.0f;
-            if (r->bma_samples > 0)
-                bma_loss = evaluate_bma_loss(&model, oc, &r->val_loader, r->val_batches, r->bma_samples, step, bma_lse,
-                                             bma_prob_sum, &bma_ece);
+            if (r->bma_samples > 0) {
+                TrainBmaSource src = {oc, step};
+                bma_loss = evaluate_bma_loss(&model, gpt2_train_bma_sample, &src, &r->val_loader, r->val_batches,
+                                             r->bma_samples, bma_lse, bma_prob_sum, &bins);
+                gpt2_optimizer_restore_mean(&model);
+                bma_ece = ece_value(&bins);
+            }
             train_report_val(&r->logger, step, val_loss, r->bma_samples, bma_loss, ece, bma_ece);
             if (oc->kind != OPT_ADAMW) {
                 OptimizerDiagnostics d;

@@ -89,4 +89,11 @@ static inline double ece_value(const EceBins* e) {
     return sum;
 }
 
+// fraction of the tokens whose target is the first argmax (the next-token accuracy)
+static inline double ece_accuracy(const EceBins* e) {
+    double total = 0.0, correct = 0.0;
+    for (int b = 0; b < ECE_BINS; b++) total += e->n[b], correct += e->correct[b];
+    return total > 0.0 ? correct / total : 0.0;
+}
+
 #endif // LLMC_METRICS_H

@@ -114,6 +114,33 @@ static inline void posterior_sample(const Posterior* p, float* theta, double tau
     }
 }
 
+// The files of the checkpoint the tools' flags name: -c dir (step `step`, -1 = the latest with a DONE marker) or
+// -e model file with -st state file (may be NULL). *model / *state come back pointing at mbuf / sbuf (n bytes) or
+// at the given names.
+static inline void posterior_checkpoint_paths(const char* dir, int step, const char** model, const char** state,
+                                              char* mbuf, char* sbuf, size_t n) {
+    if (dir != NULL && (*model != NULL || *state != NULL))
+        fatalf("flag -c: give a checkpoint dir (-c) or model and state files (-e, -st), not both");
+    if (dir == NULL) {
+        if (*model == NULL) fatalf("flag -c: a checkpoint dir (-c) or a model file (-e) is required");
+        if (step >= 0) fatalf("flag -cs: a checkpoint step needs a checkpoint dir (-c)");
+        return;
+    }
+    if (step < 0) step = checkpoint_find_latest(dir);
+    if (step < 0) fatalf("flag -c: no finished checkpoint (DONE_ marker) in '%s'", dir);
+    checkpoint_model_path(mbuf, n, dir, step);
+    checkpoint_state_path(sbuf, n, dir, step);
+    *model = mbuf;
+    *state = sbuf;
+}
+
+// the tools' overrides -ess / -pr / -pr1: -1 (the state header's) or a valid value
+static inline void posterior_check_overrides(double ess, double prior_2d, double prior_1d) {
+    if (ess != -1.0 && !(ess > 0.0)) fatalf("flag -ess: %g is not -1 or > 0", ess);
+    if (prior_2d != -1.0 && !(prior_2d >= 0.0)) fatalf("flag -pr: %g is not -1 or >= 0", prior_2d);
+    if (prior_1d != -1.0 && !(prior_1d >= 0.0)) fatalf("flag -pr1: %g is not -1 or >= 0", prior_1d);
+}
+
 static inline void posterior_free(Posterior* p) {
     free(p->mean);
     free(p->hess);

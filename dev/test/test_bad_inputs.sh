@@ -5,7 +5,8 @@
 # the flag or the file). Prints OK/FAIL per row and `N passed, N failed`.
 # Environment: TRAIN_BIN (default ./train_gpt2), TEST_BIN (default ./test_gpt2), PYTHON (default /usr/bin/python3),
 # ENCODE_BIN (default ./encode_gpt2): the text encoder's rows; SAMPLE_BIN (default ./sample_gpt2) and SAMPLE_TRAIN_BIN
-# (default ./train_gpt2, writes the AdamW checkpoint of those rows): sample_gpt2's rows.
+# (default ./train_gpt2, writes the AdamW checkpoint of those rows): sample_gpt2's rows; EVAL_BIN (default
+# ./eval_gpt2) and EXPORT_BIN (default ./export_gpt2): the posterior evaluation and export rows (on checkpoints of $TRAIN).
 # NO_IVON=1 for a trainer without IVON/PoCo (train_gpt2cu today): the rows that need -opt ivon|poco or test_gpt2 --opt
 # are left out (and counted in a note line).
 set -u
@@ -22,6 +23,8 @@ TOKENIZER=gpt2_tokenizer.bin
 ENCODE=${ENCODE_BIN:-./encode_gpt2}
 SAMPLE=${SAMPLE_BIN:-./sample_gpt2}
 SAMPLE_TRAIN=${SAMPLE_TRAIN_BIN:-./train_gpt2}
+EVAL=${EVAL_BIN:-./eval_gpt2}
+EXPORT=${EXPORT_BIN:-./export_gpt2}
 pass=0; fail=0
 tmp=$(mktemp -d)
 trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
@@ -47,7 +50,7 @@ ivon_row() {
   if [ "${NO_IVON:-0}" = 1 ]; then left_out=$((left_out + 1)); else row "$@"; fi
 }
 
-for f in "$TRAIN" "$TESTG" "$ENCODE" "$SAMPLE" "$SAMPLE_TRAIN" "$TRAIN_SHARD" "$VAL_SHARD" "$REF_MODEL" "$REF_DEBUG" "$REF_OPT" "$TOKENIZER"; do
+for f in "$TRAIN" "$TESTG" "$ENCODE" "$SAMPLE" "$SAMPLE_TRAIN" "$EVAL" "$EXPORT" "$TRAIN_SHARD" "$VAL_SHARD" "$REF_MODEL" "$REF_DEBUG" "$REF_OPT" "$TOKENIZER"; do
   if [ ! -e "$f" ]; then echo "FAIL missing $f (run make test, which builds it)"; echo "0 passed, 1 failed"; exit 1; fi
 done
 
@@ -189,6 +192,45 @@ s=$(state_case seed)
 row "resume with another -seed"    "flag -seed"                         "$TRAIN" "${ck[@]}" -x 3 -o "$tmp/s_seed" -y 1 -seed 6
 s=$(state_case bt)
 row "resume with another -b"       "flags -b, -t, -d"                   "$TRAIN" "${ck[@]}" -x 3 -o "$tmp/s_bt" -y 1 -b 2
+
+# --- eval_gpt2 / export_gpt2 (posterior evaluation and export) -----------------------------------------------
+# $tmp/ck: the AdamW checkpoint above; $tmp/ick: an IVON one; $tmp/ick_noess: its state without the ess slots
+ev=(-b 1 -t 8 -m 1)
+adam_m=$tmp/ck/model_00000002.bin; adam_s=$tmp/ck/state_00000002.bin
+row "eval: AdamW checkpoint with -S"  "flag -S: BMA needs sigma: state file '$adam_s' holds adamw state" "$EVAL" -c "$tmp/ck" "${ev[@]}" -o "$tmp/e.csv"
+row "eval: model without state, -S"   "flag -S: BMA needs sigma: no state file"  "$EVAL" -e "$adam_m" "${ev[@]}" -o "$tmp/e.csv"
+row "eval: state file missing"        "cannot open state file '$tmp/none_state.bin'" "$EVAL" -e "$adam_m" -st "$tmp/none_state.bin" "${ev[@]}" -o "$tmp/e.csv"
+row "eval: model file missing"        "$tmp/none_model.bin"                      "$EVAL" -e "$tmp/none_model.bin" -S none "${ev[@]}"
+row "eval: dir without checkpoint"    "flag -c: no finished checkpoint (DONE_ marker) in '$tmp'" "$EVAL" -c "$tmp" "${ev[@]}"
+row "eval: no -c or -e"               "flag -c: a checkpoint dir (-c) or a model file (-e) is required" "$EVAL" "${ev[@]}"
+row "eval: -c and -e"                 "flag -c: give a checkpoint dir (-c) or model and state files" "$EVAL" -c "$tmp/ck" -e "$adam_m" "${ev[@]}"
+row "eval: unknown flag"              "flag -zz: unknown flag"                   "$EVAL" -c "$tmp/ck" -zz 1
+row "eval: missing value"             "flag -m: missing value"                   "$EVAL" -c "$tmp/ck" -m
+row "eval: non-integer -b"            "flag -b: 'x' is not an integer"           "$EVAL" -c "$tmp/ck" -b x
+row "eval: bad sample list"           "flag -S: '1,x' is not a comma-separated list of sample counts" "$EVAL" -c "$tmp/ck" -S 1,x
+row "eval: sample count 0"            "flag -S: '0' is not a comma-separated list" "$EVAL" -c "$tmp/ck" -S 0
+row "eval: empty sample entry"        "flag -S: '2,,4' is not a comma-separated list" "$EVAL" -c "$tmp/ck" -S 2,,4
+row "eval: negative temperature"      "flag -tau: '1,-1' is not a comma-separated list of temperatures > 0" "$EVAL" -c "$tmp/ck" -tau 1,-1
+row "eval: -m 0"                      "flag -m: 0 val batches"                   "$EVAL" -c "$tmp/ck" -S none -m 0
+row "eval: T beyond the context"      "flag -t: T = 2048 exceeds the model's 1024" "$EVAL" -c "$tmp/ck" -S none -t 2048
+row "export: AdamW with -sigma 1"     "flag -sigma: state file '$adam_s' holds adamw state" "$EXPORT" -c "$tmp/ck" -od "$tmp/x_out" -sigma 1
+row "export: no state, -sigma 1"      "flag -sigma: no state file"               "$EXPORT" -e "$adam_m" -od "$tmp/x_out" -sigma 1
+row "export: state file missing"      "cannot open state file '$tmp/none_state.bin'" "$EXPORT" -e "$adam_m" -st "$tmp/none_state.bin" -od "$tmp/x_out" -sigma 1
+row "export: no -od"                  "flag -od: an output dir is required"      "$EXPORT" -c "$tmp/ck"
+row "export: bad -sigma"              "flag -sigma: '2' is not 0 or 1"           "$EXPORT" -c "$tmp/ck" -od "$tmp/x_out" -sigma 2
+row "eval: -ess 0"                    "flag -ess: 0 is not -1 or > 0"            "$EVAL" -c "$tmp/ck" -ess 0
+row "export: -pr1 < 0"                "flag -pr1: -2 is not -1 or >= 0"          "$EXPORT" -c "$tmp/ck" -od "$tmp/x_out" -pr1 -2
+row "export: unknown flag"            "flag -frob: unknown flag"                 "$EXPORT" -frob 1
+if [ "${NO_IVON:-0}" != 1 ]; then
+  "$TRAIN" -e d2 -b 1 -t 8 -x 1 -n 1 -v 0 -s 0 -opt ivon -o "$tmp/ick" > "$tmp/ick.txt" 2>&1 ||
+    echo "FAIL IVON checkpoint run for the eval rows: $(tail -n 2 "$tmp/ick.txt")"
+  cp -r "$tmp/ick" "$tmp/ick_noess"
+  for off in 296 300; do patch "$tmp/ick_noess/state_00000001.bin" $off 0; done  # extra slots 10, 11: ess
+fi
+ivon_row "eval: state without ess"         "state file '$tmp/ick_noess/state_00000001.bin' records no ess" "$EVAL" -c "$tmp/ick_noess" "${ev[@]}"
+ivon_row "export: state without ess"       "flag -sigma: state file '$tmp/ick_noess/state_00000001.bin' records no ess" "$EXPORT" -c "$tmp/ick_noess" -od "$tmp/x_out" -sigma 1
+ivon_row "eval: no such checkpoint step"   "$tmp/ick/model_00000007.bin"   "$EVAL" -c "$tmp/ick" -cs 7 "${ev[@]}"
+ivon_row "export: -od not creatable"       "flag -od: cannot create output dir '$tmp/none/sub'" "$EXPORT" -c "$tmp/ick" -od "$tmp/none/sub"
 
 # --- tokenizer (-tk, read when sampling) -----------------------------------------------------------------------
 cp_patch "$TOKENIZER" "$tmp/t_magic.bin" 0 1
