@@ -180,7 +180,7 @@ endif
 CUDA_CPU_DEPS := $(HEADERS) $(CUDA_CPU_INC)
 CUDA_CPU_TARGETS := $(CUDA_CPU)/train_gpt2cu $(CUDA_CPU)/train_gpt2fp32cu $(CUDA_CPU)/test_gpt2cu \
                     $(CUDA_CPU)/test_gpt2fp32cu $(CUDA_CPU)/test_exec $(CUDA_CPU)/test_mma $(CUDA_CPU)/test_cublas \
-                    $(CUDA_CPU)/test_nccl
+                    $(CUDA_CPU)/test_nccl $(CUDA_CPU)/test_attention $(CUDA_CPU)/test_attention_fp32
 
 .PHONY: cuda-cpu
 cuda-cpu: setup $(CUDA_CPU_TARGETS)
@@ -201,6 +201,11 @@ $(CUDA_CPU)/test_gpt2fp32cu: $(CUDA_CPU)/src/test_gpt2.cu $(CUDA_CPU)/src/train_
 	$(CUDA_CPU_CXX) $(CUDA_CPU_CXXFLAGS) -DENABLE_FP32 -x c++ $< -o $@ $(CUDA_CPU_LIBS)
 $(CUDA_CPU)/test_exec: $(CUDA_CPU)/src/dev/cuda_cpu/test_exec.cu $(CUDA_CPU_INC)
 	$(CUDA_CPU_CXX) $(CUDA_CPU_CXXFLAGS) -x c++ $< -o $@ $(CUDA_CPU_LIBS)
+# train_gpt2.cu's flash attention kernels alone against an fp64 reference, bf16 and fp32 builds
+$(CUDA_CPU)/test_attention: $(CUDA_CPU)/src/dev/cuda_cpu/test_attention.cu $(CUDA_CPU)/src/train_gpt2.cu $(CUDA_CPU_DEPS)
+	$(CUDA_CPU_CXX) $(CUDA_CPU_CXXFLAGS) -x c++ $< -o $@ $(CUDA_CPU_LIBS)
+$(CUDA_CPU)/test_attention_fp32: $(CUDA_CPU)/src/dev/cuda_cpu/test_attention.cu $(CUDA_CPU)/src/train_gpt2.cu $(CUDA_CPU_DEPS)
+	$(CUDA_CPU_CXX) $(CUDA_CPU_CXXFLAGS) -DENABLE_FP32 -x c++ $< -o $@ $(CUDA_CPU_LIBS)
 # nvcuda::wmma fragments (mma.h) against a host matmul, and their misuses
 $(CUDA_CPU)/test_mma: $(CUDA_CPU)/src/dev/cuda_cpu/test_mma.cu $(CUDA_CPU_INC)
 	$(CUDA_CPU_CXX) $(CUDA_CPU_CXXFLAGS) -x c++ $< -o $@ $(CUDA_CPU_LIBS)
@@ -288,6 +293,8 @@ test: ref
 	  "bash dev/test/test_plot_tools.sh" \
 	  "$(CUDA_CPU)/test_exec" \
 	  "$(CUDA_CPU)/test_mma" \
+	  "$(CUDA_CPU)/test_attention" \
+	  "$(CUDA_CPU)/test_attention_fp32" \
 	  "$(CUDA_CPU)/test_cublas" \
 	  "$(CUDA_CPU)/test_nccl" \
 	  "$(CUDA_CPU)/test_gpt2fp32cu $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \

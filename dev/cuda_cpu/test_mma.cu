@@ -240,7 +240,8 @@ int main(void) {
     }
     check("bitwise-identical results under the forward, reverse and shuffled schedules", same);
     cuda_cpu::set_schedule("forward");
-    expect_kernel_error("load_matrix_sync from a pointer that is not 256-bit aligned: launch fails", misaligned_kernel, 32);
+    expect_kernel_error("load_matrix_sync from a pointer that is not 256-bit aligned: launch fails", misaligned_kernel,
+                        32);
     expect_kernel_error("store_matrix_sync with ldm not a multiple of 16 bytes: launch fails", bad_ldm_kernel, 32);
     expect_kernel_error("lanes passing different pointers: launch fails", lanes_disagree_kernel, 32);
     expect_kernel_error("half the warp at store_matrix_sync (divergence): launch fails", diverged_kernel, 32);

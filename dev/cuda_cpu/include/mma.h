@@ -93,8 +93,9 @@ inline int wmma_check_args(Block* b, const WarpOp* op, int w) {
         if (a->ptr != a0->ptr || a->ldm != a0->ldm || a->col_major != a0->col_major) {
             cur_thread = &b->threads[w * 32 + l];
             block_fail(b, "%s (%s:%d): pointer %p, ldm %u, %s differ from lane 0's %p, %u, %s (they must be the same "
-                       "in every lane)", name, op->file, op->line, a->ptr, a->ldm, a->col_major ? "col-major" : "row-major",
-                       a0->ptr, a0->ldm, a0->col_major ? "col-major" : "row-major");
+                       "in every lane)", name, op->file, op->line, a->ptr, a->ldm,
+                       a->col_major ? "col-major" : "row-major", a0->ptr, a0->ldm,
+                       a0->col_major ? "col-major" : "row-major");
             return 1;
         }
     }
