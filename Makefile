@@ -205,7 +205,8 @@ endif
 endif
 CUDA_CPU_DEPS := $(HEADERS) $(CUDA_CPU_INC)
 CUDA_CPU_TARGETS := $(CUDA_CPU)/train_gpt2cu $(CUDA_CPU)/train_gpt2fp32cu $(CUDA_CPU)/test_gpt2cu \
-                    $(CUDA_CPU)/test_gpt2fp32cu $(CUDA_CPU)/test_exec $(CUDA_CPU)/test_cublas $(CUDA_CPU)/test_nccl
+                    $(CUDA_CPU)/test_gpt2fp32cu $(CUDA_CPU)/test_exec $(CUDA_CPU)/test_mma $(CUDA_CPU)/test_cublas \
+                    $(CUDA_CPU)/test_nccl $(CUDA_CPU)/test_attention $(CUDA_CPU)/test_attention_fp32
 
 .PHONY: cuda-cpu
 cuda-cpu: setup $(CUDA_CPU_TARGETS)
@@ -225,6 +226,14 @@ $(CUDA_CPU)/test_gpt2cu: $(CUDA_CPU)/src/test_gpt2.cu $(CUDA_CPU)/src/train_gpt2
 $(CUDA_CPU)/test_gpt2fp32cu: $(CUDA_CPU)/src/test_gpt2.cu $(CUDA_CPU)/src/train_gpt2.cu $(CUDA_CPU_DEPS)
 	$(CUDA_CPU_CXX) $(CUDA_CPU_CXXFLAGS) -DENABLE_FP32 -x c++ $< -o $@ $(CUDA_CPU_LIBS)
 $(CUDA_CPU)/test_exec: $(CUDA_CPU)/src/dev/cuda_cpu/test_exec.cu $(CUDA_CPU_INC)
+	$(CUDA_CPU_CXX) $(CUDA_CPU_CXXFLAGS) -x c++ $< -o $@ $(CUDA_CPU_LIBS)
+# train_gpt2.cu's flash attention kernels alone against an fp64 reference, bf16 and fp32 builds
+$(CUDA_CPU)/test_attention: $(CUDA_CPU)/src/dev/cuda_cpu/test_attention.cu $(CUDA_CPU)/src/train_gpt2.cu $(CUDA_CPU_DEPS)
+	$(CUDA_CPU_CXX) $(CUDA_CPU_CXXFLAGS) -x c++ $< -o $@ $(CUDA_CPU_LIBS)
+$(CUDA_CPU)/test_attention_fp32: $(CUDA_CPU)/src/dev/cuda_cpu/test_attention.cu $(CUDA_CPU)/src/train_gpt2.cu $(CUDA_CPU_DEPS)
+	$(CUDA_CPU_CXX) $(CUDA_CPU_CXXFLAGS) -DENABLE_FP32 -x c++ $< -o $@ $(CUDA_CPU_LIBS)
+# nvcuda::wmma fragments (mma.h) against a host matmul, and their misuses
+$(CUDA_CPU)/test_mma: $(CUDA_CPU)/src/dev/cuda_cpu/test_mma.cu $(CUDA_CPU_INC)
 	$(CUDA_CPU_CXX) $(CUDA_CPU_CXXFLAGS) -x c++ $< -o $@ $(CUDA_CPU_LIBS)
 # the library headers on their own: cuBLAS/cuBLASLt against a model of their numerics and a double reference over 1-3
 # threads (`test_cublas --bench` times the LM-head GEMMs); NCCL on 1-3 forked ranks with its failure paths
@@ -343,6 +352,9 @@ test: ref
 	  "bash dev/test/test_dist.sh" \
 	  "bash dev/test/test_plot_tools.sh" \
 	  "$(CUDA_CPU)/test_exec" \
+	  "$(CUDA_CPU)/test_mma" \
+	  "$(CUDA_CPU)/test_attention" \
+	  "$(CUDA_CPU)/test_attention_fp32" \
 	  "$(CUDA_CPU)/test_cublas" \
 	  "$(CUDA_CPU)/test_nccl" \
 	  "$(CUDA_CPU)/test_gpt2fp32cu $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \

@@ -18,8 +18,8 @@
 // (B=4, T=64, 10 AdamW steps); each tolerance is the measured maximum times the margin in brackets.
 #ifdef ENABLE_FP32
 // fp32: only the summation orders differ from PyTorch (cuBLAS runs CUBLAS_COMPUTE_32F, no TF32). Measured: logits
-// 4.5e-7 (rel. to max|ref|), loss 0, gradients <= 6.2e-6 per tensor, step losses <= 1.9e-5, step norms <= 4.1e-3
-// (AdamW steps amplify early rounding differences). The smallest change still caught: one weight (wte[tok, 0])
+// 4.5e-7 (rel. to max|ref|), loss 0, gradients <= 6.3e-6 per tensor, step losses <= 2.0e-5, step norms <= 4.4e-3
+// (AdamW steps amplify early rounding differences; flash attention, fp32 tiles). The smallest change still caught: one weight (wte[tok, 0])
 // perturbed by 1e-5 (--perturb=1e-5: 1 check fails; 1e-4: 10 fail).
 #define LOGITS_ATOL 0.0
 #define LOGITS_RTOL 1e-5   // [22x]
@@ -29,12 +29,20 @@
 #define GRAD_RTOL 5e-5     // [8x]
 #define STEP_LOSS_RTOL 1e-4  // [5x]
 #define STEP_NORM_RTOL 2e-2  // [5x]
+#define STEPS_STABLE 10      // every step checked with the tolerances above
+#define STEP_LOSS_RTOL_LATE STEP_LOSS_RTOL
+#define STEP_NORM_RTOL_LATE STEP_NORM_RTOL
 #define PERTURB_DELTA 1e-2f
 #else
 // bf16 (unit roundoff 2^-9): weights, activations and gradients rounded to bf16 at every layer boundary, fp32
-// inside the GEMMs and reductions. Measured: logits 5.4e-3, loss 1.5e-5, gradients <= 9.1e-3 per tensor, step
-// losses <= 6.2e-4, step norms <= 5.9e-2. The smallest change still caught: one weight perturbed by 1e-2
-// (--perturb=1e-2: 1 check fails; 0.1: 16 fail).
+// inside the GEMMs and reductions, flash attention on the (emulated) tensor cores. Measured: logits 5.1e-3, loss
+// 1.1e-5, gradients <= 8.2e-3 per tensor, steps 0-5 losses <= 4.3e-4, norms <= 4.3e-3. The smallest change still
+// caught: one weight perturbed by 3e-2 (--perturb=1e-2: none fails; 3e-2: 6 fail; 0.1: 11 fail).
+// From step 6 on, this one-batch AdamW run amplifies bf16 rounding differences 10-30x per step: four roundings of
+// the attention (cuBLAS + bf16 softmax matrix; flash with fp32 scores; flash with D = sum P dP; flash with scores
+// rounded to bf16) all agree to <= 6.7e-3 in the step norms of steps 0-5, and differ by 0.059 / 0.45 / 0.57 / 0.16
+// in the norms and 6.2e-4 / 2.7e-3 / 3.1e-3 / 1.1e-3 in the losses of steps 6-9 (flash with fp32 scores is the
+// build). Steps 6-9 are checked with the _LATE tolerances (a GPU's tensor-core order lands anywhere in that spread).
 #define LOGITS_ATOL 0.0
 #define LOGITS_RTOL 2e-2   // [3.7x]
 #define LOSS_ATOL 0.0
@@ -43,6 +51,9 @@
 #define GRAD_RTOL 3e-2     // [3.3x]
 #define STEP_LOSS_RTOL 3e-3  // [5x]
 #define STEP_NORM_RTOL 0.2   // [3.4x]
+#define STEPS_STABLE 6
+#define STEP_LOSS_RTOL_LATE 1.5e-2  // [4.8x of 3.1e-3]
+#define STEP_NORM_RTOL_LATE 1.0     // [1.75x of 0.57]
 // the bf16 tolerances are wider, so the self-check perturbs by more
 #define PERTURB_DELTA 1.0f
 #endif
@@ -198,9 +209,10 @@ int main(int argc, char** argv) {
         char name[32];
         float step_loss = model.mean_loss;
         snprintf(name, sizeof(name), "step %d loss", s);
-        test_check(name, &step_loss, ref_losses + s, 1, 0.0, STEP_LOSS_RTOL);
+        int stable = s < STEPS_STABLE;
+        test_check(name, &step_loss, ref_losses + s, 1, 0.0, stable ? STEP_LOSS_RTOL : STEP_LOSS_RTOL_LATE);
         snprintf(name, sizeof(name), "step %d norm", s);
-        test_check(name, &norm, ref_norms + s, 1, 0.0, STEP_NORM_RTOL);
+        test_check(name, &norm, ref_norms + s, 1, 0.0, stable ? STEP_NORM_RTOL : STEP_NORM_RTOL_LATE);
     }
 
     // determinism across a checkpoint: K steps, save model + state, K more steps; reload, K steps: same bits

@@ -1,5 +1,5 @@
-// GPT-2 training on one or more GPUs: hand-written CUDA kernels (encoder, layernorm, attention softmax, GELU, fused
-// classifier, grad norm, AdamW), cuBLASLt for the linear layers, cuBLAS strided-batched GEMMs for attention.
+// GPT-2 training on one or more GPUs: hand-written CUDA kernels (encoder, layernorm, causal flash attention on
+// tensor cores via nvcuda::wmma, GELU, fused classifier, grad norm, AdamW), cuBLASLt for the linear layers.
 // bf16 working weights/activations/gradients with fp32 master weights and AdamW state (default), or all fp32
 // (-DENABLE_FP32, `make train_gpt2fp32cu`). Same flags, data, checkpoints and output lines as train_gpt2.c.
 // Data parallel over NCCL, one process per GPU (llmc/dist.h, llmc/cuda_dist.h; section "data parallel" below).
@@ -20,6 +20,10 @@
 #include <string.h>
 #include <math.h>
 #include "llmc/cuda_common.h"
+#ifndef ENABLE_FP32
+#include <mma.h>
+namespace wmma = nvcuda::wmma;
+#endif
 #include "llmc/utils.h"
 #include "llmc/model.h"
 #include "llmc/model_init.h"
@@ -51,7 +55,6 @@
 void llmc_fatal_hook(void) { cuda_dist_fatal_abort(); }
 #endif
 
-static cublasHandle_t cublas_handle;
 static cublasLtHandle_t cublaslt_handle;
 static void* cublaslt_workspace = NULL;
 
@@ -217,77 +220,289 @@ __global__ void gelu_backward_kernel(floatX* dinout, const floatX* inp, size_t n
     dinout[i] = f2x(grad * x2f(dinout[i]));
 }
 
-// qkv (B, T, 3, NH, hs) -> q, k, v each (B, NH, T, hs)
-__global__ void attention_permute_kernel(floatX* q, floatX* k, floatX* v, const floatX* qkv, int B, int T, int NH,
-                                         int hs) {
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)B * NH * T * hs) return;
-    int d = (int)(idx % hs);
-    int t = (int)((idx / hs) % T);
-    int h = (int)((idx / ((size_t)hs * T)) % NH);
-    int b = (int)(idx / ((size_t)hs * T * NH));
-    size_t C = (size_t)NH * hs;
-    size_t src = ((size_t)b * T + t) * 3 * C + (size_t)h * hs + d;
-    q[idx] = qkv[src];
-    k[idx] = qkv[src + C];
-    v[idx] = qkv[src + 2 * C];
+// Causal flash attention (the FlashAttention-2 scheme). Q, K, V are read straight from qkv (B, T, 3C) and the
+// output written to (B, T, C): no (T, T) matrix and no permuted copies. A block owns one (b, h) and one tile of
+// FLASH_BR query rows (forward, dq) or FLASH_BC keys (dk, dv); key tiles above the diagonal are skipped. The forward
+// keeps the running max and sum of each row (online softmax) and stores lse = max + log(sum) per row (scaled
+// scores); the backward recomputes P = exp(scale q.k - lse) from it, with D = rowsum(dout * out) precomputed.
+// dK, dV: one block per key tile over the query tiles at or below it; dQ: a second pass, one block per query tile
+// over its key tiles. No atomics: the gradients are the same bits on every run (and CPU-backend schedule), for
+// recomputing S and dP once more. Tile products in shared memory: the bf16 build uses nvcuda::wmma 16x16x16 (bf16
+// in, fp32 accumulate), the fp32 build plain fp32 loops over the same tiles (tf32 is not exact enough for its tests).
+#define FLASH_BR 32        // query rows per tile
+#define FLASH_BC 32        // keys per tile (= the warp size: one lane per key in the softmax)
+#define FLASH_WARPS 4
+#define FLASH_THREADS (32 * FLASH_WARPS)
+#define FLASH_MAX_HS 128
+#if FLASH_BR != FLASH_BC
+#error "the flash kernels take the query and key tiles of one size (the tile counts and the 32-row buffers)"
+#endif
+// shared-memory leading dimensions (elements): rows padded by 16 bytes so the rows of a 16x16 wmma tile spread over
+// the banks; every wmma tile pointer stays 256-bit aligned and every ldm a multiple of 16 bytes
+#define FLASH_LDS (FLASH_BC + 4)  // fp32 score tiles (BR, BC)
+#define FLASH_LDP (FLASH_BC + 8)  // floatX P / dS tiles (BR, BC)
+__host__ __device__ static inline int flash_ldx(int hs) { return hs + 8; }  // floatX Q/K/V/dout tiles (32, hs)
+__host__ __device__ static inline int flash_ldo(int hs) { return hs + 4; }  // fp32 accumulator tiles (32, hs)
+__host__ __device__ static inline size_t flash_align(size_t bytes) { return (bytes + 127) & ~(size_t)127; }
+
+// dynamic shared memory of a kernel with nx floatX (32, hs) tiles, ns fp32 score tiles, np floatX P/dS tiles, no
+// fp32 (32, hs) accumulators and nv fp32 row vectors, in the order flash_take carves them
+static size_t flash_smem_bytes(int hs, int nx, int ns, int np, int no, int nv) {
+    return nx * flash_align((size_t)32 * flash_ldx(hs) * sizeof(floatX)) +
+           ns * flash_align((size_t)FLASH_BR * FLASH_LDS * sizeof(float)) +
+           np * flash_align((size_t)FLASH_BR * FLASH_LDP * sizeof(floatX)) +
+           no * flash_align((size_t)32 * flash_ldo(hs) * sizeof(float)) + nv * flash_align(FLASH_BR * sizeof(float));
 }
 
-// inverse of attention_permute_kernel: dq, dk, dv (B, NH, T, hs) -> dqkv (B, T, 3C) (overwrite)
-__global__ void attention_permute_backward_kernel(floatX* dqkv, const floatX* dq, const floatX* dk,
-                                                  const floatX* dv, int B, int T, int NH, int hs) {
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)B * NH * T * hs) return;
-    int d = (int)(idx % hs);
-    int t = (int)((idx / hs) % T);
-    int h = (int)((idx / ((size_t)hs * T)) % NH);
-    int b = (int)(idx / ((size_t)hs * T * NH));
-    size_t C = (size_t)NH * hs;
-    size_t dst = ((size_t)b * T + t) * 3 * C + (size_t)h * hs + d;
-    dqkv[dst] = dq[idx];
-    dqkv[dst + C] = dk[idx];
-    dqkv[dst + 2 * C] = dv[idx];
+__device__ __forceinline__ void* flash_take(unsigned char** p, size_t bytes) {
+    void* r = *p;
+    *p += flash_align(bytes);
+    return r;
 }
 
-// y (B, NH, T, hs) -> out (B, T, C); forward = 1. forward = 0: out (B, T, C) -> y (B, NH, T, hs)
-__global__ void attention_unpermute_kernel(floatX* out, floatX* y, int B, int T, int NH, int hs, int forward) {
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)B * NH * T * hs) return;
-    int d = (int)(idx % hs);
-    int t = (int)((idx / hs) % T);
-    int h = (int)((idx / ((size_t)hs * T)) % NH);
-    int b = (int)(idx / ((size_t)hs * T * NH));
-    size_t o = ((size_t)b * T + t) * NH * hs + (size_t)h * hs + d;
-    if (forward) out[o] = y[idx];
-    else y[idx] = out[o];
+#ifndef ENABLE_FP32
+template <int COL> struct flash_layout { typedef wmma::row_major type; };
+template <> struct flash_layout<1> { typedef wmma::col_major type; };
+
+// c (M, N) fp32 (ldc) = (accumulate ? c : 0) + a (M, K) b (K, N), all in shared memory. Element (m, k) of a is
+// a[m * lda + k] (A_COL: a[k * lda + m]), (k, n) of b is b[k * ldb + n] (B_COL: b[n * ldb + k]); M, N, K multiples
+// of 16. The block's warps take the 16x16 output tiles round-robin; no barrier inside.
+template <int A_COL, int B_COL>
+__device__ void flash_mma(float* c, int ldc, const floatX* a, int lda, const floatX* b, int ldb, int M, int N, int K,
+                          int accumulate) {
+    int warp = threadIdx.x / 32, tn = N / 16;
+    for (int t = warp; t < (M / 16) * tn; t += FLASH_WARPS) {
+        int m = t / tn * 16, n = t % tn * 16;
+        float* cp = c + (size_t)m * ldc + n;
+        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+        if (accumulate) wmma::load_matrix_sync(acc, cp, ldc, wmma::mem_row_major);
+        else wmma::fill_fragment(acc, 0.0f);
+        for (int k = 0; k < K; k += 16) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, floatX, typename flash_layout<A_COL>::type> fa;
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, floatX, typename flash_layout<B_COL>::type> fb;
+            wmma::load_matrix_sync(fa, A_COL ? a + (size_t)k * lda + m : a + (size_t)m * lda + k, lda);
+            wmma::load_matrix_sync(fb, B_COL ? b + (size_t)n * ldb + k : b + (size_t)k * ldb + n, ldb);
+            wmma::mma_sync(acc, fa, fb, acc);
+        }
+        wmma::store_matrix_sync(cp, acc, ldc, wmma::mem_row_major);
+    }
+}
+#else
+// the fp32 build: the same product with one output element per thread and step, k ascending
+template <int A_COL, int B_COL>
+__device__ void flash_mma(float* c, int ldc, const floatX* a, int lda, const floatX* b, int ldb, int M, int N, int K,
+                          int accumulate) {
+    for (int i = threadIdx.x; i < M * N; i += FLASH_THREADS) {
+        int m = i / N, n = i % N;
+        float acc = accumulate ? c[(size_t)m * ldc + n] : 0.0f;
+        for (int k = 0; k < K; k++)
+            acc += a[A_COL ? (size_t)k * lda + m : (size_t)m * lda + k] *
+                   b[B_COL ? (size_t)n * ldb + k : (size_t)k * ldb + n];
+        c[(size_t)m * ldc + n] = acc;
+    }
+}
+#endif
+
+// dst (32, ldx) in shared memory = rows [0, 32) of src (row stride `stride` elements, hs columns); rows at or past
+// `rows` are zero. 128-bit loads, consecutive threads along a row (coalesced).
+__device__ void flash_load_tile(floatX* dst, int ldx, const floatX* src, size_t stride, int rows, int hs) {
+    const int vec = 16 / sizeof(floatX), per_row = hs / vec;
+    for (int i = threadIdx.x; i < 32 * per_row; i += FLASH_THREADS) {
+        int r = i / per_row, c = i % per_row * vec;
+        int4 v = make_int4(0, 0, 0, 0);
+        if (r < rows) v = *(const int4*)(src + (size_t)r * stride + c);
+        *(int4*)(dst + (size_t)r * ldx + c) = v;
+    }
 }
 
-// One warp per row (b, h, t) of att (B, NH, T, T), in place: att = softmax(scale * att) over t2 <= t, 0 above
-__global__ void attention_softmax_forward_kernel(floatX* att, int rows, int T, float scale) {
+// grid (ceil(T / BR), NH, B), FLASH_THREADS threads. qkv (B, T, 3C) -> out (B, T, C), lse (B, NH, T).
+// Occupancy on sm_90 (hs 64; 228 KiB shared memory and 64K registers per SM, 1 KiB reserved per block): bf16 29 KiB
+// and 80 registers (ptxas) -> 6 blocks (24 of 64 warps) per SM, register-bound; fp32 45 KiB, 64 registers -> 4.
+__global__ void __launch_bounds__(FLASH_THREADS) flash_forward_kernel(floatX* out, float* lse, const floatX* qkv,
+                                                                      int T, int NH, int hs, float scale) {
+    extern __shared__ __align__(128) unsigned char flash_smem[];
+    int qt = gridDim.x - 1 - blockIdx.x;  // the rows with the most key tiles first
+    int h = blockIdx.y, b = blockIdx.z, q0 = qt * FLASH_BR, C = NH * hs;
+    int ldx = flash_ldx(hs), ldo = flash_ldo(hs), warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    unsigned char* p = flash_smem;
+    floatX* sQ = (floatX*)flash_take(&p, 32 * ldx * sizeof(floatX));
+    floatX* sK = (floatX*)flash_take(&p, 32 * ldx * sizeof(floatX));
+    floatX* sV = (floatX*)flash_take(&p, 32 * ldx * sizeof(floatX));
+    float* sS = (float*)flash_take(&p, FLASH_BR * FLASH_LDS * sizeof(float));
+    floatX* sP = (floatX*)flash_take(&p, FLASH_BR * FLASH_LDP * sizeof(floatX));
+    float* sO = (float*)flash_take(&p, 32 * ldo * sizeof(float));
+    const floatX* base = qkv + (size_t)b * T * 3 * C + (size_t)h * hs;
+    flash_load_tile(sQ, ldx, base + (size_t)q0 * 3 * C, 3 * C, min(FLASH_BR, T - q0), hs);
+    for (int i = threadIdx.x; i < FLASH_BR * ldo; i += FLASH_THREADS) sO[i] = 0.0f;
+    // running max and sum of the rows warp + FLASH_WARPS * i (the same in every lane of the warp)
+    float m[FLASH_BR / FLASH_WARPS], l[FLASH_BR / FLASH_WARPS];
+    for (int i = 0; i < FLASH_BR / FLASH_WARPS; i++) m[i] = -INFINITY, l[i] = 0.0f;
+    for (int kt = 0; kt <= qt; kt++) {
+        int k0 = kt * FLASH_BC;
+        const floatX* kv = base + (size_t)k0 * 3 * C + C;
+        flash_load_tile(sK, ldx, kv, 3 * C, min(FLASH_BC, T - k0), hs);
+        flash_load_tile(sV, ldx, kv + C, 3 * C, min(FLASH_BC, T - k0), hs);
+        __syncthreads();
+        flash_mma<0, 1>(sS, FLASH_LDS, sQ, ldx, sK, ldx, FLASH_BR, FLASH_BC, hs, 0);  // S = Q K^T
+        __syncthreads();
+        for (int i = 0; i < FLASH_BR / FLASH_WARPS; i++) {
+            int r = warp + FLASH_WARPS * i, key = k0 + lane;
+            float s = key <= q0 + r && key < T ? scale * sS[r * FLASH_LDS + lane] : -INFINITY;
+            float mn = fmaxf(m[i], warp_max(s));  // finite: key 0 is in every row
+            float e = expf(s - mn), alpha = expf(m[i] - mn);
+            l[i] = alpha * l[i] + warp_sum(e);
+            m[i] = mn;
+            sP[r * FLASH_LDP + lane] = f2x(e);
+            for (int d = lane; d < hs; d += 32) sO[r * ldo + d] *= alpha;
+        }
+        __syncthreads();
+        flash_mma<0, 0>(sO, ldo, sP, FLASH_LDP, sV, ldx, FLASH_BR, hs, FLASH_BC, 1);  // O += P V
+        __syncthreads();
+    }
+    for (int i = 0; i < FLASH_BR / FLASH_WARPS; i++) {
+        int r = warp + FLASH_WARPS * i, t = q0 + r;
+        if (t >= T) break;
+        float inv = 1.0f / l[i];
+        floatX* o = out + ((size_t)b * T + t) * C + (size_t)h * hs;
+        for (int d = lane; d < hs; d += 32) o[d] = f2x(sO[r * ldo + d] * inv);
+        if (lane == 0) lse[((size_t)b * NH + h) * T + t] = m[i] + logf(l[i]);
+    }
+}
+
+// D (B, NH, T) = rowsum(dout * out) per head; one warp per (b, t, h), 8 warps per block
+__global__ void flash_backward_d_kernel(float* D, const floatX* dout, const floatX* out, int B, int T, int NH,
+                                        int hs) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (row >= rows) return;
-    int t = row % T;
-    floatX* a = att + (size_t)row * T;
-    float mx = -INFINITY;
-    for (int j = lane; j <= t; j += 32) mx = fmaxf(mx, scale * x2f(a[j]));
-    mx = warp_max(mx);
+    if (row >= B * T * NH) return;
+    int h = row % NH, t = row / NH % T, b = row / NH / T;
+    size_t o = (size_t)row * hs;  // (b, t, h) rows of (B, T, C) are consecutive
     float s = 0.0f;
-    for (int j = lane; j <= t; j += 32) s += expf(scale * x2f(a[j]) - mx);
-    float inv = 1.0f / warp_sum(s);
-    for (int j = lane; j < T; j += 32) a[j] = f2x(j <= t ? expf(scale * x2f(a[j]) - mx) * inv : 0.0f);
+    for (int d = lane; d < hs; d += 32) s += x2f(dout[o + d]) * x2f(out[o + d]);
+    s = warp_sum(s);
+    if (lane == 0) D[((size_t)b * NH + h) * T + t] = s;
 }
 
-// One warp per row, in place on datt: dpre = scale * att * (datt - sum_t2 att * datt) for t2 <= t, 0 above
-__global__ void attention_softmax_backward_kernel(floatX* datt, const floatX* att, int rows, int T, float scale) {
-    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (row >= rows) return;
-    int t = row % T;
-    floatX* da = datt + (size_t)row * T;
-    const floatX* a = att + (size_t)row * T;
-    float dot = 0.0f;
-    for (int j = lane; j <= t; j += 32) dot += x2f(a[j]) * x2f(da[j]);
-    dot = warp_sum(dot);
-    for (int j = lane; j < T; j += 32) da[j] = f2x(j <= t ? scale * x2f(a[j]) * (x2f(da[j]) - dot) : 0.0f);
+// lse and D of the query rows [q0, q0 + BR) (0 past T) into shared memory
+__device__ void flash_load_rows(float* sLse, float* sD, const float* lse, const float* D, int q0, int T) {
+    for (int r = threadIdx.x; r < FLASH_BR; r += FLASH_THREADS) {
+        sLse[r] = q0 + r < T ? lse[q0 + r] : 0.0f;
+        sD[r] = q0 + r < T ? D[q0 + r] : 0.0f;
+    }
+}
+
+// P = exp(scale S - lse) and dS = scale P (dP - D) of query q0 + r, key k0 + j; 0 above the diagonal and past T.
+// sP may be NULL (the dq pass needs only dS).
+__device__ void flash_probs_grads(floatX* sP, floatX* sdS, const float* sS, const float* sdP, const float* sLse,
+                                  const float* sD, int q0, int k0, int T, float scale) {
+    for (int i = threadIdx.x; i < FLASH_BR * FLASH_BC; i += FLASH_THREADS) {
+        int r = i / FLASH_BC, j = i % FLASH_BC, q = q0 + r;
+        float pr = 0.0f, ds = 0.0f;
+        if (k0 + j <= q && q < T) {
+            pr = expf(scale * sS[r * FLASH_LDS + j] - sLse[r]);
+            ds = scale * pr * (sdP[r * FLASH_LDS + j] - sD[r]);
+        }
+        if (sP != NULL) sP[r * FLASH_LDP + j] = f2x(pr);
+        sdS[r * FLASH_LDP + j] = f2x(ds);
+    }
+}
+
+// grid (ceil(T / BC), NH, B): the dk and dv parts of dqkv (B, T, 3C) (overwrite); lse, D (B, NH, T).
+// Occupancy (sm_90, hs 64): bf16 49.3 KiB, 64 registers -> 4 blocks (16 warps) per SM, shared-memory-bound; fp32
+// 72.3 KiB, 32 registers -> 3.
+__global__ void __launch_bounds__(FLASH_THREADS) flash_backward_dkdv_kernel(floatX* dqkv, const floatX* dout,
+        const floatX* qkv, const float* lse, const float* D, int T, int NH, int hs, float scale) {
+    extern __shared__ __align__(128) unsigned char flash_smem[];
+    int kt = blockIdx.x, nq = gridDim.x;  // key tile kt meets query tiles kt..nq-1: the longest first
+    int h = blockIdx.y, b = blockIdx.z, k0 = kt * FLASH_BC, C = NH * hs;
+    int ldx = flash_ldx(hs), ldo = flash_ldo(hs);
+    unsigned char* p = flash_smem;
+    floatX* sK = (floatX*)flash_take(&p, 32 * ldx * sizeof(floatX));
+    floatX* sV = (floatX*)flash_take(&p, 32 * ldx * sizeof(floatX));
+    floatX* sQ = (floatX*)flash_take(&p, 32 * ldx * sizeof(floatX));
+    floatX* sdO = (floatX*)flash_take(&p, 32 * ldx * sizeof(floatX));
+    float* sS = (float*)flash_take(&p, FLASH_BR * FLASH_LDS * sizeof(float));
+    float* sdP = (float*)flash_take(&p, FLASH_BR * FLASH_LDS * sizeof(float));
+    floatX* sP = (floatX*)flash_take(&p, FLASH_BR * FLASH_LDP * sizeof(floatX));
+    floatX* sdS = (floatX*)flash_take(&p, FLASH_BR * FLASH_LDP * sizeof(floatX));
+    float* sdK = (float*)flash_take(&p, 32 * ldo * sizeof(float));
+    float* sdV = (float*)flash_take(&p, 32 * ldo * sizeof(float));
+    float* sLse = (float*)flash_take(&p, FLASH_BR * sizeof(float));
+    float* sD = (float*)flash_take(&p, FLASH_BR * sizeof(float));
+    const floatX* base = qkv + (size_t)b * T * 3 * C + (size_t)h * hs;
+    const floatX* dbase = dout + (size_t)b * T * C + (size_t)h * hs;
+    const float* lrow = lse + ((size_t)b * NH + h) * T;
+    const float* drow = D + ((size_t)b * NH + h) * T;
+    flash_load_tile(sK, ldx, base + (size_t)k0 * 3 * C + C, 3 * C, min(FLASH_BC, T - k0), hs);
+    flash_load_tile(sV, ldx, base + (size_t)k0 * 3 * C + 2 * C, 3 * C, min(FLASH_BC, T - k0), hs);
+    for (int i = threadIdx.x; i < FLASH_BC * ldo; i += FLASH_THREADS) sdK[i] = 0.0f, sdV[i] = 0.0f;
+    for (int qt = kt; qt < nq; qt++) {
+        int q0 = qt * FLASH_BR;
+        flash_load_tile(sQ, ldx, base + (size_t)q0 * 3 * C, 3 * C, min(FLASH_BR, T - q0), hs);
+        flash_load_tile(sdO, ldx, dbase + (size_t)q0 * C, C, min(FLASH_BR, T - q0), hs);
+        flash_load_rows(sLse, sD, lrow, drow, q0, T);
+        __syncthreads();
+        flash_mma<0, 1>(sS, FLASH_LDS, sQ, ldx, sK, ldx, FLASH_BR, FLASH_BC, hs, 0);    // S = Q K^T
+        flash_mma<0, 1>(sdP, FLASH_LDS, sdO, ldx, sV, ldx, FLASH_BR, FLASH_BC, hs, 0);  // dP = dO V^T
+        __syncthreads();
+        flash_probs_grads(sP, sdS, sS, sdP, sLse, sD, q0, k0, T, scale);
+        __syncthreads();
+        flash_mma<1, 0>(sdV, ldo, sP, FLASH_LDP, sdO, ldx, FLASH_BC, hs, FLASH_BR, 1);  // dV += P^T dO
+        flash_mma<1, 0>(sdK, ldo, sdS, FLASH_LDP, sQ, ldx, FLASH_BC, hs, FLASH_BR, 1);  // dK += dS^T Q
+        __syncthreads();
+    }
+    for (int i = threadIdx.x; i < FLASH_BC * hs; i += FLASH_THREADS) {
+        int r = i / hs, d = i % hs;
+        if (k0 + r >= T) break;
+        floatX* g = dqkv + ((size_t)b * T + k0 + r) * 3 * C + (size_t)h * hs + d;
+        g[C] = f2x(sdK[r * ldo + d]);
+        g[2 * C] = f2x(sdV[r * ldo + d]);
+    }
+}
+
+// grid (ceil(T / BR), NH, B): the dq part of dqkv (B, T, 3C) (overwrite).
+// Occupancy (sm_90, hs 64): bf16 38.3 KiB, 56 registers -> 5 blocks (20 warps) per SM, shared-memory-bound; fp32
+// 58.8 KiB, 32 registers -> 3.
+__global__ void __launch_bounds__(FLASH_THREADS) flash_backward_dq_kernel(floatX* dqkv, const floatX* dout,
+        const floatX* qkv, const float* lse, const float* D, int T, int NH, int hs, float scale) {
+    extern __shared__ __align__(128) unsigned char flash_smem[];
+    int qt = gridDim.x - 1 - blockIdx.x;
+    int h = blockIdx.y, b = blockIdx.z, q0 = qt * FLASH_BR, C = NH * hs;
+    int ldx = flash_ldx(hs), ldo = flash_ldo(hs);
+    unsigned char* p = flash_smem;
+    floatX* sQ = (floatX*)flash_take(&p, 32 * ldx * sizeof(floatX));
+    floatX* sdO = (floatX*)flash_take(&p, 32 * ldx * sizeof(floatX));
+    floatX* sK = (floatX*)flash_take(&p, 32 * ldx * sizeof(floatX));
+    floatX* sV = (floatX*)flash_take(&p, 32 * ldx * sizeof(floatX));
+    float* sS = (float*)flash_take(&p, FLASH_BR * FLASH_LDS * sizeof(float));
+    float* sdP = (float*)flash_take(&p, FLASH_BR * FLASH_LDS * sizeof(float));
+    floatX* sdS = (floatX*)flash_take(&p, FLASH_BR * FLASH_LDP * sizeof(floatX));
+    float* sdQ = (float*)flash_take(&p, 32 * ldo * sizeof(float));
+    float* sLse = (float*)flash_take(&p, FLASH_BR * sizeof(float));
+    float* sD = (float*)flash_take(&p, FLASH_BR * sizeof(float));
+    const floatX* base = qkv + (size_t)b * T * 3 * C + (size_t)h * hs;
+    flash_load_tile(sQ, ldx, base + (size_t)q0 * 3 * C, 3 * C, min(FLASH_BR, T - q0), hs);
+    flash_load_tile(sdO, ldx, dout + ((size_t)b * T + q0) * C + (size_t)h * hs, C, min(FLASH_BR, T - q0), hs);
+    flash_load_rows(sLse, sD, lse + ((size_t)b * NH + h) * T, D + ((size_t)b * NH + h) * T, q0, T);
+    for (int i = threadIdx.x; i < FLASH_BR * ldo; i += FLASH_THREADS) sdQ[i] = 0.0f;
+    for (int kt = 0; kt <= qt; kt++) {
+        int k0 = kt * FLASH_BC;
+        const floatX* kv = base + (size_t)k0 * 3 * C + C;
+        flash_load_tile(sK, ldx, kv, 3 * C, min(FLASH_BC, T - k0), hs);
+        flash_load_tile(sV, ldx, kv + C, 3 * C, min(FLASH_BC, T - k0), hs);
+        __syncthreads();
+        flash_mma<0, 1>(sS, FLASH_LDS, sQ, ldx, sK, ldx, FLASH_BR, FLASH_BC, hs, 0);    // S = Q K^T
+        flash_mma<0, 1>(sdP, FLASH_LDS, sdO, ldx, sV, ldx, FLASH_BR, FLASH_BC, hs, 0);  // dP = dO V^T
+        __syncthreads();
+        flash_probs_grads(NULL, sdS, sS, sdP, sLse, sD, q0, k0, T, scale);
+        __syncthreads();
+        flash_mma<0, 0>(sdQ, ldo, sdS, FLASH_LDP, sK, ldx, FLASH_BR, hs, FLASH_BC, 1);  // dQ += dS K
+        __syncthreads();
+    }
+    for (int i = threadIdx.x; i < FLASH_BR * hs; i += FLASH_THREADS) {
+        int r = i / hs, d = i % hs;
+        if (q0 + r >= T) break;
+        dqkv[((size_t)b * T + q0 + r) * 3 * C + (size_t)h * hs + d] = f2x(sdQ[r * ldo + d]);
+    }
 }
 
 // Fused softmax + cross-entropy, one block per row of logits (N, Vp), softmax over the first V columns.
@@ -494,62 +709,43 @@ static void matmul_backward(floatX* dinp, floatX* dweight, floatX* dbias, float*
     if (dbias != NULL) bias_backward(dbias, scratch, dout, N, OC);
 }
 
-// cuBLAS strided-batched GEMM in column-major terms, fp32 accumulation
-static void gemm_batched(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const floatX* a, int lda,
-                         long long sa, const floatX* b, int ldb, long long sb, floatX* c, int ldc, long long sc,
-                         int batch) {
-    const float alpha = 1.0f, beta = 0.0f;
-    cublasCheck(cublasGemmStridedBatchedEx(cublas_handle, ta, tb, m, n, k, &alpha, a, CUDA_R_X, lda, sa, b, CUDA_R_X,
-                                           ldb, sb, &beta, c, CUDA_R_X, ldc, sc, batch, CUBLAS_COMPUTE_32F,
-                                           CUBLAS_GEMM_DEFAULT));
+static void attention_check_head_size(int hs) {
+    if (hs % 16 != 0 || hs > FLASH_MAX_HS)
+        fatalf("attention: head size %d must be a multiple of 16 and at most %d (flash attention tiles)", hs,
+               FLASH_MAX_HS);
 }
 
-// Causal self-attention. qkv (B, T, 3C); out (B, T, C); att (B, NH, T, T) softmax weights (kept for the
-// backward); qkvr (3, B, NH, T, hs) and y (B, NH, T, hs) are scratch.
-static void attention_forward(floatX* out, floatX* att, floatX* qkvr, floatX* y, const floatX* qkv, int B, int T,
-                              int C, int NH) {
+// Causal self-attention (flash). qkv (B, T, 3C) -> out (B, T, C); lse (B, NH, T) the log-sum-exp of each row of
+// scaled scores, kept for the backward.
+static void attention_forward(floatX* out, float* lse, const floatX* qkv, int B, int T, int C, int NH) {
     int hs = C / NH;
-    size_t n = (size_t)B * T * C;
-    floatX *q = qkvr, *k = qkvr + n, *v = qkvr + 2 * n;
-    attention_permute_kernel<<<ceil_div(n, 256), 256>>>(q, k, v, qkv, B, T, NH, hs);
-    cudaCheckLaunch();
-    long long sqk = (long long)T * hs, satt = (long long)T * T;
-    // att (T, T) row-major = q k^T  <=>  column-major att^T = k q^T
-    gemm_batched(CUBLAS_OP_T, CUBLAS_OP_N, T, T, hs, k, hs, sqk, q, hs, sqk, att, T, satt, B * NH);
-    int rows = B * NH * T;
-    attention_softmax_forward_kernel<<<ceil_div(rows, 8), 256>>>(att, rows, T, 1.0f / sqrtf((float)hs));
-    cudaCheckLaunch();
-    // y (T, hs) = att v  <=>  y^T = v^T att^T
-    gemm_batched(CUBLAS_OP_N, CUBLAS_OP_N, hs, T, T, v, hs, sqk, att, T, satt, y, hs, sqk, B * NH);
-    attention_unpermute_kernel<<<ceil_div(n, 256), 256>>>(out, y, B, T, NH, hs, 1);
+    attention_check_head_size(hs);
+    size_t smem = flash_smem_bytes(hs, 3, 1, 1, 1, 0);
+    cudaCheck(cudaFuncSetAttribute(flash_forward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    dim3 grid(ceil_div(T, FLASH_BR), NH, B);
+    flash_forward_kernel<<<grid, FLASH_THREADS, smem>>>(out, lse, qkv, T, NH, hs, 1.0f / sqrtf((float)hs));
     cudaCheckLaunch();
 }
 
-// dqkv (B, T, 3C) (overwrite) from dout (B, T, C). Scratch: qkvr, dqkvr (3, B, NH, T, hs), dy (B, NH, T, hs),
-// datt (B, NH, T, T).
-static void attention_backward(floatX* dqkv, floatX* qkvr, floatX* dqkvr, floatX* dy, floatX* datt,
-                               const floatX* dout, const floatX* qkv, const floatX* att, int B, int T, int C, int NH) {
+// dqkv (B, T, 3C) (overwrite) from dout (B, T, C), the forward's qkv, out (B, T, C) and lse (B, NH, T);
+// D (B, NH, T) scratch
+static void attention_backward(floatX* dqkv, float* D, const floatX* dout, const floatX* qkv, const floatX* out,
+                               const float* lse, int B, int T, int C, int NH) {
     int hs = C / NH;
-    size_t n = (size_t)B * T * C;
-    floatX *q = qkvr, *k = qkvr + n, *v = qkvr + 2 * n;
-    floatX *dq = dqkvr, *dk = dqkvr + n, *dv = dqkvr + 2 * n;
-    attention_permute_kernel<<<ceil_div(n, 256), 256>>>(q, k, v, qkv, B, T, NH, hs);
+    attention_check_head_size(hs);
+    float scale = 1.0f / sqrtf((float)hs);
+    int rows = B * T * NH;
+    flash_backward_d_kernel<<<ceil_div(rows, 8), 256>>>(D, dout, out, B, T, NH, hs);
     cudaCheckLaunch();
-    attention_unpermute_kernel<<<ceil_div(n, 256), 256>>>((floatX*)dout, dy, B, T, NH, hs, 0);
+    dim3 grid(ceil_div(T, FLASH_BR), NH, B);
+    size_t smem_kv = flash_smem_bytes(hs, 4, 2, 2, 2, 2), smem_q = flash_smem_bytes(hs, 4, 2, 1, 1, 2);
+    cudaCheck(cudaFuncSetAttribute(flash_backward_dkdv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   (int)smem_kv));
+    cudaCheck(cudaFuncSetAttribute(flash_backward_dq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   (int)smem_q));
+    flash_backward_dkdv_kernel<<<grid, FLASH_THREADS, smem_kv>>>(dqkv, dout, qkv, lse, D, T, NH, hs, scale);
     cudaCheckLaunch();
-    long long sqk = (long long)T * hs, satt = (long long)T * T;
-    // datt (T, T) = dy v^T  <=>  datt^T = v dy^T
-    gemm_batched(CUBLAS_OP_T, CUBLAS_OP_N, T, T, hs, v, hs, sqk, dy, hs, sqk, datt, T, satt, B * NH);
-    // dv (T, hs) = att^T dy  <=>  dv^T = dy^T att
-    gemm_batched(CUBLAS_OP_N, CUBLAS_OP_T, hs, T, T, dy, hs, sqk, att, T, satt, dv, hs, sqk, B * NH);
-    int rows = B * NH * T;
-    attention_softmax_backward_kernel<<<ceil_div(rows, 8), 256>>>(datt, att, rows, T, 1.0f / sqrtf((float)hs));
-    cudaCheckLaunch();
-    // dq (T, hs) = dpre k  <=>  dq^T = k^T dpre^T
-    gemm_batched(CUBLAS_OP_N, CUBLAS_OP_N, hs, T, T, k, hs, sqk, datt, T, satt, dq, hs, sqk, B * NH);
-    // dk (T, hs) = dpre^T q  <=>  dk^T = q^T dpre
-    gemm_batched(CUBLAS_OP_N, CUBLAS_OP_T, hs, T, T, q, hs, sqk, datt, T, satt, dk, hs, sqk, B * NH);
-    attention_permute_backward_kernel<<<ceil_div(n, 256), 256>>>(dqkv, dq, dk, dv, B, T, NH, hs);
+    flash_backward_dq_kernel<<<grid, FLASH_THREADS, smem_q>>>(dqkv, dout, qkv, lse, D, T, NH, hs, scale);
     cudaCheckLaunch();
 }
 
@@ -569,7 +765,7 @@ typedef struct {
     float* ln1_rstd;    // (L, B, T)
     floatX* qkv;        // (L, B, T, 3C)
     floatX* atty;       // (L, B, T, C)
-    floatX* att;        // (L, B, NH, T, T)
+    float* att_lse;     // (L, B, NH, T) log-sum-exp of each row of scaled attention scores
     floatX* residual2;  // (L, B, T, C)
     floatX* ln2;        // (L or 1, B, T, C)
     float* ln2_mean;    // (L, B, T)
@@ -584,14 +780,10 @@ typedef struct {
     float* losses;      // (B, T)
     // scratch
     floatX* proj;       // (B, T, C) attproj / fcproj output before the residual add
-    floatX* qkvr;       // (3, B, NH, T, hs)
-    floatX* atty_y;     // (B, NH, T, hs)
     floatX* dresidual;  // (B, T, C) gradient of the residual stream
     floatX* dbig;       // (B, T, 4C) gradient of fch_gelu / fch, then of qkv
     floatX* dsmall;     // (B, T, C) gradient of ln2 / atty / ln1 / lnf
-    floatX* dqkvr;      // (3, B, NH, T, hs)
-    floatX* dy;         // (B, NH, T, hs)
-    floatX* datt;       // (B, NH, T, T)
+    float* att_d;       // (B, NH, T) rowsum(datty * atty) per head, attention backward
     float* colsum;      // (2, COLSUM_MAX_CHUNKS, 4C) partial column sums
     float* probs;       // (Vp) one row of probabilities for sampling
     float* partial;     // (SUMSQ_BLOCKS + 1) grad-norm partials, then the result
@@ -704,7 +896,6 @@ static void gpt2_cuda_init(void) {
     static int done = 0;
     if (done) return;
     done = 1;
-    cublasCheck(cublasCreate(&cublas_handle));
     cublasCheck(cublasLtCreate(&cublaslt_handle));
     cudaCheck(cudaMalloc(&cublaslt_workspace, CUBLASLT_WORKSPACE_BYTES));
 }
@@ -843,17 +1034,15 @@ void gpt2_allocate(GPT2* model, int B, int T, int recompute) {
         {(void**)&a->encoded, BT * C * X},         {(void**)&a->ln1, Lln * BT * C * X},
         {(void**)&a->ln1_mean, L * BT * F},        {(void**)&a->ln1_rstd, L * BT * F},
         {(void**)&a->qkv, L * BT * 3 * C * X},     {(void**)&a->atty, L * BT * C * X},
-        {(void**)&a->att, L * BT * NH * T * X},    {(void**)&a->residual2, L * BT * C * X},
+        {(void**)&a->att_lse, L * BT * NH * F},    {(void**)&a->residual2, L * BT * C * X},
         {(void**)&a->ln2, Lln * BT * C * X},       {(void**)&a->ln2_mean, L * BT * F},
         {(void**)&a->ln2_rstd, L * BT * F},        {(void**)&a->fch, L * BT * 4 * C * X},
         {(void**)&a->fch_gelu, Lgelu * BT * 4 * C * X}, {(void**)&a->residual3, L * BT * C * X},
         {(void**)&a->lnf, BT * C * X},             {(void**)&a->lnf_mean, BT * F},
         {(void**)&a->lnf_rstd, BT * F},            {(void**)&a->logits, BT * Vp * X},
         {(void**)&a->losses, BT * F},              {(void**)&a->proj, BT * C * X},
-        {(void**)&a->qkvr, 3 * BT * C * X},        {(void**)&a->atty_y, BT * C * X},
         {(void**)&a->dresidual, BT * C * X},       {(void**)&a->dbig, BT * 4 * C * X},
-        {(void**)&a->dsmall, BT * C * X},          {(void**)&a->dqkvr, 3 * BT * C * X},
-        {(void**)&a->dy, BT * C * X},              {(void**)&a->datt, BT * NH * T * X},
+        {(void**)&a->dsmall, BT * C * X},          {(void**)&a->att_d, BT * NH * F},
         {(void**)&a->colsum, 2 * COLSUM_MAX_CHUNKS * 4 * C * F}, {(void**)&a->probs, Vp * F},
         {(void**)&a->partial, (SUMSQ_BLOCKS + 1) * F},
     };
@@ -935,7 +1124,6 @@ void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int
     ParameterTensors p = model->params;
     ActivationTensors a = model->acts;
     size_t slot = (size_t)model->batch_size * model->seq_len;  // rows per layer slot
-    size_t att_slot = slot * NH * model->seq_len;
     int rg = model->recompute >= RECOMPUTE_GELU, rl = model->recompute >= RECOMPUTE_GELU_LN;
     encoder_forward(a.encoded, model->d_inputs, p.wte, p.wpe, B, T, C);
     // ln1 of layer 0; the ln1 of layer l > 0 (and lnf) comes fused with the residual add ending layer l - 1
@@ -945,14 +1133,13 @@ void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int
         floatX* ln1 = a.ln1 + (rl ? 0 : l * slot * C);
         floatX* qkv = a.qkv + l * slot * 3 * C;
         floatX* atty = a.atty + l * slot * C;
-        floatX* att = a.att + l * att_slot;
         floatX* residual2 = a.residual2 + l * slot * C;
         floatX* ln2 = a.ln2 + (rl ? 0 : l * slot * C);
         floatX* fch = a.fch + l * slot * 4 * C;
         floatX* fch_gelu = a.fch_gelu + (rg ? 0 : l * slot * 4 * C);
         floatX* residual3 = a.residual3 + l * slot * C;
         matmul_forward(qkv, ln1, p.qkvw + (size_t)l * 3 * C * C, p.qkvb + l * 3 * C, N, C, 3 * C);
-        attention_forward(atty, att, a.qkvr, a.atty_y, qkv, B, T, C, NH);
+        attention_forward(atty, a.att_lse + l * slot * NH, qkv, B, T, C, NH);
         matmul_forward(a.proj, atty, p.attprojw + (size_t)l * C * C, p.attprojb + l * C, N, C, C);
         layernorm_forward(ln2, a.ln2_mean + l * slot, a.ln2_rstd + l * slot, residual2, residual, a.proj,
                           p.ln2w + l * C, p.ln2b + l * C, N, C);
@@ -1000,7 +1187,6 @@ static void gpt2_backward_impl(GPT2* model, float loss_scale, int reduce, int po
     ParameterTensors p = model->params, g = model->grads;
     ActivationTensors a = model->acts;
     size_t slot = (size_t)model->batch_size * model->seq_len;
-    size_t att_slot = slot * NH * model->seq_len;
     int rg = model->recompute >= RECOMPUTE_GELU, rl = model->recompute >= RECOMPUTE_GELU_LN;
     float* cs = a.colsum;
 
@@ -1041,8 +1227,7 @@ static void gpt2_backward_impl(GPT2* model, float loss_scale, int reduce, int po
         // residual2 = residual + attproj
         matmul_backward(a.dsmall, g.attprojw + (size_t)l * C * C, g.attprojb + l * C, cs, a.dresidual,
                         a.atty + oc, p.attprojw + (size_t)l * C * C, N, C, C);
-        attention_backward(a.dbig, a.qkvr, a.dqkvr, a.dy, a.datt, a.dsmall, a.qkv + 3 * oc, a.att + l * att_slot,
-                           B, T, C, NH);
+        attention_backward(a.dbig, a.att_d, a.dsmall, a.qkv + 3 * oc, a.atty + oc, a.att_lse + o1 * NH, B, T, C, NH);
         matmul_backward(a.dsmall, g.qkvw + (size_t)l * 3 * C * C, g.qkvb + l * 3 * C, cs, a.dbig, ln1,
                         p.qkvw + (size_t)l * 3 * C * C, N, C, 3 * C);
         layernorm_backward(a.dresidual, g.ln1w + l * C, g.ln1b + l * C, cs, a.dsmall, residual, p.ln1w + l * C,

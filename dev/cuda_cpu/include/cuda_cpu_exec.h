@@ -48,11 +48,12 @@ namespace ctx = boost::context::detail;
 enum { THREAD_READY, THREAD_WAITING, THREAD_DONE };
 enum WarpOpKind { WARP_SYNC, WARP_SHFL, WARP_SHFL_UP, WARP_SHFL_DOWN, WARP_SHFL_XOR, WARP_ALL, WARP_ANY, WARP_BALLOT,
                   WARP_REDUCE_ADD, WARP_REDUCE_MIN, WARP_REDUCE_MAX, WARP_REDUCE_AND, WARP_REDUCE_OR,
-                  WARP_REDUCE_XOR, WARP_OP_COUNT };
+                  WARP_REDUCE_XOR, WARP_WMMA_LOAD, WARP_WMMA_STORE, WARP_WMMA_MMA, WARP_OP_COUNT };
 static const char* const warp_op_names[WARP_OP_COUNT] = {
     "__syncwarp", "__shfl_sync", "__shfl_up_sync", "__shfl_down_sync", "__shfl_xor_sync", "__all_sync",
     "__any_sync", "__ballot_sync", "__reduce_add_sync", "__reduce_min_sync", "__reduce_max_sync",
-    "__reduce_and_sync", "__reduce_or_sync", "__reduce_xor_sync"};
+    "__reduce_and_sync", "__reduce_or_sync", "__reduce_xor_sync", "wmma::load_matrix_sync",
+    "wmma::store_matrix_sync", "wmma::mma_sync"};
 enum { SCHEDULE_FORWARD, SCHEDULE_REVERSE, SCHEDULE_SHUFFLE };
 
 struct Thread {
@@ -68,6 +69,11 @@ struct Thread {
     int bar_value;         // __syncthreads_count/and/or contribution
 };
 
+struct Block;
+struct WarpOp;
+// a collective whose lanes' values are pointers to per-lane arguments, resolved once for the warp (mma.h)
+typedef void (*WarpResolveFn)(Block* b, const WarpOp* op, int w);
+
 // one pending warp collective; a warp may have several at once with disjoint masks
 struct WarpOp {
     int kind;
@@ -75,9 +81,9 @@ struct WarpOp {
     const char* file;
     int line;
     int width;
+    WarpResolveFn resolve;   // nullptr: the built-in shuffles, votes and reductions
 };
 
-struct Block;
 // per OS thread: the fibers' stacks and the block being run
 struct Executor {
     Block* block = nullptr;
@@ -373,6 +379,10 @@ inline unsigned lanes_of_warp(const Block* b, int w) {
 // resolves a complete warp collective into every lane's result
 inline void warp_resolve(Block* b, WarpOp* op, int w) {
     unsigned m = op->mask;
+    if (op->resolve != nullptr) {
+        op->resolve(b, op, w);
+        return;
+    }
     for (int lane = 0; lane < 32; lane++) {
         if (!(m & (1u << lane))) continue;
         Thread* t = &b->threads[w * 32 + lane];
@@ -426,7 +436,7 @@ inline void warp_resolve(Block* b, WarpOp* op, int w) {
 
 // every lane of `mask` arrives with its value and parameter; returns this lane's result bits
 inline uint64_t warp_collective(int kind, unsigned mask, uint64_t val, int param, int width, const char* file,
-                                int line) {
+                                int line, WarpResolveFn resolve = nullptr) {
     Block* b = cur_block;
     Thread* t = cur_thread;
     if (b->failed) fiber_yield();
@@ -479,6 +489,7 @@ inline uint64_t warp_collective(int kind, unsigned mask, uint64_t val, int param
         op->file = file;
         op->line = line;
         op->width = width;
+        op->resolve = resolve;
     } else if (op->kind != kind || op->mask != mask || op->line != line || strcmp(op->file, file) != 0) {
         block_fail(b, "%s (%s:%d, mask 0x%08x) while lanes 0x%08x of the warp wait at %s (%s:%d, mask 0x%08x)",
                    warp_op_names[kind], file, line, mask, op->arrived, warp_op_names[op->kind], op->file, op->line,
@@ -534,6 +545,11 @@ inline void poison_shared(void* p, size_t n, uint64_t* serial) {
 
 template <class F> inline void block_body(void* arg) { (*(F*)arg)(); }
 
+// a block's dynamic shared memory, 256-byte aligned (wmma tiles need 256-bit alignment)
+inline unsigned char* smem_alloc(size_t smem) {
+    return smem > 0 ? (unsigned char*)aligned_alloc(256, (smem + 255) & ~(size_t)255) : nullptr;
+}
+
 // validates the configuration and runs the grid; returns a cudaError_t value
 template <class F> inline int run_grid(const char* name, const void* kernel, dim3 g, dim3 bd, size_t smem, F& body) {
     unsigned long long nthreads = (unsigned long long)bd.x * bd.y * bd.z;
@@ -584,12 +600,12 @@ template <class F> inline int run_grid(const char* name, const void* kernel, dim
         Thread* threads = new Thread[nthreads];
         int* order = new int[nthreads];
         WarpOp (*warps)[32] = new WarpOp[(nthreads + 31) / 32][32];
-        unsigned char* smem_buf = smem > 0 ? new unsigned char[smem] : nullptr;
+        unsigned char* smem_buf = smem_alloc(smem);
         for (long long i = 0; i < nblocks; i++) run_one(i, threads, order, warps, smem_buf);
         delete[] warps;
         delete[] threads;
         delete[] order;
-        delete[] smem_buf;
+        free(smem_buf);
     } else {
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nth)
@@ -597,13 +613,13 @@ template <class F> inline int run_grid(const char* name, const void* kernel, dim
             Thread* threads = new Thread[nthreads];
             int* order = new int[nthreads];
             WarpOp (*warps)[32] = new WarpOp[(nthreads + 31) / 32][32];
-            unsigned char* smem_buf = smem > 0 ? new unsigned char[smem] : nullptr;
+            unsigned char* smem_buf = smem_alloc(smem);
 #pragma omp for schedule(dynamic, 1)
             for (long long i = 0; i < nblocks; i++) run_one(i, threads, order, warps, smem_buf);
             delete[] warps;
             delete[] threads;
             delete[] order;
-            delete[] smem_buf;
+            free(smem_buf);
         }
 #endif
     }
