@@ -270,7 +270,9 @@ NOISE_NOCONTRACT static inline void noise_chunk_scalar(float* out, uint64_t q0, 
 // per vector, one lane per block, with the same IEEE fp32 operations in the same order as the scalar functions.
 // The fp32 operations are the explicitly rounded intrinsics (round to nearest even), builtins that the compiler
 // never contracts into FMA whatever -ffp-contract says; div and sqrt are correctly rounded, as the scalar ones.
-#if defined(__AVX512F__) && !defined(__CUDACC__)
+// C only: g++ 12 warns (-Wuninitialized) inside its own AVX-512 headers in C++; the CPU backend of the CUDA sources
+// (dev/cuda_cpu, C++) keeps the scalar path.
+#if defined(__AVX512F__) && !defined(__CUDACC__) && !defined(__cplusplus)
 #include <immintrin.h>
 #define NOISE_HOST_AVX512 1
 #define NOISE_V_RN (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
