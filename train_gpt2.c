@@ -828,15 +828,15 @@ static int gpt2_all_finite(const float* a, size_t n) {
     return !bad;
 }
 
-// theta = m + sigma(h) * eps over all tensors, each with its group's delta
-static void gpt2_ivon_sample_all(GPT2* model, const OptimizerConfig* oc, float* theta, const float* m, const float* h,
-                                 const IvonNoiseKey* key) {
+// theta = m + sigma(h) * eps over all tensors, each with its group's delta; noise (may be NULL) = sigma(h) * eps
+static void gpt2_ivon_sample_all(GPT2* model, const OptimizerConfig* oc, float* theta, float* noise, const float* m,
+                                 const float* h, const IvonNoiseKey* key) {
     float essf = (float)oc->ess;
     size_t off = 0;
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
         size_t n = model->param_sizes[i];
         float wdf = (float)ivon_group_delta(oc, PARAM_TABLE[i].decay);
-        ivon_sample(theta + off, NULL, m + off, h + off, n, off, essf, wdf, key);
+        ivon_sample(theta + off, noise != NULL ? noise + off : NULL, m + off, h + off, n, off, essf, wdf, key);
         off += n;
     }
 }
@@ -860,7 +860,7 @@ static void gpt2_ivon_accumulate_all(GPT2* model, const OptimizerConfig* oc, flo
 void gpt2_optimizer_sample_bma(GPT2* model, const OptimizerConfig* oc, int step, int s) {
     if (model->mean == NULL) fatalf("BMA sampling needs the IVON/PoCo state");
     IvonNoiseKey key = ivon_noise_key(oc, step, s, NOISE_STREAM_BMA);
-    gpt2_ivon_sample_all(model, oc, model->params_memory, model->mean, model->hess, &key);
+    gpt2_ivon_sample_all(model, oc, model->params_memory, NULL, model->mean, model->hess, &key);
 }
 
 // params_memory = mean (IVON/PoCo); no-op for AdamW
@@ -905,13 +905,55 @@ static void gpt2_reduce_grad_only(GPT2* model, const OptimizerConfig* oc, int po
 // ----------------------------------------------------------------------------
 // the CPU operations of the optimizer driver (llmc/optim_step.h)
 
-// the model and the settings of the step in progress
+// The noise of a sample kept for its accumulation: every step writes each accumulator pair (OPT_ACC_IN, OPT_ACC_OUT)
+// with k = 1 before it reads it, so at the start of a step (and after an anchor commit, for OUT) a pair holds
+// nothing needed. The sample op then writes its noise n = sigma(h) eps into a free pair's noise-grad buffer and the
+// accumulate op of the same key and h reads it back instead of regenerating it (bit-identical, llmc/optim.h
+// ivon_accumulate_noise). Invisible to the driver: a pair is FREE, LIVE (holds accumulators, or unknown) or NOISE.
+enum { GPT2_PAIR_LIVE = 0, GPT2_PAIR_FREE = 1, GPT2_PAIR_NOISE = 2 };
+
+// the model and the settings of the step in progress, and what each accumulator pair holds
 typedef struct {
     GPT2* model;
     const OptimizerConfig* oc;
+    int pair[2];              // GPT2_PAIR_* of OPT_ACC_IN, OPT_ACC_OUT
+    IvonNoiseKey pair_key[2]; // GPT2_PAIR_NOISE: the key and the `at` (OPT_AT_*) of the noise held
+    int pair_at[2];
 } Gpt2OptCtx;
 
+static Gpt2OptCtx gpt2_opt_ctx(GPT2* model, const OptimizerConfig* oc) {
+    Gpt2OptCtx t;
+    memset(&t, 0, sizeof(t));
+    t.model = model;
+    t.oc = oc;
+    t.pair[OPT_ACC_IN] = model->acc_noise_grad != NULL ? GPT2_PAIR_FREE : GPT2_PAIR_LIVE;
+    t.pair[OPT_ACC_OUT] = model->acc_noise_grad_out != NULL ? GPT2_PAIR_FREE : GPT2_PAIR_LIVE;
+    return t;
+}
+
 static GPT2* gpt2_ops_model(void* t) { return ((Gpt2OptCtx*)t)->model; }
+
+static float* gpt2_pair_noise_grad(GPT2* model, int acc) {
+    return acc == OPT_ACC_OUT ? model->acc_noise_grad_out : model->acc_noise_grad;
+}
+
+static int gpt2_same_key(const IvonNoiseKey* a, const IvonNoiseKey* b) {
+    return a->seed == b->seed && a->rank == b->rank && a->step == b->step && a->sample == b->sample &&
+           a->stream == b->stream && a->off == b->off;
+}
+
+// the pair holding the noise of (key, at), or -1
+static int gpt2_pair_find_noise(const Gpt2OptCtx* c, const IvonNoiseKey* key, int at) {
+    for (int p = 0; p < 2; p++)
+        if (c->pair[p] == GPT2_PAIR_NOISE && c->pair_at[p] == at && gpt2_same_key(&c->pair_key[p], key)) return p;
+    return -1;
+}
+
+// h changes (update, anchor commit): the noise held is stale, its pairs free again
+static void gpt2_pair_drop_noise(Gpt2OptCtx* c) {
+    for (int p = 0; p < 2; p++)
+        if (c->pair[p] == GPT2_PAIR_NOISE) c->pair[p] = GPT2_PAIR_FREE;
+}
 
 static void gpt2_op_zero_grad(void* t) { gpt2_zero_grad(gpt2_ops_model(t)); }
 
@@ -936,26 +978,44 @@ static float gpt2_op_diff_norm(void* t, float gamma) {
     return gpt2_diff_norm(model->grads_in, model->grads_memory, gamma, model->num_parameters);
 }
 
+// theta = m + sigma eps; the noise also into a free accumulator pair (IN first) for the accumulate op
 static void gpt2_op_sample(void* t, int at, const IvonNoiseKey* key) {
-    GPT2* model = gpt2_ops_model(t);
+    Gpt2OptCtx* c = (Gpt2OptCtx*)t;
+    GPT2* model = c->model;
     const float* m = at == OPT_AT_ANCHOR ? model->anchor_mean : model->mean;
     const float* h = at == OPT_AT_ANCHOR ? model->anchor_hess : model->hess;
-    gpt2_ivon_sample_all(model, ((Gpt2OptCtx*)t)->oc, model->params_memory, m, h, key);
+    int p = c->pair[OPT_ACC_IN] == GPT2_PAIR_FREE ? OPT_ACC_IN : c->pair[OPT_ACC_OUT] == GPT2_PAIR_FREE ? OPT_ACC_OUT : -1;
+    gpt2_ivon_sample_all(model, c->oc, model->params_memory, p >= 0 ? gpt2_pair_noise_grad(model, p) : NULL, m, h, key);
+    if (p < 0) return;
+    c->pair[p] = GPT2_PAIR_NOISE;
+    c->pair_key[p] = *key;
+    c->pair_at[p] = at;
 }
 
 static void gpt2_op_restore_mean(void* t) { gpt2_optimizer_restore_mean(gpt2_ops_model(t)); }
 
+// Welford accumulation with the noise held by a pair (the sample op's) or else regenerated from key and h
 static void gpt2_op_accumulate(void* t, int acc, int grads, int at, float clip, const IvonNoiseKey* key, int k) {
-    GPT2* model = gpt2_ops_model(t);
+    Gpt2OptCtx* c = (Gpt2OptCtx*)t;
+    GPT2* model = c->model;
     float* ag = acc == OPT_ACC_OUT ? model->acc_grad_out : model->acc_grad;
-    float* an = acc == OPT_ACC_OUT ? model->acc_noise_grad_out : model->acc_noise_grad;
+    float* an = gpt2_pair_noise_grad(model, acc);
     const float* g = grads == OPT_GRADS_SAVED ? model->grads_in : model->grads_memory;
     const float* h = at == OPT_AT_ANCHOR ? model->anchor_hess : model->hess;
-    gpt2_ivon_accumulate_all(model, ((Gpt2OptCtx*)t)->oc, ag, an, g, clip, h, key, k);
+    int p = gpt2_pair_find_noise(c, key, at);
+    if (p == acc && k != 1) fatalf("accumulate: sample %d into a pair that held no accumulators", k);
+    if (p >= 0) {
+        ivon_accumulate_noise(ag, an, g, clip, gpt2_pair_noise_grad(model, p), model->num_parameters, k);
+        c->pair[p] = GPT2_PAIR_FREE;  // p == acc: LIVE below
+    } else {
+        gpt2_ivon_accumulate_all(model, c->oc, ag, an, g, clip, h, key, k);
+    }
+    c->pair[acc] = GPT2_PAIR_LIVE;
 }
 
 static void gpt2_op_accumulate_grad(void* t, int acc, float clip, int k) {
     GPT2* model = gpt2_ops_model(t);
+    ((Gpt2OptCtx*)t)->pair[acc] = GPT2_PAIR_LIVE;
     float* ag = acc == OPT_ACC_OUT ? model->acc_grad_out : model->acc_grad;
     ivon_accumulate_grad(ag, model->grads_memory, clip, model->num_parameters, k);
 }
@@ -986,6 +1046,7 @@ static void gpt2_op_reduce_acc(void* t, int poco, int grad_only, const IvonNoise
     GPT2* model = gpt2_ops_model(t);
     const DistInfo* d = &model->dist;
     size_t np = model->num_parameters;
+    ((Gpt2OptCtx*)t)->pair[OPT_ACC_IN] = ((Gpt2OptCtx*)t)->pair[OPT_ACC_OUT] = GPT2_PAIR_LIVE;
     if (grad_only) {
         gpt2_reduce_grad_only(model, ((Gpt2OptCtx*)t)->oc, poco, key_in, key_out);
     } else if (d->zero_stage > 0 && d->world > 1) {
@@ -999,6 +1060,7 @@ static void gpt2_op_reduce_acc(void* t, int poco, int grad_only, const IvonNoise
 // gbar and the noise*gradient mean are adjacent: one collective
 static void gpt2_op_reduce_mega(void* t, int with_noise) {
     GPT2* model = gpt2_ops_model(t);
+    ((Gpt2OptCtx*)t)->pair[OPT_ACC_OUT] = GPT2_PAIR_LIVE;
     size_t np = model->num_parameters;
     dp_allreduce_mean(&model->dist, model->acc_grad_out, with_noise ? 2 * np : np);
 }
@@ -1018,6 +1080,7 @@ static IvonUpdateStats gpt2_op_ivon_update(void* t, const OptimizerConfig* oc, f
     GPT2* model = gpt2_ops_model(t);
     const DistInfo* d = &model->dist;
     int zero = d->zero_stage > 0 && d->world > 1;
+    gpt2_pair_drop_noise((Gpt2OptCtx*)t);
     IvonScalars groups[2] = {ivon_scalars(oc, lr, ivon_group_delta(oc, 0), step + 1),
                              ivon_scalars(oc, lr, ivon_group_delta(oc, 1), step + 1)};
     int prox_mode = !oc->poco_prox ? IVON_PROX_NONE
@@ -1052,6 +1115,7 @@ static IvonUpdateStats gpt2_op_ivon_update(void* t, const OptimizerConfig* oc, f
 // hbar = the Price Hessian of the mega-batch noise-gradient mean (or h); 1 if gbar and hbar are finite
 static int gpt2_op_mega_finish(void* t, const OptimizerConfig* oc, int with_noise) {
     GPT2* model = gpt2_ops_model(t);
+    ((Gpt2OptCtx*)t)->pair[OPT_ACC_OUT] = GPT2_PAIR_LIVE;
     size_t np = model->num_parameters;
     float* hbar = model->acc_noise_grad_out;
     if (with_noise) {
@@ -1069,13 +1133,17 @@ static int gpt2_op_mega_finish(void* t, const OptimizerConfig* oc, int with_nois
     return gpt2_all_finite(model->acc_grad_out, np) && gpt2_all_finite(hbar, np);
 }
 
+// the OUT pair is copied into the anchor and free after it (the next OUT accumulation has k = 1)
 static void gpt2_op_commit_anchor(void* t) {
-    GPT2* model = gpt2_ops_model(t);
+    Gpt2OptCtx* c = (Gpt2OptCtx*)t;
+    GPT2* model = c->model;
     size_t bytes = model->num_parameters * sizeof(float);
     memcpy(model->anchor_mean, model->mean, bytes);
     memcpy(model->anchor_hess, model->hess, bytes);
     memcpy(model->anchor_grad, model->acc_grad_out, bytes);
     memcpy(model->anchor_hess_est, model->acc_noise_grad_out, bytes);
+    gpt2_pair_drop_noise(c);
+    c->pair[OPT_ACC_OUT] = GPT2_PAIR_FREE;
 }
 
 // the operation table of the model for the driver
@@ -1104,7 +1172,7 @@ void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float
     if (model->opt_kind != oc->kind) fatalf("gpt2_optimizer_step: %s state, %s settings (call gpt2_optimizer_init)",
                                             optimizer_kind_name(model->opt_kind), optimizer_kind_name(oc->kind));
     if (micro_batches < 1) fatalf("gpt2_optimizer_step: %d micro-batches", micro_batches);
-    Gpt2OptCtx t = {model, oc};
+    Gpt2OptCtx t = gpt2_opt_ctx(model, oc);  // a new one per step: the accumulator pairs start free
     OptimOps ops = gpt2_optimizer_ops(model, &t);
     optim_step(&ops, oc, step, lr, micro_batches, next_batch, ctx, guard, out);
 }
@@ -1112,7 +1180,7 @@ void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float
 #ifdef TESTING
 // tests: zero grads, forward and backward (loss scale 1) at params_memory as in a step; returns the grad norm
 static inline float gpt2_micro_grad(GPT2* model, const int* inputs, const int* targets) {
-    Gpt2OptCtx t = {model, NULL};
+    Gpt2OptCtx t = gpt2_opt_ctx(model, NULL);
     OptimOps ops = gpt2_optimizer_ops(model, &t);
     return optim_micro_grad(&ops, inputs, targets, 0, NULL);
 }

@@ -225,9 +225,10 @@ NOISE_NOCONTRACT NOISE_FN float noise_key_normal(NoiseKey k, uint64_t index) {
 // ---- host only ----
 
 // Host batch of m <= NOISE_HOST_CHUNK whole blocks q0 .. q0+m-1 into out (m, 4): the same operations as
-// noise_normal4, laid out as loops over the blocks so that the compiler vectorizes them.
+// noise_normal4, laid out as loops over the blocks so that the compiler vectorizes them. The reference of the
+// AVX-512 path below, and the path of builds without AVX-512.
 #define NOISE_HOST_CHUNK 64
-NOISE_NOCONTRACT static inline void noise_chunk_host(float* out, uint64_t q0, int m, uint64_t seed, uint32_t rank,
+NOISE_NOCONTRACT static inline void noise_chunk_scalar(float* out, uint64_t q0, int m, uint64_t seed, uint32_t rank,
                                                      uint32_t step, uint32_t sample, uint32_t stream) {
     NOISE_NOCONTRACT_SCOPE
     uint32_t x0[NOISE_HOST_CHUNK], x1[NOISE_HOST_CHUNK], x2[NOISE_HOST_CHUNK], x3[NOISE_HOST_CHUNK];
@@ -262,6 +263,152 @@ NOISE_NOCONTRACT static inline void noise_chunk_host(float* out, uint64_t q0, in
         out[4 * i + 2] = z[2][i];
         out[4 * i + 3] = z[3][i];
     }
+}
+
+
+// AVX-512F path (builds with -march=native or -mavx512f; other builds use noise_chunk_scalar): 16 Philox blocks
+// per vector, one lane per block, with the same IEEE fp32 operations in the same order as the scalar functions.
+// The fp32 operations are the explicitly rounded intrinsics (round to nearest even), builtins that the compiler
+// never contracts into FMA whatever -ffp-contract says; div and sqrt are correctly rounded, as the scalar ones.
+// C only: g++ 12 warns (-Wuninitialized) inside its own AVX-512 headers in C++; the CPU backend of the CUDA sources
+// (dev/cuda_cpu, C++) keeps the scalar path.
+#if defined(__AVX512F__) && !defined(__CUDACC__) && !defined(__cplusplus)
+#include <immintrin.h>
+#define NOISE_HOST_AVX512 1
+#define NOISE_V_RN (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define NOISE_V_ADD(a, b) _mm512_add_round_ps((a), (b), NOISE_V_RN)
+#define NOISE_V_SUB(a, b) _mm512_sub_round_ps((a), (b), NOISE_V_RN)
+#define NOISE_V_MUL(a, b) _mm512_mul_round_ps((a), (b), NOISE_V_RN)
+#define NOISE_V_DIV(a, b) _mm512_div_round_ps((a), (b), NOISE_V_RN)
+#define NOISE_V_SQRT(a) _mm512_sqrt_round_ps((a), NOISE_V_RN)
+#define NOISE_V_C(x) _mm512_set1_ps(x)
+
+// the 32x32 -> 64 products x * M of 16 lanes: high and low words
+static inline void noise_v_mulhilo(__m512i x, __m512i mv, __m512i* hi, __m512i* lo) {
+    __m512i ev = _mm512_mul_epu32(x, mv);                                   // lanes 0, 2, .. as 64-bit products
+    __m512i od = _mm512_mul_epu32(_mm512_shuffle_epi32(x, _MM_PERM_CDAB), mv);  // lanes 1, 3, ..
+    *hi = _mm512_mask_shuffle_epi32(od, 0x5555, ev, _MM_PERM_CDAB);  // even lanes: the high word of ev
+    *lo = _mm512_mask_shuffle_epi32(ev, 0xAAAA, od, _MM_PERM_CDAB);  // odd lanes: the low word of od
+}
+
+// philox4x32_10 on 16 counters (x0..x3, one block per lane), in place
+static inline void noise_v_philox(__m512i x[4], uint32_t k0, uint32_t k1) {
+    const __m512i m0 = _mm512_set1_epi64(PHILOX_M0), m1 = _mm512_set1_epi64(PHILOX_M1);
+    for (int r = 0; r < PHILOX_ROUNDS; r++) {
+        __m512i hi0, lo0, hi1, lo1;
+        noise_v_mulhilo(x[0], m0, &hi0, &lo0);
+        noise_v_mulhilo(x[2], m1, &hi1, &lo1);
+        x[0] = _mm512_ternarylogic_epi32(hi1, x[1], _mm512_set1_epi32((int)k0), 0x96);  // hi1 ^ x1 ^ k0
+        x[1] = lo1;
+        x[2] = _mm512_ternarylogic_epi32(hi0, x[3], _mm512_set1_epi32((int)k1), 0x96);  // hi0 ^ x3 ^ k1
+        x[3] = lo0;
+        k0 += PHILOX_W0;
+        k1 += PHILOX_W1;
+    }
+}
+
+// philox_uniform: ((float)(x >> 9) + 0.5) * 2^-23 (exact)
+static inline __m512 noise_v_uniform(__m512i x) {
+    __m512 f = _mm512_cvtepi32_ps(_mm512_srli_epi32(x, 9));
+    return NOISE_V_MUL(NOISE_V_ADD(f, NOISE_V_C(0.5f)), NOISE_V_C(1.0f / 8388608.0f));
+}
+
+// noise_logf on 16 lanes
+static inline __m512 noise_v_logf(__m512 x) {
+    __m512i b = _mm512_castps_si512(x);
+    __m512i e = _mm512_sub_epi32(_mm512_srli_epi32(b, 23), _mm512_set1_epi32(127));
+    __m512i mb = _mm512_and_si512(b, _mm512_set1_epi32(0x7fffff));
+    __mmask16 up = _mm512_cmpgt_epi32_mask(mb, _mm512_set1_epi32(0x3504f3));
+    __m512i ex = _mm512_mask_blend_epi32(up, _mm512_set1_epi32(0x3f800000), _mm512_set1_epi32(0x3f000000));
+    __m512 m = _mm512_castsi512_ps(_mm512_or_si512(mb, ex));
+    e = _mm512_mask_add_epi32(e, up, e, _mm512_set1_epi32(1));
+    __m512 s = NOISE_V_DIV(NOISE_V_SUB(m, NOISE_V_C(1.0f)), NOISE_V_ADD(m, NOISE_V_C(1.0f)));
+    __m512 t = NOISE_V_MUL(s, s);
+    __m512 p = NOISE_V_ADD(NOISE_V_C(NOISE_L7), NOISE_V_MUL(t, NOISE_V_C(NOISE_L9)));
+    p = NOISE_V_ADD(NOISE_V_C(NOISE_L5), NOISE_V_MUL(t, p));
+    p = NOISE_V_ADD(NOISE_V_C(NOISE_L3), NOISE_V_MUL(t, p));
+    p = NOISE_V_MUL(t, p);
+    __m512 s2 = NOISE_V_ADD(s, s);
+    __m512 lm = NOISE_V_ADD(s2, NOISE_V_MUL(s2, p));
+    __m512 ef = _mm512_cvtepi32_ps(e);
+    return NOISE_V_ADD(NOISE_V_MUL(ef, NOISE_V_C(NOISE_LN2_HI)),
+                       NOISE_V_ADD(lm, NOISE_V_MUL(ef, NOISE_V_C(NOISE_LN2_LO))));
+}
+
+// noise_sincos2pi on 16 lanes
+static inline void noise_v_sincos2pi(__m512 u, __m512* sin_out, __m512* cos_out) {
+    __m512 x = NOISE_V_MUL(u, NOISE_V_C(4.0f));
+    __m512i q = _mm512_cvttps_epi32(x);
+    __m512 f = NOISE_V_SUB(x, _mm512_cvtepi32_ps(q));
+    __mmask16 up = _mm512_cmp_ps_mask(f, NOISE_V_C(0.5f), _CMP_GT_OQ);
+    f = _mm512_mask_sub_round_ps(f, up, f, NOISE_V_C(1.0f), NOISE_V_RN);
+    q = _mm512_and_si512(_mm512_mask_add_epi32(q, up, q, _mm512_set1_epi32(1)), _mm512_set1_epi32(3));
+    __m512 t = NOISE_V_MUL(f, f);
+    __m512 sp = NOISE_V_ADD(NOISE_V_C(NOISE_S7), NOISE_V_MUL(t, NOISE_V_C(NOISE_S9)));
+    sp = NOISE_V_ADD(NOISE_V_C(NOISE_S5), NOISE_V_MUL(t, sp));
+    sp = NOISE_V_ADD(NOISE_V_C(NOISE_S3), NOISE_V_MUL(t, sp));
+    sp = NOISE_V_ADD(NOISE_V_C(NOISE_S1), NOISE_V_MUL(t, sp));
+    __m512 s = NOISE_V_MUL(f, sp);
+    __m512 cp = NOISE_V_ADD(NOISE_V_C(NOISE_C8), NOISE_V_MUL(t, NOISE_V_C(NOISE_C10)));
+    cp = NOISE_V_ADD(NOISE_V_C(NOISE_C6), NOISE_V_MUL(t, cp));
+    cp = NOISE_V_ADD(NOISE_V_C(NOISE_C4), NOISE_V_MUL(t, cp));
+    cp = NOISE_V_ADD(NOISE_V_C(NOISE_C2), NOISE_V_MUL(t, cp));
+    __m512 c = NOISE_V_ADD(NOISE_V_C(1.0f), NOISE_V_MUL(t, cp));
+    // q odd: (sin, cos) = (c, s), sign of sin from bit 1 of q, of cos from bit 1 of q + 1
+    __mmask16 odd = _mm512_test_epi32_mask(q, _mm512_set1_epi32(1));
+    __m512i sb = _mm512_castps_si512(_mm512_mask_blend_ps(odd, s, c));
+    __m512i cb = _mm512_castps_si512(_mm512_mask_blend_ps(odd, c, s));
+    __m512i two = _mm512_set1_epi32(2);
+    sb = _mm512_xor_si512(sb, _mm512_slli_epi32(_mm512_and_si512(q, two), 30));
+    cb = _mm512_xor_si512(cb, _mm512_slli_epi32(_mm512_and_si512(_mm512_add_epi32(q, _mm512_set1_epi32(1)), two), 30));
+    *sin_out = _mm512_castsi512_ps(sb);
+    *cos_out = _mm512_castsi512_ps(cb);
+}
+
+// noise_box_muller on 16 lanes
+static inline void noise_v_box_muller(__m512i a, __m512i b, __m512* z0, __m512* z1) {
+    __m512 r = NOISE_V_SQRT(NOISE_V_MUL(NOISE_V_C(-2.0f), noise_v_logf(noise_v_uniform(a))));
+    __m512 sn, cs;
+    noise_v_sincos2pi(noise_v_uniform(b), &sn, &cs);
+    *z0 = NOISE_V_MUL(r, cs);
+    *z1 = NOISE_V_MUL(r, sn);
+}
+
+// the 64 normals of the 16 blocks q0 .. q0+15 into out (16, 4): noise_normal4 of each block
+static inline void noise_block16_avx512(float* out, uint64_t q0, uint64_t seed, uint32_t rank, uint32_t step,
+                                        uint32_t sample, uint32_t stream) {
+    __m512i x[4];
+    x[0] = _mm512_add_epi32(_mm512_set1_epi32((int)(uint32_t)q0),
+                            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    x[1] = _mm512_set1_epi32((int)step);
+    x[2] = _mm512_set1_epi32((int)sample);
+    x[3] = _mm512_set1_epi32((int)((stream << 24) | (rank & 0xffffffu)));
+    noise_v_philox(x, (uint32_t)seed, (uint32_t)(seed >> 32));
+    __m512 z[4];
+    noise_v_box_muller(x[0], x[1], &z[0], &z[1]);
+    noise_v_box_muller(x[2], x[3], &z[2], &z[3]);
+    // (4, 16) -> (16, 4): pairs (z0, z1) and (z2, z3) interleaved, then the pairs of each block side by side
+    const __m512i pl = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i ph = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    const __m512i ql = _mm512_setr_epi32(0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
+    const __m512i qh = _mm512_setr_epi32(8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
+    __m512 a_lo = _mm512_permutex2var_ps(z[0], pl, z[1]), a_hi = _mm512_permutex2var_ps(z[0], ph, z[1]);
+    __m512 b_lo = _mm512_permutex2var_ps(z[2], pl, z[3]), b_hi = _mm512_permutex2var_ps(z[2], ph, z[3]);
+    _mm512_storeu_ps(out, _mm512_permutex2var_ps(a_lo, ql, b_lo));
+    _mm512_storeu_ps(out + 16, _mm512_permutex2var_ps(a_lo, qh, b_lo));
+    _mm512_storeu_ps(out + 32, _mm512_permutex2var_ps(a_hi, ql, b_hi));
+    _mm512_storeu_ps(out + 48, _mm512_permutex2var_ps(a_hi, qh, b_hi));
+}
+#endif
+
+// noise_chunk_scalar's output by the fastest path of the build: AVX-512 for whole groups of 16 blocks
+static inline void noise_chunk_host(float* out, uint64_t q0, int m, uint64_t seed, uint32_t rank, uint32_t step,
+                                    uint32_t sample, uint32_t stream) {
+    int j = 0;
+#ifdef NOISE_HOST_AVX512
+    for (; j + 16 <= m; j += 16) noise_block16_avx512(out + 4 * j, q0 + (uint64_t)j, seed, rank, step, sample, stream);
+#endif
+    if (j < m) noise_chunk_scalar(out + 4 * j, q0 + (uint64_t)j, m - j, seed, rank, step, sample, stream);
 }
 
 // eps[i] = eps(start + i) for i in [0, n); any start (partial blocks at both ends); OpenMP over blocks

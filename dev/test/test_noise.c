@@ -1,6 +1,7 @@
 // Tests of llmc/noise.h: Philox KAT, accuracy of the fp32 ln / sin / cos against libm double, moments and
 // tails of eps, independence across streams / samples / steps / ranks / seeds, noise_fill vs noise_normal
-// for every alignment, determinism across thread counts, the build known-answer check, timing.
+// for every alignment, the AVX-512 path against the scalar reference, determinism across thread counts, the build
+// known-answer check, timing.
 // Build: gcc -O3 -march=native -fopenmp -std=gnu11 -ffp-contract=off -Wall -Wextra
 //        -o dev/test/bin/test_noise dev/test/test_noise.c -lm
 // Run:   dev/test/bin/test_noise            (last line "N passed, N failed"; exit 1 on any failure)
@@ -318,6 +319,89 @@ static void test_fill_vs_normal(float* buf) {
     CHECK(ok4, "noise_normal4 lanes differ from noise_normal");
 }
 
+static uint64_t test_splitmix64(uint64_t* st) {
+    uint64_t z = (*st += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+// The build's noise_chunk_host (AVX-512 when compiled in) equals the scalar reference noise_chunk_scalar bit for
+// bit: random keys, block starts across the 2^32 wrap, every chunk length 0..64 (partial vector groups), and the
+// AVX-512 Box-Muller on edge words (uniforms at both ends, quadrant boundaries of 4u) against noise_box_muller.
+static void test_vector_vs_scalar(void) {
+#ifdef NOISE_HOST_AVX512
+    printf("noise_chunk_host: AVX-512 path (16 blocks per vector)\n");
+#else
+    printf("noise_chunk_host: scalar path (no AVX-512 in this build)\n");
+#endif
+    float a[4 * NOISE_HOST_CHUNK + 1], b[4 * NOISE_HOST_CHUNK + 1];
+    uint64_t st = 2024;
+    int bad = 0, cases = 0;
+    const uint64_t fixed_q0[] = {0, 1, 15, 16, 17, (1ull << 32) - 16, (1ull << 32) - 9, (1ull << 32) - 1, 1ull << 32,
+                                 (1ull << 34) - 33};
+    for (int c = 0; c < 3000; c++) {
+        uint64_t seed = c % 7 == 0 ? (uint64_t)c : test_splitmix64(&st);
+        uint32_t rank = (uint32_t)test_splitmix64(&st), step = (uint32_t)test_splitmix64(&st);
+        uint32_t sample = (uint32_t)(c % 5 == 0 ? (uint64_t)c : test_splitmix64(&st)), stream = (uint32_t)(c & 3);
+        uint64_t q0 = c < 10 * 65 ? fixed_q0[c / 65] : test_splitmix64(&st) >> (c % 40);
+        int m = c % (NOISE_HOST_CHUNK + 1);
+        a[4 * m] = b[4 * m] = 12345.0f;  // sentinels: exactly 4 m values written
+        noise_chunk_host(a, q0, m, seed, rank, step, sample, stream);
+        noise_chunk_scalar(b, q0, m, seed, rank, step, sample, stream);
+        int ok = a[4 * m] == 12345.0f && b[4 * m] == 12345.0f;
+        for (int i = 0; i < 4 * m && ok; i++) ok = noise_f2u(a[i]) == noise_f2u(b[i]);
+        cases++;
+        if (!ok) {
+            bad++;
+            if (bad <= 5) printf("  chunk mismatch seed %llu q0 %llu m %d\n", (unsigned long long)seed,
+                                 (unsigned long long)q0, m);
+        }
+    }
+    CHECK(bad == 0, "noise_chunk_host vs noise_chunk_scalar: %d of %d cases differ", bad, cases);
+#ifdef NOISE_HOST_AVX512
+    // Box-Muller on 16 lanes vs the scalar function: edge words, then 2^22 pseudo-random and strided word pairs
+    const uint32_t edge[] = {0u, 1u, 0x1ffu, 0x200u, 0x3ffu, 0x7fffffffu, 0x80000000u, 0x80000200u, 0xfffffe00u,
+                             0xffffffffu, 0x3fffffffu, 0x40000000u, 0x40000200u, 0xbfffffffu, 0xc0000000u,
+                             0x1fffffffu, 0x20000000u, 0x5fffffffu, 0x60000000u, 0x9fffffffu, 0xa0000000u,
+                             0xdfffffffu, 0xe0000000u, 0x6a09e600u, 0xb504f300u, 0x3504f3u << 9, 0x3504f4u << 9};
+    const int ne = (int)(sizeof(edge) / sizeof(edge[0]));
+    int bm_bad = 0;
+    long bm_cases = 0;
+    for (long it = 0; it < (1l << 18) + ne * ne; it += 1) {
+        uint32_t wa[16], wb[16];
+        for (int l = 0; l < 16; l++) {
+            long k = it * 16 + l;
+            if (k < (long)ne * ne) {
+                wa[l] = edge[k / ne];
+                wb[l] = edge[k % ne];
+            } else if (it % 2) {
+                wa[l] = (uint32_t)test_splitmix64(&st);
+                wb[l] = (uint32_t)test_splitmix64(&st);
+            } else {
+                wa[l] = (uint32_t)(k * 512);  // every uniform of the upper 23 bits in turn
+                wb[l] = (uint32_t)(k * 0x9E3779B9u);
+            }
+        }
+        __m512 z0, z1;
+        noise_v_box_muller(_mm512_loadu_si512(wa), _mm512_loadu_si512(wb), &z0, &z1);
+        float v0[16], v1[16];
+        _mm512_storeu_ps(v0, z0);
+        _mm512_storeu_ps(v1, z1);
+        for (int l = 0; l < 16; l++) {
+            float s0, s1;
+            noise_box_muller(wa[l], wb[l], &s0, &s1);
+            bm_cases++;
+            if (noise_f2u(s0) != noise_f2u(v0[l]) || noise_f2u(s1) != noise_f2u(v1[l])) {
+                bm_bad++;
+                if (bm_bad <= 5) printf("  box-muller mismatch words %08x %08x\n", wa[l], wb[l]);
+            }
+        }
+    }
+    CHECK(bm_bad == 0, "AVX-512 Box-Muller vs noise_box_muller: %d of %ld word pairs differ", bm_bad, bm_cases);
+#endif
+}
+
 // the same values for 1, 2, 3 and 4 threads; ns/element for 1 and 2 threads
 static void test_threads(float* x, float* y, size_t n) {
 #ifdef _OPENMP
@@ -374,6 +458,7 @@ int main(int argc, char** argv) {
     test_moments(x, n);
     test_independence(x, y);
     test_fill_vs_normal(x);
+    test_vector_vs_scalar();
     test_threads(x, y, n);
     free(x);
     free(y);
