@@ -266,35 +266,9 @@ static void kv_attention_forward(float* out, float* att, const float* q, const K
     float scale = 1.0f / sqrtf((float)hs);
     const float* K = kv->k + (size_t)l * kv->maxT * C;
     const float* V = kv->v + (size_t)l * kv->maxT * C;
-    for (int h = 0; h < NH; h++) {
-        const float* qh = q + (size_t)h * hs;
-        float* a = att + (size_t)h * kv->maxT;
-        float maxv = -INFINITY;
-        for (int t2 = 0; t2 <= t; t2++) {
-            const float* k = K + (size_t)t2 * C + (size_t)h * hs;
-            float s = 0.0f;
-            OMP_PRAGMA(simd reduction(+:s))
-            for (int i = 0; i < hs; i++) s += qh[i] * k[i];
-            s *= scale;
-            a[t2] = s;
-            if (s > maxv) maxv = s;
-        }
-        float sum = 0.0f;
-        for (int t2 = 0; t2 <= t; t2++) {
-            float e = gpt2_expf(a[t2] - maxv);
-            a[t2] = e;
-            sum += e;
-        }
-        float inv = 1.0f / sum;
-        for (int t2 = 0; t2 <= t; t2++) a[t2] *= inv;
-        float* o = out + (size_t)h * hs;
-        for (int i = 0; i < hs; i++) o[i] = 0.0f;
-        for (int t2 = 0; t2 <= t; t2++) {
-            const float* v = V + (size_t)t2 * C + (size_t)h * hs;
-            float w = a[t2];
-            for (int i = 0; i < hs; i++) o[i] += w * v[i];
-        }
-    }
+    for (int h = 0; h < NH; h++)
+        attention_query_forward(out + (size_t)h * hs, att + (size_t)h * kv->maxT, q + (size_t)h * hs,
+                                K + (size_t)h * hs, V + (size_t)h * hs, (size_t)C, t, hs, scale);
 }
 
 // forward of token at position t = kv->len with the layer kernels of train_gpt2.c; appends its keys and values to

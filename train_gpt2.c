@@ -185,6 +185,36 @@ static void matmul_backward(float* dinp, float* dweight, float* dbias, const flo
     if (dbias != NULL) gemm_bias_backward(dbias, dout, N, OC);
 }
 
+// One query of causal attention, one head: a[t2] = softmax_t2(q . k_t2 * scale) over t2 = 0..t, o = sum a[t2] v_t2.
+// k_t2 = k0 + t2 * stride, v_t2 = v0 + t2 * stride (hs floats each); a holds t + 1 weights; o (hs).
+static inline void attention_query_forward(float* o, float* a, const float* q, const float* k0, const float* v0,
+                                           size_t stride, int t, int hs, float scale) {
+    float maxv = -INFINITY;
+    for (int t2 = 0; t2 <= t; t2++) {
+        const float* k = k0 + (size_t)t2 * stride;
+        float s = 0.0f;
+        OMP_PRAGMA(simd reduction(+:s))
+        for (int i = 0; i < hs; i++) s += q[i] * k[i];
+        s *= scale;
+        a[t2] = s;
+        if (s > maxv) maxv = s;
+    }
+    float sum = 0.0f;
+    for (int t2 = 0; t2 <= t; t2++) {
+        float e = gpt2_expf(a[t2] - maxv);
+        a[t2] = e;
+        sum += e;
+    }
+    float inv = 1.0f / sum;
+    for (int t2 = 0; t2 <= t; t2++) a[t2] *= inv;
+    for (int i = 0; i < hs; i++) o[i] = 0.0f;
+    for (int t2 = 0; t2 <= t; t2++) {
+        const float* v = v0 + (size_t)t2 * stride;
+        float w = a[t2];
+        for (int i = 0; i < hs; i++) o[i] += w * v[i];
+    }
+}
+
 // Causal multi-head self-attention.
 // qkv (B, T, 3C) holds q | k | v, head h at channels [h*hs, (h+1)*hs) of each; out (B, T, C);
 // att (B, NH, T, T): softmax weights, row t valid for t2 <= t.
@@ -196,34 +226,11 @@ static void attention_forward(float* out, float* att, const float* qkv, int B, i
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
             for (int t = 0; t < T; t++) {
-                const float* q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
+                const float* row = qkv + (size_t)b * T * C3 + (size_t)h * hs;  // position 0 of this sequence and head
                 float* a = att + (((size_t)b * NH + h) * T + t) * T;
-                float maxv = -INFINITY;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float* k = qkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
-                    float s = 0.0f;
-                    OMP_PRAGMA(simd reduction(+:s))
-                    for (int i = 0; i < hs; i++) s += q[i] * k[i];
-                    s *= scale;
-                    a[t2] = s;
-                    if (s > maxv) maxv = s;
-                }
-                float sum = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    float e = gpt2_expf(a[t2] - maxv);
-                    a[t2] = e;
-                    sum += e;
-                }
-                float inv = 1.0f / sum;
-                for (int t2 = 0; t2 <= t; t2++) a[t2] *= inv;
+                attention_query_forward(out + ((size_t)b * T + t) * C + (size_t)h * hs, a, row + (size_t)t * C3,
+                                        row + C, row + 2 * (size_t)C, C3, t, hs, scale);
                 for (int t2 = t + 1; t2 < T; t2++) a[t2] = 0.0f;
-                float* o = out + ((size_t)b * T + t) * C + (size_t)h * hs;
-                for (int i = 0; i < hs; i++) o[i] = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float* v = qkv + ((size_t)b * T + t2) * C3 + 2 * (size_t)C + (size_t)h * hs;
-                    float w = a[t2];
-                    for (int i = 0; i < hs; i++) o[i] += w * v[i];
-                }
             }
         }
     }
