@@ -533,7 +533,7 @@ __global__ void diff_sumsq_partial_kernel(double* part, const floatX* a, const f
     double sq = 0.0;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         double d = (double)OPT_SUB(x2f(a[i]), OPT_MUL(gamma, x2f(b[i])));
-        sq += d * d;
+        sq = __dadd_rn(sq, __dmul_rn(d, d));  // never contracted into an FMA
     }
     opt_block_partial3(part, sq, 0.0, 0.0);
 }
@@ -1411,29 +1411,6 @@ __global__ void fill_kernel(float* x, float v, size_t n) {
     if (i < n) x[i] = v;
 }
 
-// bytes of each IVON / PoCo state buffer, the working weights and the gradients per parameter (startup line)
-static void gpt2_print_optimizer_memory(const GPT2* model, const OptimizerConfig* oc) {
-    int X = (int)sizeof(floatX), F = (int)sizeof(float);
-    if (oc->kind == OPT_ADAMW) {
-        double share = model->zero ? 1.0 / model->dist->world : 1.0;
-#ifdef ENABLE_FP32
-        int w = 0;  // the weights are the master
-#else
-        int w = X;
-#endif
-        printf("memory: adamw %g bytes per parameter = weights %d + grads %d + master %g + m %g + v %g\n",
-               w + X + 3.0 * F * share, w, X, F * share, F * share, F * share);
-        return;
-    }
-    int saved = model->grads_in != NULL ? X : 0;
-    // the mean is the master (fp32 build: its own buffer, the master being the working weights)
-    int total = X + X + F + 4 * F + (oc->kind == OPT_POCO ? 6 * F + saved : 0);
-    printf("memory: %s %d bytes per parameter = weights %d + grads %d + mean %d + momentum %d + hess %d + "
-           "acc_g %d + acc_ng %d", optimizer_kind_name(oc->kind), total, X, X, F, F, F, F, F);
-    if (oc->kind == OPT_POCO) printf(" + acc_out 2x%d + anchor m, h, gbar, hbar 4x%d + saved grads %d", F, F, saved);
-    printf("\n");
-}
-
 // Optimizer state after gpt2_allocate (train_gpt2.c gpt2_optimizer_init). AdamW: the m, v of gpt2_allocate,
 // zeroed. IVON / PoCo: one block instead of them: momentum = 0, hess = h0, the accumulators, the PoCo anchor
 // (= the initial posterior until the first refresh) and the saved gradient (no clip_each), the reduction partials
@@ -1831,20 +1808,6 @@ void gpt2_allocate_eval(GPT2* model, int bma) {
     cudaCheck(cudaMallocHost((void**)&model->h_arg, BT * sizeof(int)));
 }
 
-// Per token of the last forward (with targets): the confidence and first argmax into ECE bins (token_conf_kernel).
-// bma: sample s of the BMA sum of the probabilities; the predictive's tokens are binned after the last (final).
-static void gpt2_token_conf(GPT2* model, int bma, int s, int final, const int* targets, EceBins* bins) {
-    GPT2Config c = model->config;
-    int N = model->last_B * model->last_T;
-    token_conf_kernel<<<N, 256>>>(model->d_conf, model->d_arg, bma ? model->prob_sum : NULL, model->acts.logits,
-                                  c.vocab_size, c.padded_vocab_size, s, final);
-    cudaCheckLaunch();
-    if (bma && !final) return;
-    cudaCheck(cudaMemcpy(model->h_conf, model->d_conf, (size_t)N * sizeof(float), cudaMemcpyDeviceToHost));
-    cudaCheck(cudaMemcpy(model->h_arg, model->d_arg, (size_t)N * sizeof(int), cudaMemcpyDeviceToHost));
-    for (int i = 0; i < N; i++) ece_add_token(bins, model->h_conf[i], model->h_arg[i] == targets[i]);
-}
-
 // the diagnostics of train_gpt2.c over the same strided sample of h (copied to the host once)
 void gpt2_optimizer_diagnostics(GPT2* model, const OptimizerConfig* oc, OptimizerDiagnostics* d) {
     memset(d, 0, sizeof(*d));
@@ -1907,6 +1870,43 @@ static double gpt2_device_peak_flops(const cudaDeviceProp* prop) {
 
 // ----------------------------------------------------------------------------
 // main: training loop (the flow of train_gpt2.c's main)
+
+// bytes of each IVON / PoCo state buffer, the working weights and the gradients per parameter (startup line)
+static void gpt2_print_optimizer_memory(const GPT2* model, const OptimizerConfig* oc) {
+    int X = (int)sizeof(floatX), F = (int)sizeof(float);
+    if (oc->kind == OPT_ADAMW) {
+        double share = model->zero ? 1.0 / model->dist->world : 1.0;
+#ifdef ENABLE_FP32
+        int w = 0;  // the weights are the master
+#else
+        int w = X;
+#endif
+        printf("memory: adamw %g bytes per parameter = weights %d + grads %d + master %g + m %g + v %g\n",
+               w + X + 3.0 * F * share, w, X, F * share, F * share, F * share);
+        return;
+    }
+    int saved = model->grads_in != NULL ? X : 0;
+    // the mean is the master (fp32 build: its own buffer, the master being the working weights)
+    int total = X + X + F + 4 * F + (oc->kind == OPT_POCO ? 6 * F + saved : 0);
+    printf("memory: %s %d bytes per parameter = weights %d + grads %d + mean %d + momentum %d + hess %d + "
+           "acc_g %d + acc_ng %d", optimizer_kind_name(oc->kind), total, X, X, F, F, F, F, F);
+    if (oc->kind == OPT_POCO) printf(" + acc_out 2x%d + anchor m, h, gbar, hbar 4x%d + saved grads %d", F, F, saved);
+    printf("\n");
+}
+
+// Per token of the last forward (with targets): the confidence and first argmax into ECE bins (token_conf_kernel).
+// bma: sample s of the BMA sum of the probabilities; the predictive's tokens are binned after the last (final).
+static void gpt2_token_conf(GPT2* model, int bma, int s, int final, const int* targets, EceBins* bins) {
+    GPT2Config c = model->config;
+    int N = model->last_B * model->last_T;
+    token_conf_kernel<<<N, 256>>>(model->d_conf, model->d_arg, bma ? model->prob_sum : NULL, model->acts.logits,
+                                  c.vocab_size, c.padded_vocab_size, s, final);
+    cudaCheckLaunch();
+    if (bma && !final) return;
+    cudaCheck(cudaMemcpy(model->h_conf, model->d_conf, (size_t)N * sizeof(float), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(model->h_arg, model->d_arg, (size_t)N * sizeof(int), cudaMemcpyDeviceToHost));
+    for (int i = 0; i < N; i++) ece_add_token(bins, model->h_conf[i], model->h_arg[i] == targets[i]);
+}
 
 // ECE bins summed over the processes (15 values per collective), then the ECE
 static double dp_ece_value(CudaDist* d, EceBins* e) {

@@ -3,9 +3,7 @@
 # output dir, test-only environment variable, reference file of test_gpt2), runs the program and passes when it
 # exits 1 and its stderr holds exactly one `error:` line, the first line, containing the expected text (which names
 # the flag or the file). Prints OK/FAIL per row and `N passed, N failed`.
-# Environment: TRAIN_BIN (default ./train_gpt2), TEST_BIN (default ./test_gpt2), PYTHON (default /usr/bin/python3),
-# NO_IVON=1 for a trainer without IVON/PoCo (train_gpt2cu today): the rows that need -opt ivon|poco or test_gpt2 --opt
-# are left out (and counted in a note line).
+# Environment: TRAIN_BIN (default ./train_gpt2), TEST_BIN (default ./test_gpt2), PYTHON (default /usr/bin/python3).
 set -u
 cd "$(dirname "$0")/../.."
 TRAIN=${TRAIN_BIN:-./train_gpt2}
@@ -34,12 +32,6 @@ row() {
     echo "FAIL $what (exit $rc, want 1 and an error line with '$pat'): $(tail -n 3 "$tmp/err.txt" | tr '\n' ' ')"
     fail=$((fail + 1))
   fi
-}
-
-# ivon_row: a row that needs IVON/PoCo in the trainer (or test_gpt2 --opt)
-left_out=0
-ivon_row() {
-  if [ "${NO_IVON:-0}" = 1 ]; then left_out=$((left_out + 1)); else row "$@"; fi
 }
 
 for f in "$TRAIN" "$TESTG" "$TRAIN_SHARD" "$VAL_SHARD" "$REF_MODEL" "$REF_DEBUG" "$REF_OPT" "$TOKENIZER"; do
@@ -108,10 +100,10 @@ row "-d not a multiple of B*T"     "flag -d"                         "$TRAIN" "$
 row "-d beyond the data (-x -1)"   "flag -d: one step needs"         "$TRAIN" "${base[@]}" -x -1 -d 80000000
 row "T beyond the model context"   "flag -t: sequence length 2048 exceeds the model's context 1024" "$TRAIN" "${base[@]}" -t 2048
 row "BMA with adamw"               "flag -bma"                       "$TRAIN" "${base[@]}" -bma 2
-ivon_row "h0 = 0"                       "flag -h0"                        "$TRAIN" "${base[@]}" -opt ivon -h0 0
+row "h0 = 0"                       "flag -h0"                        "$TRAIN" "${base[@]}" -opt ivon -h0 0
 row "beta2 > 1"                    "flag -b2"                        "$TRAIN" "${base[@]}" -opt ivon -b2 1.5
-ivon_row "beta1 = 1"                    "flag -b1"                        "$TRAIN" "${base[@]}" -opt ivon -b1 1
-ivon_row "PoCo mega batches 0"          "flag -pmb"                       "$TRAIN" "${base[@]}" -opt poco -pmb 0
+row "beta1 = 1"                    "flag -b1"                        "$TRAIN" "${base[@]}" -opt ivon -b1 1
+row "PoCo mega batches 0"          "flag -pmb"                       "$TRAIN" "${base[@]}" -opt poco -pmb 0
 
 # --- token shards (-i, -j) -------------------------------------------------------------------------------------
 shard "$tmp/magic.bin" 1234 1 100 100
@@ -177,7 +169,7 @@ row "state step disagrees"         "state_00000002.bin' holds step 9"   "$TRAIN"
 s=$(state_case gone);    rm "$s"
 row "state file missing (DONE)"    "state_00000002.bin"                 "$TRAIN" "${ck[@]}" -x 3 -o "$tmp/s_gone" -y 1
 s=$(state_case opt)
-ivon_row "resume with another -opt"     "state_00000002.bin' holds adamw state but -opt is ivon" "$TRAIN" "${ck[@]}" -x 3 -o "$tmp/s_opt" -y 1 -opt ivon
+row "resume with another -opt"     "state_00000002.bin' holds adamw state but -opt is ivon" "$TRAIN" "${ck[@]}" -x 3 -o "$tmp/s_opt" -y 1 -opt ivon
 s=$(state_case seed)
 row "resume with another -seed"    "flag -seed"                         "$TRAIN" "${ck[@]}" -x 3 -o "$tmp/s_seed" -y 1 -seed 6
 s=$(state_case bt)
@@ -234,10 +226,9 @@ row "test_gpt2 debug state bad magic"  "$tmp/d_magic.bin' has bad magic"   "$TES
 row "test_gpt2 debug state truncated"  "$tmp/d_trunc.bin' has 2000 bytes"  "$TESTG" "$REF_MODEL" "$tmp/d_trunc.bin"
 row "test_gpt2 debug state too long"   "$tmp/d_long.bin' has"              "$TESTG" "$REF_MODEL" "$tmp/d_long.bin"
 row "test_gpt2 model bad magic"        "$tmp/m_magic.bin' has bad magic"   "$TESTG" "$tmp/m_magic.bin" "$REF_DEBUG"
-ivon_row "test_gpt2 --opt state bad magic"  "$tmp/o_magic.bin' has bad magic"   "$TESTG" --opt "$REF_MODEL" "$tmp/o_magic.bin"
-ivon_row "test_gpt2 --opt state truncated"  "$tmp/o_trunc.bin' has 5000 bytes"  "$TESTG" --opt "$REF_MODEL" "$tmp/o_trunc.bin"
+row "test_gpt2 --opt state bad magic"  "$tmp/o_magic.bin' has bad magic"   "$TESTG" --opt "$REF_MODEL" "$tmp/o_magic.bin"
+row "test_gpt2 --opt state truncated"  "$tmp/o_trunc.bin' has 5000 bytes"  "$TESTG" --opt "$REF_MODEL" "$tmp/o_trunc.bin"
 row "test_gpt2 unknown option"         "--frobnicate"                      "$TESTG" --frobnicate "$REF_MODEL" "$REF_DEBUG"
 
-[ "$left_out" -gt 0 ] && echo "note: NO_IVON=1: $left_out rows that need IVON/PoCo left out"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
