@@ -294,6 +294,13 @@ test: ref
 	  "CUDA_CPU_SCHEDULE=shuffle:1 $(CUDA_CPU)/test_gpt2cu $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
 	  "bash dev/test/expect_fail.sh $(CUDA_CPU)/test_gpt2fp32cu --perturb=1e-4 $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
 	  "bash dev/test/expect_fail.sh $(CUDA_CPU)/test_gpt2cu --perturb=0.1 $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
+	  "$(CUDA_CPU)/test_gpt2fp32cu --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_ivon_state.bin" \
+	  "$(CUDA_CPU)/test_gpt2fp32cu --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_state.bin" \
+	  "$(CUDA_CPU)/test_gpt2fp32cu --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_alt_state.bin" \
+	  "CUDA_CPU_SCHEDULE=shuffle:1 $(CUDA_CPU)/test_gpt2cu --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_ivon_state.bin" \
+	  "CUDA_CPU_SCHEDULE=shuffle:1 $(CUDA_CPU)/test_gpt2cu --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_state.bin" \
+	  "CUDA_CPU_SCHEDULE=shuffle:1 $(CUDA_CPU)/test_gpt2cu --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_alt_state.bin" \
+	  "bash dev/test/expect_fail.sh $(CUDA_CPU)/test_gpt2fp32cu --perturb=1e-2 --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_state.bin" \
 	  "bash dev/test/test_cuda_cpu.sh" \
 	  "bash dev/test/test_dist_cuda_cpu.sh" \
 	  "TRAIN_BIN=$(CUDA_CPU)/train_gpt2cu TEST_BIN=$(CUDA_CPU)/test_gpt2cu bash dev/test/test_bad_inputs.sh"

@@ -69,14 +69,14 @@
 #define OPT_HESS_RTOL 1e-4          // [2.3x]
 #else
 // bf16 (weights, activations and gradients rounded to bf16, unit roundoff 2^-9): step loss rel 1.1e-5 / 2.8e-5 /
-// BF16_ALT_LOSS; mean max abs 1.4e-3 / 2.4e-3 / BF16_ALT_MEAN and 33 / 121 / BF16_ALT_OUT coordinates beyond 1e-3; momentum
-// 3.7e-3 / 6.0e-3 / BF16_ALT_MOM of max|ref|; h rel 1.2e-4 / 3.9e-3 / BF16_ALT_H.
-#define OPT_LOSS_RTOL 1e-4          // [3.5x]
-#define OPT_MEAN_ATOL 1e-2          // [4x]
+// 3.7e-5; mean max abs 1.4e-3 / 2.4e-3 / 1.2e-3 and 33 / 121 / 30 of 7.0M coordinates beyond 1e-3; momentum
+// 3.8e-3 / 6.0e-3 / 1.4e-2 of max|ref|; h rel 3.7e-3 / 3.9e-3 / 4.3e-3.
+#define OPT_LOSS_RTOL 1e-4          // [2.7x]
+#define OPT_MEAN_ATOL 1e-2          // [4.2x]
 #define OPT_MEAN_OUTLIER_ATOL 1e-3
-#define OPT_MEAN_OUTLIER_FRAC 1e-4  // [5.7x]
-#define OPT_MOM_ATOL_MAX 2e-2       // [3.3x]
-#define OPT_HESS_RTOL 1e-2          // [2.6x]
+#define OPT_MEAN_OUTLIER_FRAC 1e-4  // [5.8x]
+#define OPT_MOM_ATOL_MAX 4e-2       // [2.8x]
+#define OPT_HESS_RTOL 1e-2          // [2.3x]
 #endif
 
 // device floatX (n) -> host fp32 (n)
