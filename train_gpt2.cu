@@ -1615,8 +1615,13 @@ static float gpt2_op_adamw_reduce(void* t) {
     GPT2* model = gpt2_ops_model(t);
     CudaDist* d = model->dist;
     if (!model->zero) {
-        if (model->overlap) cuda_dist_before_compute(d);
-        return gpt2_grad_norm(model);
+        if (!model->overlap) return gpt2_grad_norm(model);
+        cuda_dist_before_compute(d);
+        // the same norm on every rank, unless one rank's gradient was poisoned after the per-layer reduction (the
+        // driver's test-only NaN): the mean over the ranks (exact for equal values) carries that NaN to all
+        double norm = gpt2_grad_norm(model);
+        cuda_dist_allreduce_sum_host(d, &norm, 1);
+        return (float)(norm / d->world);
     }
     cuda_dist_reduce_scatter_mean_x(d, model->grads_memory, model->shard_size);
     cuda_dist_before_compute(d);
