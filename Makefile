@@ -152,8 +152,13 @@ cuda: $(CUDA_TARGETS)
 	@echo "note: USE_CUDNN=1 builds (make train_gpt2cu_cudnn) stop with #error: cuDNN attention is not implemented yet"
 
 # compile-only check of every variant (CI without a GPU); the cuDNN variant must fail with its #error
-cuda-check: $(CUDA_TARGETS) cuda-lab
+# and the PTX of the optimizer kernels (both precisions) free of contractible operations (dev/test/check_ptx_rounding.py)
+cuda-check: $(CUDA_TARGETS) cuda-lab | $(CUDA_BIN)
 	@echo "cuda-check: compiled $(CUDA_TARGETS) with NCCL, $(CUDA_MPI_STATUS); the kernel lab in build/cuda/lab"
+	$(NVCC) $(NVCCFLAGS) $(CUDA_DIST_FLAGS) -ptx -o $(CUDA_BIN)/train_gpt2_bf16.ptx train_gpt2.cu
+	$(NVCC) $(NVCCFLAGS) -DENABLE_FP32 $(CUDA_DIST_FLAGS) -ptx -o $(CUDA_BIN)/train_gpt2_fp32.ptx train_gpt2.cu
+	$(PYTHON) dev/test/check_ptx_rounding.py $(CUDA_BIN)/train_gpt2_bf16.ptx
+	$(PYTHON) dev/test/check_ptx_rounding.py $(CUDA_BIN)/train_gpt2_fp32.ptx
 	@if $(MAKE) -s train_gpt2cu_cudnn >/dev/null 2>&1; then echo "cuda-check: the USE_CUDNN=1 build should stop with #error"; exit 1; \
 	else echo "cuda-check: USE_CUDNN=1 build stops with its #error (not implemented yet), as intended"; fi
 
@@ -361,11 +366,18 @@ test: ref
 	  "CUDA_CPU_SCHEDULE=shuffle:1 $(CUDA_CPU)/test_gpt2cu $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
 	  "bash dev/test/expect_fail.sh $(CUDA_CPU)/test_gpt2fp32cu --perturb=1e-4 $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
 	  "bash dev/test/expect_fail.sh $(CUDA_CPU)/test_gpt2cu --perturb=0.1 $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
+	  "$(CUDA_CPU)/test_gpt2fp32cu --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_ivon_state.bin" \
+	  "$(CUDA_CPU)/test_gpt2fp32cu --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_state.bin" \
+	  "$(CUDA_CPU)/test_gpt2fp32cu --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_alt_state.bin" \
+	  "CUDA_CPU_SCHEDULE=shuffle:1 $(CUDA_CPU)/test_gpt2cu --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_ivon_state.bin" \
+	  "CUDA_CPU_SCHEDULE=shuffle:1 $(CUDA_CPU)/test_gpt2cu --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_state.bin" \
+	  "CUDA_CPU_SCHEDULE=shuffle:1 $(CUDA_CPU)/test_gpt2cu --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_alt_state.bin" \
+	  "bash dev/test/expect_fail.sh $(CUDA_CPU)/test_gpt2fp32cu --perturb=1e-2 --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_state.bin" \
 	  "bash dev/test/test_cuda_cpu.sh" \
 	  "bash dev/test/test_cuda_lab.sh" \
 	  "bash dev/gpu/check.sh --cpu-backend" \
 	  "bash dev/test/test_dist_cuda_cpu.sh" \
-	  "NO_IVON=1 TRAIN_BIN=$(CUDA_CPU)/train_gpt2cu TEST_BIN=$(CUDA_CPU)/test_gpt2cu bash dev/test/test_bad_inputs.sh"
+	  "TRAIN_BIN=$(CUDA_CPU)/train_gpt2cu TEST_BIN=$(CUDA_CPU)/test_gpt2cu bash dev/test/test_bad_inputs.sh"
 
 # --- sanitizers: the C suites of `make test` with AddressSanitizer + UndefinedBehaviorSanitizer builds in
 # build/asan/ (gcc, OpenMP on). ASan/LSan reports go to build/asan/logs/ (tests that capture a program's

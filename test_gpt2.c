@@ -60,9 +60,6 @@
 #define STEP_NORM_ATOL 0.0
 #define STEP_NORM_RTOL 2e-2
 
-#define OPT_STATE_MAGIC 20241124
-#define OPT_STATE_VERSION 1
-#define OPT_STATE_MAX_STEPS 64
 // IVON / PoCo against ivon_torch.py (--opt). The noise is bit-identical (llmc/noise.h = ivon_noise.py) and both
 // sides evaluate the same fp32 update lines, so differences start in the forward/backward (fp32 summation order)
 // and reach m, momentum and h through the gradients and the sampled weights of later steps. Element i of a
@@ -96,194 +93,42 @@
 #define OPT_HESS_ATOL_MAX 0.0
 #define OPT_HESS_RTOL 1e-5
 
-
-
-
-// records and prints one element-wise comparison of n floats: element i passes when
-// |c - ref| <= atol + atol_max * max|ref| + rtol * |ref|; reports the worst ratio of difference to allowance
-static void check_elems(const char* name, const float* c, const float* ref, size_t n, double atol, double atol_max,
-                        double rtol) {
-    double max_ref = 0.0, max_diff = 0.0, worst = 0.0;
-    int bad_value = 0;
-    for (size_t i = 0; i < n; i++)
-        if (fabs((double)ref[i]) > max_ref) max_ref = fabs((double)ref[i]);
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(c[i])) bad_value = 1;
-        double d = fabs((double)c[i] - (double)ref[i]);
-        double allow = atol + atol_max * max_ref + rtol * fabs((double)ref[i]);
-        double ratio = allow > 0.0 ? d / allow : (d > 0.0 ? INFINITY : 0.0);
-        if (d > max_diff || isnan(d)) max_diff = d;
-        if (ratio > worst || isnan(ratio)) worst = ratio;
-    }
-    int ok = !bad_value && worst <= 1.0;
-    printf("%-4s %-20s max abs diff %.3e  max|ref| %.3e  rel to max %.3e  worst diff/tol %.3f%s\n", ok ? "OK" : "FAIL",
-           name, max_diff, max_ref, max_ref > 0.0 ? max_diff / max_ref : max_diff, worst,
-           bad_value ? "  non-finite values" : "");
-    if (ok) test_n_pass++; else test_n_fail++;
-}
-
-
-// the stored micro-batches, served in order through the BatchFn interface
-typedef struct {
-    const int* rows;  // (nb, B*T+1)
-    int nb;
-    int next;
-    size_t row_len;   // B*T+1
-    const char* path;
-} StoredBatches;
-
-static void stored_batches_next(void* ctx, const int** inputs, const int** targets) {
-    StoredBatches* sb = (StoredBatches*)ctx;
-    if (sb->next >= sb->nb)
-        fatalf("the optimizer asked for micro-batch %d but '%s' stores %d", sb->next + 1, sb->path, sb->nb);
-    const int* row = sb->rows + (size_t)sb->next * sb->row_len;
-    *inputs = row;       // (B, T)
-    *targets = row + 1;  // (B, T)
-    sb->next++;
-}
-
 // --opt: N IVON / PoCo steps through gpt2_optimizer_step against the reference state
 static void run_optimizer_test(const char* model_path, const char* state_path, int perturb) {
     GPT2 model;
     gpt2_build_from_checkpoint(&model, model_path);
     GPT2Config cfg = model.config;
-    int V = cfg.vocab_size;
-
-    FILE* fp = fopenCheck(state_path, "rb");
-    long fsize = fileSizeCheck(fp, state_path);
-    int32_t header[256];
-    if (fsize < (long)sizeof(header)) fatalf("optimizer state '%s' is truncated: %ld bytes, header needs 1024", state_path, fsize);
-    freadCheck(header, sizeof(int32_t), 256, fp, state_path);
-    if (header[0] != OPT_STATE_MAGIC)
-        fatalf("optimizer state '%s' has bad magic %d (want %d; AdamW debug states are read without --opt)", state_path,
-               header[0], OPT_STATE_MAGIC);
-    if (header[1] != OPT_STATE_VERSION)
-        fatalf("optimizer state '%s' has unsupported version %d (want %d)", state_path, header[1], OPT_STATE_VERSION);
-    int B = header[2], T = header[3], N = header[4], K = header[5], kind = header[6], nb = header[9];
-    size_t num_params = (size_t)(uint32_t)header[7] | ((size_t)(uint32_t)header[8] << 32);
-    if (B < 1 || T < 1 || T > cfg.max_seq_len || N < 1 || N > OPT_STATE_MAX_STEPS || K < 1 || nb < 1 || nb > 1 << 20)
-        fatalf("optimizer state '%s' has impossible B=%d T=%d N=%d K=%d nb=%d (model maxT %d)", state_path, B, T, N,
-               K, nb, cfg.max_seq_len);
-    if (kind != OPT_IVON && kind != OPT_POCO)
-        fatalf("optimizer state '%s' has optimizer id %d (want %d ivon or %d poco)", state_path, kind, OPT_IVON, OPT_POCO);
-    if (num_params != model.num_parameters)
-        fatalf("optimizer state '%s' has %zu parameters but model '%s' has %zu", state_path, num_params, model_path,
-               model.num_parameters);
-    int flags = header[16];
-    if (header[12] < 0 || (flags & ~0xff) != 0 || header[17] < 0 || header[17] > 1)
-        fatalf("optimizer state '%s' has impossible rank %d, flags 0x%x or gamma schedule %d", state_path, header[12],
-               flags, header[17]);
-
-    OptimizerConfig oc;
-    optimizer_config_defaults(&oc, kind);
-    oc.ess = debug_state_bits_to_float(header[32]);
-    oc.hess_init = debug_state_bits_to_float(header[33]);
-    oc.beta1 = debug_state_bits_to_float(header[34]);
-    oc.beta2 = debug_state_bits_to_float(header[35]);
-    oc.clip_radius = debug_state_bits_to_float(header[36]);
-    oc.prior_2d = debug_state_bits_to_float(header[37]);
-    oc.prior_1d = debug_state_bits_to_float(header[38]);
-    oc.grad_clip = debug_state_bits_to_float(header[39]);
-    oc.poco_gamma = debug_state_bits_to_float(header[40]);
-    oc.debias = (flags >> 0) & 1;
-    oc.rescale_lr = (flags >> 1) & 1;
-    oc.poco_shared_noise = (flags >> 2) & 1;
-    oc.poco_prox = (flags >> 3) & 1;
-    oc.poco_prox_in_momentum = (flags >> 4) & 1;
-    oc.poco_momentum = (flags >> 5) & 1;
-    oc.poco_clip_each = (flags >> 6) & 1;
-    oc.poco_mega_noise = (flags >> 7) & 1;
-    oc.poco_gamma_schedule = header[17];
-    oc.poco_start = header[13];
-    oc.poco_period = header[14];
-    oc.poco_mega_batches = header[15];
-    oc.max_steps = N;
-    oc.seed = (uint64_t)(uint32_t)header[10] | ((uint64_t)(uint32_t)header[11] << 32);
-    oc.rank = (uint32_t)header[12];
-    char err[256];
-    if (optimizer_config_check(&oc, err, sizeof(err)) != 0)
-        fatalf("optimizer state '%s' has impossible settings: %s", state_path, err);
-    float lrs[OPT_STATE_MAX_STEPS];
-    for (int s = 0; s < N; s++) {
-        lrs[s] = debug_state_bits_to_float(header[41 + s]);
-        if (!(lrs[s] >= 0.0f) || !isfinite(lrs[s])) fatalf("optimizer state '%s' has lr %g at step %d", state_path, lrs[s], s);
-    }
-
-    size_t row_len = (size_t)B * T + 1;
-    size_t n_tokens = (size_t)nb * row_len;
-    size_t n_floats = (size_t)N + 3 * num_params;
-    size_t want = sizeof(header) + n_tokens * sizeof(int32_t) + n_floats * sizeof(float);
-    if ((size_t)fsize != want)
-        fatalf("optimizer state '%s' has %ld bytes but its header (B=%d T=%d N=%d nb=%d params=%zu) implies %zu",
-               state_path, fsize, B, T, N, nb, num_params, want);
-    // one allocation per kind: the tokens, and the reference floats carved into their parts
-    int* tokens = (int*)mallocCheck(n_tokens * sizeof(int));  // (nb, B*T+1)
-    float* ref = (float*)mallocCheck(n_floats * sizeof(float));
-    float* ref_losses = ref;                      // (N)
-    float* ref_mean = ref + N;                    // (num_parameters)
-    float* ref_momentum = ref_mean + num_params;  // (num_parameters)
-    float* ref_hess = ref_momentum + num_params;  // (num_parameters)
-    freadCheck(tokens, sizeof(int), n_tokens, fp, state_path);
-    freadCheck(ref, sizeof(float), n_floats, fp, state_path);
-    fcloseCheck(fp, state_path);
-    for (size_t i = 0; i < n_tokens; i++)
-        if (tokens[i] < 0 || tokens[i] >= V)
-            fatalf("optimizer state '%s' has token %d at position %zu outside [0, %d)", state_path, tokens[i], i, V);
-
-    printf("test_gpt2 --opt: model %s (%zu params), %s, B=%d T=%d, %d steps x %d micro-batches, %d stored; ess %g "
-           "h0 %g b1 %g b2 %g r %g prior %g/%g clip %g seed %llu rank %u\n", model_path, model.num_parameters,
-           optimizer_kind_name(kind), B, T, N, K, nb, oc.ess, oc.hess_init, oc.beta1, oc.beta2, oc.clip_radius,
-           oc.prior_2d, oc.prior_1d, oc.grad_clip, (unsigned long long)oc.seed, oc.rank);
-    if (kind == OPT_POCO)
-        printf("poco: gamma %g (%s), start %d, period %d, mega %d, shared noise %d, prox %d, prox in momentum %d, "
-               "momentum %d, clip each %d, mega noise %d\n", oc.poco_gamma, oc.poco_gamma_schedule ? "linear" : "constant",
-               oc.poco_start, oc.poco_period, oc.poco_mega_batches, oc.poco_shared_noise, oc.poco_prox,
-               oc.poco_prox_in_momentum, oc.poco_momentum, oc.poco_clip_each, oc.poco_mega_noise);
+    size_t num_params = model.num_parameters;
+    OptRefState r;
+    opt_ref_state_read(&r, state_path, model_path, cfg, num_params);
+    OptimizerConfig oc = r.oc;
+    opt_ref_state_print(&r, "test_gpt2", model_path, num_params);
     if (perturb) {
         // embedding of the first input token, channel 0
-        model.params.wte[(size_t)tokens[0] * cfg.channels] += 1e-2f;
-        printf("perturbed wte[%d, 0] by +1e-2: failures expected\n", tokens[0]);
+        model.params.wte[(size_t)r.tokens[0] * cfg.channels] += 1e-2f;
+        printf("perturbed wte[%d, 0] by +1e-2: failures expected\n", r.tokens[0]);
     }
 
-    gpt2_allocate(&model, B, T);
+    gpt2_allocate(&model, r.B, r.T);
     gpt2_optimizer_init(&model, &oc);
-    StoredBatches sb = {tokens, nb, 0, row_len, state_path};
-    for (int s = 0; s < N; s++) {
+    StoredBatches sb = {&r, 0, state_path};
+    for (int s = 0; s < r.N; s++) {
         StepStats st;
-        gpt2_optimizer_step(&model, &oc, s, lrs[s], K, stored_batches_next, &sb, NULL, &st);
+        gpt2_optimizer_step(&model, &oc, s, r.lrs[s], r.K, stored_batches_next, &sb, NULL, &st);
         char name[48];
         snprintf(name, sizeof(name), "step %d loss%s", s, st.anchor_refreshed ? " (anchor)" : "");
-        test_check(name, &st.loss, ref_losses + s, 1, 0.0, OPT_LOSS_RTOL);
+        test_check(name, &st.loss, r.losses + s, 1, 0.0, OPT_LOSS_RTOL);
     }
     char detail[96];
-    snprintf(detail, sizeof(detail), "%d of %d", sb.next, nb);
-    test_check_true("all stored micro-batches consumed", sb.next == nb, detail);
+    snprintf(detail, sizeof(detail), "%d of %d", sb.next, r.nb);
+    test_check_true("all stored micro-batches consumed", sb.next == r.nb, detail);
     test_check_true("params hold the mean after the step",
                memcmp(model.params_memory, model.mean, num_params * sizeof(float)) == 0, "");
-
-    size_t outliers = 0;
-    for (size_t i = 0; i < num_params; i++)
-        if (!(fabs((double)model.mean[i] - (double)ref_mean[i]) <= OPT_MEAN_OUTLIER_ATOL)) outliers++;
-    size_t allowed = (size_t)(OPT_MEAN_OUTLIER_FRAC * (double)num_params);
-    snprintf(detail, sizeof(detail), "%zu of %zu (allowed %zu)", outliers, num_params, allowed);
-    test_check_true("mean coordinates off by > 2e-6", outliers <= allowed, detail);
-    const float* bufs[3] = {model.mean, model.momentum, model.hess};
-    const float* refs[3] = {ref_mean, ref_momentum, ref_hess};
-    const char* names[3] = {"mean", "momentum", "hess"};
-    double atols[3] = {OPT_MEAN_ATOL, OPT_MOM_ATOL, OPT_HESS_ATOL};
-    double atols_max[3] = {OPT_MEAN_ATOL_MAX, OPT_MOM_ATOL_MAX, OPT_HESS_ATOL_MAX};
-    double rtols[3] = {OPT_MEAN_RTOL, OPT_MOM_RTOL, OPT_HESS_RTOL};
-    for (int b = 0; b < 3; b++) {
-        size_t off = 0;
-        for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
-            char name[48];
-            snprintf(name, sizeof(name), "%s %s", names[b], PARAM_TABLE[i].name);
-            check_elems(name, bufs[b] + off, refs[b] + off, model.param_sizes[i], atols[b], atols_max[b], rtols[b]);
-            off += model.param_sizes[i];
-        }
-    }
-    free(tokens);
-    free(ref);
+    OptRefTol tol = {OPT_MEAN_OUTLIER_ATOL, OPT_MEAN_OUTLIER_FRAC, {OPT_MEAN_ATOL, OPT_MOM_ATOL, OPT_HESS_ATOL},
+                     {OPT_MEAN_ATOL_MAX, OPT_MOM_ATOL_MAX, OPT_HESS_ATOL_MAX},
+                     {OPT_MEAN_RTOL, OPT_MOM_RTOL, OPT_HESS_RTOL}};
+    opt_ref_compare(&r, model.mean, model.momentum, model.hess, model.param_sizes, num_params, &tol);
+    opt_ref_state_free(&r);
     gpt2_free(&model);
 }
 

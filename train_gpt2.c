@@ -1210,34 +1210,6 @@ void gpt2_optimizer_gather_state(GPT2* model) {
 
 // gpt2_optimizer_diagnostics: quantiles over a fixed strided sample of <= 2^20 coordinates (OptimizerDiagnostics in
 // llmc/train_common.h)
-
-// k-th smallest of a[0..n) in place (quickselect, median-of-three pivot; no allocation); NaN-free input
-static float gpt2_select_kth(float* a, size_t n, size_t k) {
-    size_t lo = 0, hi = n - 1;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        float x = a[lo], y = a[mid], z = a[hi];
-        float pivot = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
-        size_t i = lo, j = hi;
-        while (i <= j) {
-            while (a[i] < pivot) i++;
-            while (a[j] > pivot) j--;
-            if (i <= j) {
-                float t = a[i];
-                a[i] = a[j];
-                a[j] = t;
-                i++;
-                if (j == 0) break;
-                j--;
-            }
-        }
-        if (k <= j && j != (size_t)-1) hi = j;
-        else if (k >= i) lo = i;
-        else break;
-    }
-    return a[k];
-}
-
 void gpt2_optimizer_diagnostics(GPT2* model, const OptimizerConfig* oc, OptimizerDiagnostics* d) {
     memset(d, 0, sizeof(*d));
     if (model->hess == NULL) return;
@@ -1258,15 +1230,7 @@ void gpt2_optimizer_diagnostics(GPT2* model, const OptimizerConfig* oc, Optimize
         hs[k] = model->hess[idx];
         ss[k] = ivon_sigma(model->hess[idx], essf, wdf);
     }
-    const double q[3] = {0.01, 0.5, 0.99};
-    for (int i = 0; i < 3; i++) {
-        size_t at = (size_t)(q[i] * (double)(k - 1) + 0.5);
-        d->h_q[i] = gpt2_select_kth(hs, k, at);
-        d->sigma_q[i] = gpt2_select_kth(ss, k, at);
-    }
-    IvonUpdateStats u = model->last_update;
-    d->clipped_frac = u.n ? (double)u.clipped / (double)u.n : 0.0;
-    d->mean_abs_dm = u.n ? u.sum_abs_dm / (double)u.n : 0.0;
+    train_diagnostics_from_sample(d, hs, ss, k, &model->last_update);
 }
 
 

@@ -578,6 +578,243 @@ __global__ void x_to_float_kernel(float* out, const floatX* inp, size_t n) {
 }
 
 // ----------------------------------------------------------------------------
+// IVON / PoCo kernels: thin loops around the element functions of llmc/optim_elem.h and the noise of llmc/noise.h
+// (host and device code; the rounded intrinsics under nvcc, so the bits are those of the CPU passes in llmc/optim.h).
+// Flat parameter indices [0, n); the group of index i (prior delta wdf0 for 1-D, wdf1 for 2-D tensors) comes from
+// OptGroups. The noise eps of index i is lane i & 3 of Philox block i >> 2: the noise kernels run one thread per
+// block of 4 and never store eps.
+
+// tensor i of PARAM_TABLE covers the flat indices [end[i - 1], end[i]); bit i of decay: a 2-D tensor
+typedef struct {
+    size_t end[NUM_PARAMETER_TENSORS];
+    unsigned decay;
+} OptGroups;
+
+// 1 if flat index i lies in a 2-D tensor
+__device__ __forceinline__ int opt_group(const OptGroups& g, size_t i) {
+    int t = 0;
+    while (t < NUM_PARAMETER_TENSORS - 1 && i >= g.end[t]) t++;
+    return (g.decay >> t) & 1u;
+}
+
+__device__ __forceinline__ float opt_wdf(const OptGroups& g, size_t i, float wdf0, float wdf1) {
+    return opt_group(g, i) ? wdf1 : wdf0;
+}
+
+// the floats i0 .. i0 + 3 below n (i0 a multiple of 4, p 16-byte aligned: one 128-bit load when all 4 exist)
+__device__ __forceinline__ void opt_load4(const float* p, size_t i0, size_t n, float v[4]) {
+    if (i0 + 4 <= n) {
+        float4 t = *reinterpret_cast<const float4*>(p + i0);
+        v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
+        return;
+    }
+    for (int l = 0; l < 4; l++) v[l] = i0 + l < n ? p[i0 + l] : 0.0f;
+}
+
+__device__ __forceinline__ void opt_store4(float* p, size_t i0, size_t n, const float v[4]) {
+    if (i0 + 4 <= n) {
+        *reinterpret_cast<float4*>(p + i0) = make_float4(v[0], v[1], v[2], v[3]);
+        return;
+    }
+    for (int l = 0; l < 4; l++)
+        if (i0 + l < n) p[i0 + l] = v[l];
+}
+
+// eps of the block of 4 at i0 (0 when the noise is off)
+__device__ __forceinline__ void opt_eps4(NoiseKey key, int off, size_t i0, float e[4]) {
+    if (off) {
+        e[0] = e[1] = e[2] = e[3] = 0.0f;
+        return;
+    }
+    noise_key_normal4(key, (uint64_t)(i0 >> 2), e);
+}
+
+// theta = m + eps / sqrt(essf (h + wdf)) (ivon_sample); theta (n) floatX, m, h (n) fp32
+__global__ void ivon_sample_kernel(floatX* theta, const float* m, const float* h, size_t n, OptGroups g, float essf,
+                                   float wdf0, float wdf1, NoiseKey key, int off) {
+    size_t i0 = 4 * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
+    if (i0 >= n) return;
+    float e[4], mv[4], hv[4];
+    opt_eps4(key, off, i0, e);
+    opt_load4(m, i0, n, mv);
+    opt_load4(h, i0, n, hv);
+    for (int l = 0; l < 4 && i0 + l < n; l++) {
+        float nz = ivon_noise_elem(e[l], hv[l], essf, opt_wdf(g, i0 + l, wdf0, wdf1));
+        theta[i0 + l] = f2x(ivon_sample_elem(mv[l], nz));
+    }
+}
+
+// Welford accumulation of sample k (ivon_accumulate): x = grad clip into acc_g, n x into acc_ng, the noise n
+// regenerated from key and h. G: floatX (the gradients) or float (the reduced accumulator, shared noise).
+template <typename G>
+__global__ void ivon_accumulate_kernel(float* acc_g, float* acc_ng, const G* grad, float clip, const float* h,
+                                       size_t n, OptGroups g, float essf, float wdf0, float wdf1, NoiseKey key, int off,
+                                       int k) {
+    size_t i0 = 4 * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
+    if (i0 >= n) return;
+    float e[4], hv[4], ag[4], an[4];
+    opt_eps4(key, off, i0, e);
+    opt_load4(h, i0, n, hv);
+    opt_load4(acc_g, i0, n, ag);
+    opt_load4(acc_ng, i0, n, an);
+    float kf = (float)k;
+    for (int l = 0; l < 4 && i0 + l < n; l++) {
+        float nz = ivon_noise_elem(e[l], hv[l], essf, opt_wdf(g, i0 + l, wdf0, wdf1));
+        ivon_accumulate_elem(&ag[l], &an[l], (float)grad[i0 + l], clip, nz, k, kf);
+    }
+    opt_store4(acc_g, i0, n, ag);
+    opt_store4(acc_ng, i0, n, an);
+}
+
+// Welford accumulation of the clipped gradient alone (ivon_accumulate_grad)
+__global__ void ivon_accumulate_grad_kernel(float* acc_g, const floatX* grad, float clip, size_t n, int k) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    acc_g[i] = ivon_welford_elem(acc_g[i], OPT_MUL(x2f(grad[i]), clip), k, (float)k);
+}
+
+// acc_ng = (acc_ng (h + wdf)) essf in place (ivon_price_hessian)
+__global__ void ivon_price_kernel(float* acc_ng, const float* h, size_t n, OptGroups g, float essf, float wdf0,
+                                  float wdf1) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    acc_ng[i] = ivon_price_elem(acc_ng[i], h[i], essf, opt_wdf(g, i, wdf0, wdf1));
+}
+
+// the inputs of one IVON / PoCo update (PoCo pointers NULL for IVON)
+typedef struct {
+    floatX* theta;  // the working weights, = the new m
+    float *m, *g, *h;
+    const float *acc_g, *acc_ng;
+    const float *acc_g_out, *acc_ng_out, *m_out, *h_out, *gbar_out, *hbar_out;
+} OptUpdatePtrs;
+
+#define OPT_STAT_BLOCKS 256  // fixed grid of the reductions: the partials are summed in a fixed order
+#define OPT_STAT_THREADS 256
+
+// per block: sums a, b, c of the threads into part[3 blockIdx.x ..] (tree in shared memory, fixed order)
+__device__ __forceinline__ void opt_block_partial3(double* part, double a, double b, double c) {
+    __shared__ double s[3][OPT_STAT_THREADS];
+    int t = threadIdx.x;
+    s[0][t] = a, s[1][t] = b, s[2][t] = c;
+    __syncthreads();
+    for (int w = OPT_STAT_THREADS / 2; w > 0; w >>= 1) {
+        if (t < w)
+            for (int j = 0; j < 3; j++) s[j][t] += s[j][t + w];
+        __syncthreads();
+    }
+    if (t == 0)
+        for (int j = 0; j < 3; j++) part[3 * blockIdx.x + j] = s[j][0];
+}
+
+// The IVON (poco 0: x = acc_g, f = Price Hessian) or PoCo update (poco_vr_elem) and the Newton step
+// (ivon_newton_elem) of every element, theta = the new m; s0 / s1 the scalars of the 1-D / 2-D group.
+// part[3 b ..] = clipped coordinates, invariant violations, sum |dm| of block b.
+__global__ void ivon_update_kernel(OptUpdatePtrs p, size_t n, OptGroups g, IvonScalars s0, IvonScalars s1, int poco,
+                                   float gamma, int prox_mode, double* part) {
+    double clipped = 0.0, viol = 0.0, sum_dm = 0.0;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        IvonScalars s = opt_group(g, i) ? s1 : s0;
+        float x, f, pr = 0.0f;
+        if (poco) {
+            poco_vr_elem(p.acc_g[i], p.acc_ng[i], p.h[i], p.acc_g_out[i], p.acc_ng_out[i], p.h_out[i], p.gbar_out[i],
+                         p.hbar_out[i], p.m[i], p.m_out[i], gamma, s.essf, s.wdf, &x, &f, &pr);
+        } else {
+            x = p.acc_g[i];
+            f = ivon_price_elem(p.acc_ng[i], p.h[i], s.essf, s.wdf);
+        }
+        float m = p.m[i], mg = p.g[i], h = p.h[i];
+        int c, b;
+        float adm = ivon_newton_elem(&m, &mg, &h, x, f, pr, poco ? prox_mode : IVON_PROX_NONE, s, &c, &b);
+        p.m[i] = m, p.g[i] = mg, p.h[i] = h;
+        p.theta[i] = f2x(m);
+        clipped += c;
+        viol += b;
+        sum_dm += (double)adm;
+    }
+    opt_block_partial3(part, clipped, viol, sum_dm);
+}
+
+// part: counts of the non-finite elements of x (n)
+__global__ void nonfinite_partial_kernel(double* part, const float* x, size_t n) {
+    double bad = 0.0;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        bad += !isfinite(x[i]);
+    opt_block_partial3(part, bad, 0.0, 0.0);
+}
+
+// part: sum of (a - gamma b)^2 with d = a - gamma b rounded to fp32 (the CPU's gpt2_diff_norm)
+__global__ void diff_sumsq_partial_kernel(double* part, const floatX* a, const floatX* b, float gamma, size_t n) {
+    double sq = 0.0;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        double d = (double)OPT_SUB(x2f(a[i]), OPT_MUL(gamma, x2f(b[i])));
+        sq = __dadd_rn(sq, __dmul_rn(d, d));  // never contracted into an FMA
+    }
+    opt_block_partial3(part, sq, 0.0, 0.0);
+}
+
+// out[j] = sum over the blocks (in order) of part[3 b + j], j < 3; one thread
+__global__ void partial3_final_kernel(double* out, const double* part, int blocks) {
+    if (threadIdx.x != 0 || blockIdx.x != 0) return;
+    double s[3] = {0.0, 0.0, 0.0};
+    for (int b = 0; b < blocks; b++)
+        for (int j = 0; j < 3; j++) s[j] += part[3 * b + j];
+    for (int j = 0; j < 3; j++) out[j] = s[j];
+}
+
+// the strided sample of h and sigma for the diagnostics: hs[k] = h[k stride], ss[k] = sigma of it (k < cap)
+__global__ void ivon_diag_sample_kernel(float* hs, float* ss, const float* h, size_t n, size_t stride, size_t cap,
+                                        OptGroups g, float essf, float wdf0, float wdf1) {
+    size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    size_t i = k * stride;
+    if (k >= cap || i >= n) return;
+    hs[k] = h[i];
+    ss[k] = ivon_sigma(h[i], essf, opt_wdf(g, i, wdf0, wdf1));
+}
+
+// Per token of the last forward (one block per row of logits (N, Vp), softmax over the first V): conf = the largest
+// probability, arg = its first index (ECE, llmc/metrics.h). prob_sum != NULL (BMA): prob_sum (N, Vp) = probs
+// (s == 0) or += probs; with final, the mean over S = s + 1 samples gives conf and arg instead.
+__global__ void token_conf_kernel(float* conf, int* arg, float* prob_sum, const floatX* logits, int V, int Vp, int s,
+                                  int final) {
+    __shared__ float shared[32];
+    __shared__ float sbest[1024];
+    __shared__ int sarg[1024];
+    const floatX* x = logits + (size_t)blockIdx.x * Vp;
+    float mx = -INFINITY;
+    for (int v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, x2f(x[v]));
+    mx = block_max(mx, shared);
+    float sum = 0.0f;
+    for (int v = threadIdx.x; v < V; v += blockDim.x) sum += expf(x2f(x[v]) - mx);
+    sum = block_sum(sum, shared);
+    float inv = 1.0f / sum;
+    float* ps = prob_sum != NULL ? prob_sum + (size_t)blockIdx.x * Vp : NULL;
+    float invS = 1.0f / (float)(s + 1);
+    float best = -1.0f;
+    int ba = 0;
+    for (int v = threadIdx.x; v < V; v += blockDim.x) {
+        float p = expf(x2f(x[v]) - mx) * inv;
+        if (ps != NULL) {
+            p = s == 0 ? p : ps[v] + p;
+            ps[v] = p;
+            p = p * invS;
+        }
+        if (p > best) best = p, ba = v;
+    }
+    sbest[threadIdx.x] = best;
+    sarg[threadIdx.x] = ba;
+    __syncthreads();
+    if (threadIdx.x == 0 && (ps == NULL || final)) {
+        float b = sbest[0];
+        int a = sarg[0];
+        for (int t = 1; t < (int)blockDim.x; t++)
+            if (sbest[t] > b || (sbest[t] == b && sarg[t] < a)) b = sbest[t], a = sarg[t];
+        conf[blockIdx.x] = b;
+        arg[blockIdx.x] = a;
+    }
+}
+
+// ----------------------------------------------------------------------------
 // kernel launchers
 
 static void encoder_forward(floatX* out, const int* inp, const floatX* wte, const floatX* wpe, int B, int T, int C) {
@@ -801,10 +1038,33 @@ typedef struct {
     ParameterTensors params;
     floatX* grads_memory;     // (num_parameters) gradients (device)
     ParameterTensors grads;
-    float* opt_memory;        // (2, num_parameters) AdamW m, v (device)
-    float* m_memory;
+    // optimizer state (device), one allocation (gpt2_allocate: AdamW; gpt2_optimizer_init: the kind's buffers)
+    int opt_kind;             // OptimizerKind of the state
+    float* opt_memory;
+    float* m_memory;          // AdamW (2, shard_size) m, v
     float* v_memory;
-    float* host_state;        // (2, num_parameters) host staging of m, v for checkpoints
+    // IVON / PoCo, each (opt_stride) floats; the mean m is the master (fp32 build: its own buffer, the master
+    // being the working weights theta); the accumulators are adjacent (IN pair, OUT pair: one collective)
+    float *mean, *momentum, *hess, *acc_grad, *acc_noise_grad;
+    float *acc_grad_out, *acc_noise_grad_out, *anchor_mean, *anchor_hess, *anchor_grad, *anchor_hess_est;
+    floatX* grads_in;         // PoCo without clip_each: the saved g_in (padded_parameters)
+    double* opt_part;         // (3 OPT_STAT_BLOCKS + 3) reduction partials, then the result
+    float* diag_h;            // (2, diag_n) strided sample of h and sigma for the diagnostics
+    size_t diag_n;
+    size_t opt_stride;        // num_parameters rounded up to 64 (128-bit aligned buffers)
+    int anchor_step;          // PoCo: step of the anchor, -1 = none
+    long long mega_tokens;    // PoCo: tokens of all anchor refreshes
+    IvonUpdateStats last_update;
+    DistInfo dist_info;       // rank layout and noise group for the step driver (gpt2_set_dist_info)
+    float* host_state;        // (nbuf, num_parameters) host staging of the state buffers for checkpoints
+    // evaluation (gpt2_allocate_eval): per token of a forward the confidence and first argmax (ECE), the BMA sum of
+    // the probabilities
+    void* eval_memory;
+    float* d_conf;            // (B*T)
+    int* d_arg;               // (B*T)
+    float* prob_sum;          // (B*T, Vp) BMA only
+    float* h_conf;            // (B*T) pinned
+    int* h_arg;               // (B*T) pinned
     ActivationTensors acts;
     void* acts_memory;
     size_t acts_bytes;
@@ -889,6 +1149,9 @@ static void gpt2_init_common(GPT2* model, GPT2Config c, const char* what) {
     model->shard_hi = np;
     model->shard_size = np;
     model->padded_parameters = np;
+    model->opt_kind = OPT_ADAMW;
+    model->anchor_step = -1;
+    model->dist_info = dist_single();
 }
 
 // one-time library setup (handles, cuBLASLt workspace); the default fp32 cuBLAS math (no TF32)
@@ -1299,91 +1562,448 @@ float gpt2_adamw_step(GPT2* model, float lr, float beta1, float beta2, float eps
     return norm;
 }
 
-// AdamW step over `micro_batches` micro-batches from next_batch (loss scale 1/K), as train_gpt2.c
-// gpt2_optimizer_step does for AdamW, with the same skip decision (step_guard_decide, llmc/outlier.h) between the
-// gradients and the update. Data parallel (see "data parallel" above): K micro-batches on each of the P ranks, the
-// gradients averaged over the ranks (ZeRO-0: all-reduce overlapped with the last backward; ZeRO-1: reduce-scatter,
-// shard update, all-gather), loss and norm reduced before the step guard, so every rank decides alike.
-void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float lr, int micro_batches,
-                         BatchFn next_batch, void* ctx, StepGuard* guard, StepStats* out) {
-    if (oc->kind != OPT_ADAMW) fatalf("flag -opt: ivon/poco are not in train_gpt2cu yet");
-    if (micro_batches < 1) fatalf("gpt2_optimizer_step: %d micro-batches", micro_batches);
-    const int K = micro_batches;
-    CudaDist* d = model->dist;  // NULL: one process, no collectives
-    const int P = d != NULL ? d->world : 1;
-    memset(out, 0, sizeof(*out));
-    out->micro_batches = K * P;
-    out->tokens = (long long)model->batch_size * model->seq_len * K * P;
-    int poison = step_guard_inject_nan(guard, step);
-    double sums[2] = {0.0, 0.0};  // loss, ZeRO-1 squared gradient norm of the shard; summed over the ranks
-    gpt2_zero_grad(model);
-    for (int j = 0; j < K; j++) {
-        const int *inputs, *targets;
-        next_batch(ctx, &inputs, &targets);
-        gpt2_forward(model, inputs, targets, model->batch_size, model->seq_len);
-        gpt2_backward_impl(model, 1.0f / K, model->overlap && j == K - 1, poison && j == K - 1);
-        sums[0] += model->mean_loss;
+// ----------------------------------------------------------------------------
+// optimizer: AdamW, IVON and IVON-PoCo(Mo) steps through the driver of llmc/optim_step.h (the step order of
+// train_gpt2.c, written once); below the CUDA operations of its OptimOps table and the state they work on.
+
+// tensor ends and decay bits of PARAM_TABLE for the kernels' group lookup
+static OptGroups gpt2_opt_groups(const GPT2* model) {
+    OptGroups g;
+    size_t off = 0;
+    g.decay = 0;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        off += model->param_sizes[i];
+        g.end[i] = off;
+        if (PARAM_TABLE[i].decay) g.decay |= 1u << i;
     }
-    if (model->zero) {
-        cuda_dist_reduce_scatter_mean_x(d, model->grads_memory, model->shard_size);
-        cuda_dist_before_compute(d);
-        sums[1] = gpt2_sumsq(model, model->grads_memory + model->shard_lo, model->shard_hi - model->shard_lo);
-        cuda_dist_allreduce_sum_host(d, sums, 2);
-        out->grad_norm = sqrtf((float)sums[1]);
-    } else {
-        if (model->overlap) cuda_dist_before_compute(d);
-        cuda_dist_allreduce_sum_host(d, sums, 1);
-        out->grad_norm = gpt2_grad_norm(model);
+    return g;
+}
+
+// the run's rank layout and noise group (llmc/dist.h) for the step driver; one process without it
+void gpt2_set_dist_info(GPT2* model, const DistInfo* d) { model->dist_info = *d; }
+
+__global__ void fill_kernel(float* x, float v, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] = v;
+}
+
+// Optimizer state after gpt2_allocate (train_gpt2.c gpt2_optimizer_init). AdamW: the m, v of gpt2_allocate,
+// zeroed. IVON / PoCo: one block instead of them: momentum = 0, hess = h0, the accumulators, the PoCo anchor
+// (= the initial posterior until the first refresh) and the saved gradient (no clip_each), the reduction partials
+// and the diagnostics sample; the fp32 build adds the mean (there the master is the working weights). mean = the
+// master (loaded or initial weights).
+void gpt2_optimizer_init(GPT2* model, const OptimizerConfig* oc) {
+    if (model->grads_memory == NULL) fatalf("gpt2_optimizer_init before gpt2_allocate");
+    char err[256];
+    if (optimizer_config_check(oc, err, sizeof(err)) != 0) fatalf("%s", err);
+    size_t np = model->num_parameters;
+    model->anchor_step = -1;
+    model->mega_tokens = 0;
+    memset(&model->last_update, 0, sizeof(model->last_update));
+    if (model->opt_kind != OPT_ADAMW) fatalf("gpt2_optimizer_init called twice");
+    if (oc->kind == OPT_ADAMW) {
+        cudaCheck(cudaMemset(model->opt_memory, 0, 2 * model->shard_size * sizeof(float)));
+        return;
     }
-    out->loss = (float)(sums[0] / (K * P));
-    out->verdict = step_guard_decide(guard, out->loss, out->grad_norm, &out->z_loss, &out->z_norm);
-    if (out->verdict == STEP_APPLIED) {
-        gpt2_adamw_apply(model, out->grad_norm, lr, (float)oc->adamw_beta1, (float)oc->adamw_beta2,
-                         (float)oc->adamw_eps, (float)oc->weight_decay, (float)oc->grad_clip, step + 1);
-        if (model->zero) {
-            cuda_dist_all_gather_x(d, model->params_memory, model->shard_size);
-            cuda_dist_before_compute(d);
-        }
+    if (model->zero) fatalf("flag -zs: ZeRO-1 with -opt %s is not in train_gpt2cu yet (use -zs 0)",
+                            optimizer_kind_name(oc->kind));
+    cudaCheck(cudaFree(model->opt_memory));
+    model->m_memory = model->v_memory = NULL;
+    size_t S = (np + 63) & ~(size_t)63, SB = S * sizeof(float);
+    model->opt_stride = S;
+#ifdef ENABLE_FP32
+    int own_mean = 1;
+#else
+    int own_mean = 0;
+#endif
+    float** bufs[10] = {&model->momentum, &model->hess, &model->acc_grad, &model->acc_noise_grad,
+                        &model->acc_grad_out, &model->acc_noise_grad_out, &model->anchor_mean, &model->anchor_hess,
+                        &model->anchor_grad, &model->anchor_hess_est};
+    int nbuf = oc->kind == OPT_IVON ? 4 : 10;
+    int saved = oc->kind == OPT_POCO && !oc->poco_clip_each;
+    size_t part_bytes = gpt2_align((3 * OPT_STAT_BLOCKS + 3) * sizeof(double));
+    size_t saved_bytes = saved ? gpt2_align(model->padded_parameters * sizeof(floatX)) : 0;
+    model->diag_n = np < ((size_t)1 << 20) ? np : ((size_t)1 << 20);
+    size_t bytes = (size_t)(nbuf + own_mean) * SB + part_bytes + saved_bytes + 2 * model->diag_n * sizeof(float);
+    cudaCheck(cudaMalloc(&model->opt_memory, bytes));
+    cudaCheck(cudaMemset(model->opt_memory, 0, bytes));
+    char* p = (char*)model->opt_memory;
+    model->mean = model->master;
+    if (own_mean) model->mean = (float*)p, p += SB;
+    for (int b = 0; b < nbuf; b++) *bufs[b] = (float*)p, p += SB;
+    model->opt_part = (double*)p, p += part_bytes;
+    model->grads_in = saved ? (floatX*)p : NULL, p += saved_bytes;
+    model->diag_h = (float*)p;
+    model->opt_kind = oc->kind;
+    if (own_mean) cudaCheck(cudaMemcpy(model->mean, model->master, np * sizeof(float), cudaMemcpyDeviceToDevice));
+    fill_kernel<<<ceil_div(np, 256), 256>>>(model->hess, (float)oc->hess_init, np);
+    cudaCheckLaunch();
+    if (oc->kind == OPT_POCO) {
+        cudaCheck(cudaMemcpy(model->anchor_mean, model->mean, np * sizeof(float), cudaMemcpyDeviceToDevice));
+        cudaCheck(cudaMemcpy(model->anchor_hess, model->hess, np * sizeof(float), cudaMemcpyDeviceToDevice));
+        cudaCheck(cudaMemcpy(model->anchor_hess_est, model->hess, np * sizeof(float), cudaMemcpyDeviceToDevice));
     }
+    free(model->host_state);
+    model->host_state = (float*)mallocCheck((oc->kind == OPT_POCO ? 6 : 2) * np * sizeof(float));
     cudaCheck(cudaDeviceSynchronize());
 }
 
-// llm.c model file, version 3 fp32 (the master weights), written atomically. Data parallel: every rank calls it
-// (ZeRO-1 gathers the shards), rank 0 writes.
+// The persistent state buffers of a checkpoint in file order (train_gpt2.c): AdamW m, v; IVON momentum, hess;
+// PoCo momentum, hess, anchor_mean, anchor_hess, anchor_grad, anchor_hess_est (device pointers; ZeRO-1: shards)
+int gpt2_optimizer_state_buffers(GPT2* model, float* bufs[6]) {
+    switch (model->opt_kind) {
+        case OPT_ADAMW: bufs[0] = model->m_memory; bufs[1] = model->v_memory; return 2;
+        case OPT_IVON: bufs[0] = model->momentum; bufs[1] = model->hess; return 2;
+        case OPT_POCO:
+            bufs[0] = model->momentum; bufs[1] = model->hess; bufs[2] = model->anchor_mean;
+            bufs[3] = model->anchor_hess; bufs[4] = model->anchor_grad; bufs[5] = model->anchor_hess_est;
+            return 6;
+    }
+    fatalf("gpt2_optimizer_state_buffers: unknown optimizer %d", model->opt_kind);
+    return 0;
+}
+
+// working weights = m (IVON / PoCo); no-op for AdamW
+void gpt2_optimizer_restore_mean(GPT2* model) {
+    if (model->mean == NULL) return;
+    size_t np = model->num_parameters;
+    float_to_x_kernel<<<ceil_div(np, 256), 256>>>(model->params_memory, model->mean, np);
+    cudaCheckLaunch();
+}
+
+// theta = m + sigma(h) eps over all tensors (each with its group's delta), theta the working weights
+static void gpt2_ivon_sample_all(GPT2* model, const OptimizerConfig* oc, const float* m, const float* h,
+                                 const IvonNoiseKey* key) {
+    size_t np = model->num_parameters;
+    NoiseKey k = noise_key(key->seed, key->rank, key->step, key->sample, key->stream);
+    ivon_sample_kernel<<<ceil_div(ceil_div(np, 4), 256), 256>>>(
+        model->params_memory, m, h, np, gpt2_opt_groups(model), (float)oc->ess, (float)ivon_group_delta(oc, 0),
+        (float)ivon_group_delta(oc, 1), k, key->off);
+    cudaCheckLaunch();
+}
+
+// Welford accumulation of sample k of grad * clip and of noise * grad * clip (the noise of key and h)
+template <typename G>
+static void gpt2_ivon_accumulate_all(GPT2* model, const OptimizerConfig* oc, float* acc_g, float* acc_ng,
+                                     const G* grad, float clip, const float* h, const IvonNoiseKey* key, int k) {
+    size_t np = model->num_parameters;
+    NoiseKey nk = noise_key(key->seed, key->rank, key->step, key->sample, key->stream);
+    ivon_accumulate_kernel<G><<<ceil_div(ceil_div(np, 4), 256), 256>>>(
+        acc_g, acc_ng, grad, clip, h, np, gpt2_opt_groups(model), (float)oc->ess, (float)ivon_group_delta(oc, 0),
+        (float)ivon_group_delta(oc, 1), nk, key->off, k);
+    cudaCheckLaunch();
+}
+
+// posterior sample s for BMA evaluation into the working weights (stream BMA, sample s, step)
+void gpt2_optimizer_sample_bma(GPT2* model, const OptimizerConfig* oc, int step, int s) {
+    if (model->mean == NULL) fatalf("BMA sampling needs the IVON/PoCo state");
+    IvonNoiseKey key = ivon_noise_key(oc, step, s, NOISE_STREAM_BMA);
+    gpt2_ivon_sample_all(model, oc, model->mean, model->hess, &key);
+}
+
+// the 3 sums of the partials in opt_part (one copy to the host)
+static void gpt2_opt_read3(GPT2* model, double out[3]) {
+    partial3_final_kernel<<<1, 32>>>(model->opt_part + 3 * OPT_STAT_BLOCKS, model->opt_part, OPT_STAT_BLOCKS);
+    cudaCheckLaunch();
+    cudaCheck(cudaMemcpy(out, model->opt_part + 3 * OPT_STAT_BLOCKS, 3 * sizeof(double), cudaMemcpyDeviceToHost));
+}
+
+// the model and the settings of the step in progress
+typedef struct {
+    GPT2* model;
+    const OptimizerConfig* oc;
+    int K;          // micro-batches of the step: AdamW's K-th backward reduces per layer (ZeRO-0 overlap)
+    int backwards;  // since the last zero_grad
+} Gpt2OptCtx;
+
+static GPT2* gpt2_ops_model(void* t) { return ((Gpt2OptCtx*)t)->model; }
+static const OptimizerConfig* gpt2_ops_oc(void* t) { return ((Gpt2OptCtx*)t)->oc; }
+
+static void gpt2_op_zero_grad(void* t) {
+    gpt2_zero_grad(gpt2_ops_model(t));
+    ((Gpt2OptCtx*)t)->backwards = 0;
+}
+
+static float gpt2_op_forward_backward(void* t, const int* inputs, const int* targets, float loss_scale) {
+    Gpt2OptCtx* c = (Gpt2OptCtx*)t;
+    GPT2* model = c->model;
+    gpt2_forward(model, inputs, targets, model->batch_size, model->seq_len);
+    c->backwards++;
+    int reduce = model->overlap && c->oc != NULL && c->oc->kind == OPT_ADAMW && c->backwards == c->K;
+    gpt2_backward_impl(model, loss_scale, reduce, 0);
+    return model->mean_loss;
+}
+
+static void gpt2_op_poison_grad(void* t) {
+    poison_kernel<<<1, 1>>>(gpt2_ops_model(t)->grads_memory);
+    cudaCheckLaunch();
+}
+
+static float gpt2_op_grad_norm(void* t) { return gpt2_grad_norm(gpt2_ops_model(t)); }
+
+static void gpt2_op_save_grads(void* t) {
+    GPT2* model = gpt2_ops_model(t);
+    cudaCheck(cudaMemcpy(model->grads_in, model->grads_memory, model->num_parameters * sizeof(floatX),
+                         cudaMemcpyDeviceToDevice));
+}
+
+static float gpt2_op_diff_norm(void* t, float gamma) {
+    GPT2* model = gpt2_ops_model(t);
+    diff_sumsq_partial_kernel<<<OPT_STAT_BLOCKS, OPT_STAT_THREADS>>>(model->opt_part, model->grads_in,
+                                                                   model->grads_memory, gamma, model->num_parameters);
+    cudaCheckLaunch();
+    double v[3];
+    gpt2_opt_read3(model, v);
+    return (float)sqrt(v[0]);
+}
+
+static void gpt2_op_sample(void* t, int at, const IvonNoiseKey* key) {
+    GPT2* model = gpt2_ops_model(t);
+    const float* m = at == OPT_AT_ANCHOR ? model->anchor_mean : model->mean;
+    const float* h = at == OPT_AT_ANCHOR ? model->anchor_hess : model->hess;
+    gpt2_ivon_sample_all(model, gpt2_ops_oc(t), m, h, key);
+}
+
+static void gpt2_op_restore_mean(void* t) { gpt2_optimizer_restore_mean(gpt2_ops_model(t)); }
+
+static void gpt2_op_accumulate(void* t, int acc, int grads, int at, float clip, const IvonNoiseKey* key, int k) {
+    GPT2* model = gpt2_ops_model(t);
+    float* ag = acc == OPT_ACC_OUT ? model->acc_grad_out : model->acc_grad;
+    float* an = acc == OPT_ACC_OUT ? model->acc_noise_grad_out : model->acc_noise_grad;
+    const floatX* g = grads == OPT_GRADS_SAVED ? model->grads_in : model->grads_memory;
+    const float* h = at == OPT_AT_ANCHOR ? model->anchor_hess : model->hess;
+    gpt2_ivon_accumulate_all(model, gpt2_ops_oc(t), ag, an, g, clip, h, key, k);
+}
+
+static void gpt2_op_accumulate_grad(void* t, int acc, float clip, int k) {
+    GPT2* model = gpt2_ops_model(t);
+    float* ag = acc == OPT_ACC_OUT ? model->acc_grad_out : model->acc_grad;
+    size_t np = model->num_parameters;
+    ivon_accumulate_grad_kernel<<<ceil_div(np, 256), 256>>>(ag, model->grads_memory, clip, np, k);
+    cudaCheckLaunch();
+}
+
+static void gpt2_op_reduce_sum(void* t, double* v, int n) { cuda_dist_allreduce_sum_host(gpt2_ops_model(t)->dist, v, n); }
+
+// the mean gradient over the ranks (ZeRO-0: reduced inside the last backward; ZeRO-1: reduce-scatter, the norm
+// from the shards' sums of squares); returns its norm
+static float gpt2_op_adamw_reduce(void* t) {
+    GPT2* model = gpt2_ops_model(t);
+    CudaDist* d = model->dist;
+    if (!model->zero) {
+        if (!model->overlap) return gpt2_grad_norm(model);
+        cuda_dist_before_compute(d);
+        // the same norm on every rank, unless one rank's gradient was poisoned after the per-layer reduction (the
+        // driver's test-only NaN): the mean over the ranks (exact for equal values) carries that NaN to all
+        double norm = gpt2_grad_norm(model);
+        cuda_dist_allreduce_sum_host(d, &norm, 1);
+        return (float)(norm / d->world);
+    }
+    cuda_dist_reduce_scatter_mean_x(d, model->grads_memory, model->shard_size);
+    cuda_dist_before_compute(d);
+    double sq = gpt2_sumsq(model, model->grads_memory + model->shard_lo, model->shard_hi - model->shard_lo);
+    cuda_dist_allreduce_sum_host(d, &sq, 1);
+    return sqrtf((float)sq);
+}
+
+// the accumulators averaged over the ranks (IN pair, PoCo also the OUT pair: adjacent, one collective). Shared
+// noise with one micro-batch per rank (grad_only): the gradient means alone, then acc_ng = n acc_g again (k = 1).
+static void gpt2_op_reduce_acc(void* t, int poco, int grad_only, const IvonNoiseKey* key_in,
+                               const IvonNoiseKey* key_out) {
+    GPT2* model = gpt2_ops_model(t);
+    CudaDist* d = model->dist;
+    size_t S = model->opt_stride;
+    if (d == NULL) return;
+    if (!grad_only) {
+        cuda_dist_allreduce_mean_f(d, model->acc_grad, (poco ? 4 : 2) * S);
+        cuda_dist_before_compute(d);
+        return;
+    }
+    cuda_dist_allreduce_mean_f(d, model->acc_grad, S);
+    if (poco) cuda_dist_allreduce_mean_f(d, model->acc_grad_out, S);
+    cuda_dist_before_compute(d);
+    const OptimizerConfig* oc = gpt2_ops_oc(t);
+    gpt2_ivon_accumulate_all<float>(model, oc, model->acc_grad, model->acc_noise_grad, model->acc_grad, 1.0f,
+                                    model->hess, key_in, 1);
+    if (poco)
+        gpt2_ivon_accumulate_all<float>(model, oc, model->acc_grad_out, model->acc_noise_grad_out,
+                                        model->acc_grad_out, 1.0f, model->anchor_hess, key_out, 1);
+}
+
+// the mega-batch gradient (and noise-gradient) means over the ranks
+static void gpt2_op_reduce_mega(void* t, int with_noise) {
+    GPT2* model = gpt2_ops_model(t);
+    if (model->dist == NULL) return;
+    cuda_dist_allreduce_mean_f(model->dist, model->acc_grad_out, (with_noise ? 2 : 1) * model->opt_stride);
+    cuda_dist_before_compute(model->dist);
+}
+
+static void gpt2_op_adamw_update(void* t, const OptimizerConfig* oc, float norm, float lr, int step) {
+    GPT2* model = gpt2_ops_model(t);
+    gpt2_adamw_apply(model, norm, lr, (float)oc->adamw_beta1, (float)oc->adamw_beta2, (float)oc->adamw_eps,
+                     (float)oc->weight_decay, (float)oc->grad_clip, step + 1);
+    if (model->zero) {
+        cuda_dist_all_gather_x(model->dist, model->params_memory, model->shard_size);
+        cuda_dist_before_compute(model->dist);
+    }
+}
+
+// the IVON / PoCo update of every element in one pass (m, momentum, h and the working weights = the new m), the
+// group scalars formed on the host; the statistics reduced on the device and read once
+static IvonUpdateStats gpt2_op_ivon_update(void* t, const OptimizerConfig* oc, float lr, int step, int poco,
+                                           float gamma) {
+    GPT2* model = gpt2_ops_model(t);
+    IvonScalars s0 = ivon_scalars(oc, lr, ivon_group_delta(oc, 0), step + 1);
+    IvonScalars s1 = ivon_scalars(oc, lr, ivon_group_delta(oc, 1), step + 1);
+    int prox_mode = !oc->poco_prox ? IVON_PROX_NONE
+                    : oc->poco_prox_in_momentum ? IVON_PROX_IN_MOMENTUM : IVON_PROX_NEXT_TO_DECAY;
+    OptUpdatePtrs p = {model->params_memory, model->mean, model->momentum, model->hess, model->acc_grad,
+                       model->acc_noise_grad, model->acc_grad_out, model->acc_noise_grad_out, model->anchor_mean,
+                       model->anchor_hess, model->anchor_grad, model->anchor_hess_est};
+    ivon_update_kernel<<<OPT_STAT_BLOCKS, OPT_STAT_THREADS>>>(p, model->num_parameters, gpt2_opt_groups(model), s0,
+                                                             s1, poco, gamma, prox_mode, model->opt_part);
+    cudaCheckLaunch();
+    double v[3];
+    gpt2_opt_read3(model, v);
+    IvonUpdateStats st = {model->num_parameters, (size_t)v[0], v[2], (size_t)v[1]};
+    return st;
+}
+
+// hbar = the Price Hessian of the mega-batch noise-gradient mean (or h); 1 if gbar and hbar are finite
+static int gpt2_op_mega_finish(void* t, const OptimizerConfig* oc, int with_noise) {
+    GPT2* model = gpt2_ops_model(t);
+    size_t np = model->num_parameters;
+    float* hbar = model->acc_noise_grad_out;
+    if (with_noise) {
+        ivon_price_kernel<<<ceil_div(np, 256), 256>>>(hbar, model->hess, np, gpt2_opt_groups(model), (float)oc->ess,
+                                                      (float)ivon_group_delta(oc, 0), (float)ivon_group_delta(oc, 1));
+        cudaCheckLaunch();
+    } else {
+        cudaCheck(cudaMemcpy(hbar, model->hess, np * sizeof(float), cudaMemcpyDeviceToDevice));
+    }
+    // acc_grad_out, hbar adjacent (the padding is 0)
+    nonfinite_partial_kernel<<<OPT_STAT_BLOCKS, OPT_STAT_THREADS>>>(model->opt_part, model->acc_grad_out,
+                                                                   2 * model->opt_stride);
+    cudaCheckLaunch();
+    double v[3];
+    gpt2_opt_read3(model, v);
+    return v[0] == 0.0;
+}
+
+static void gpt2_op_commit_anchor(void* t) {
+    GPT2* model = gpt2_ops_model(t);
+    size_t bytes = model->num_parameters * sizeof(float);
+    cudaCheck(cudaMemcpy(model->anchor_mean, model->mean, bytes, cudaMemcpyDeviceToDevice));
+    cudaCheck(cudaMemcpy(model->anchor_hess, model->hess, bytes, cudaMemcpyDeviceToDevice));
+    cudaCheck(cudaMemcpy(model->anchor_grad, model->acc_grad_out, bytes, cudaMemcpyDeviceToDevice));
+    cudaCheck(cudaMemcpy(model->anchor_hess_est, model->acc_noise_grad_out, bytes, cudaMemcpyDeviceToDevice));
+}
+
+// the operation table of the model for the driver
+static OptimOps gpt2_optimizer_ops(GPT2* model, Gpt2OptCtx* t) {
+    OptimOps ops = {
+        .t = t, .dist = &model->dist_info, .micro_tokens = (long long)model->batch_size * model->seq_len,
+        .anchor_step = &model->anchor_step, .mega_tokens = &model->mega_tokens, .last_update = &model->last_update,
+        .zero_grad = gpt2_op_zero_grad, .forward_backward = gpt2_op_forward_backward,
+        .poison_grad = gpt2_op_poison_grad, .grad_norm = gpt2_op_grad_norm, .save_grads = gpt2_op_save_grads,
+        .diff_norm = gpt2_op_diff_norm, .sample = gpt2_op_sample, .restore_mean = gpt2_op_restore_mean,
+        .accumulate = gpt2_op_accumulate, .accumulate_grad = gpt2_op_accumulate_grad,
+        .reduce_sum = gpt2_op_reduce_sum, .adamw_reduce = gpt2_op_adamw_reduce, .reduce_acc = gpt2_op_reduce_acc,
+        .reduce_mega = gpt2_op_reduce_mega, .adamw_update = gpt2_op_adamw_update,
+        .ivon_update = gpt2_op_ivon_update, .mega_finish = gpt2_op_mega_finish,
+        .commit_anchor = gpt2_op_commit_anchor,
+    };
+    return ops;
+}
+
+// One optimizer step (llmc/optim_step.h optim_step): AdamW, IVON or IVON-PoCo(Mo) over `micro_batches` micro-batches
+// from next_batch, the same decisions as train_gpt2.c (step_guard_decide between the gradients and the update).
+// Data parallel (see "data parallel" above): K micro-batches on each of the P ranks; loss, norms and the finite
+// checks reduced before the guard, so every rank decides alike. A skipped step leaves the weights = m (IVON/PoCo).
+void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float lr, int micro_batches,
+                         BatchFn next_batch, void* ctx, StepGuard* guard, StepStats* out) {
+    if (model->opt_kind != oc->kind) fatalf("gpt2_optimizer_step: %s state, %s settings (call gpt2_optimizer_init)",
+                                            optimizer_kind_name(model->opt_kind), optimizer_kind_name(oc->kind));
+    if (micro_batches < 1) fatalf("gpt2_optimizer_step: %d micro-batches", micro_batches);
+    int world = model->dist != NULL ? model->dist->world : 1;
+    if (model->dist_info.world != world) fatalf("gpt2_optimizer_step: %d ranks, the dist info says %d (gpt2_set_dist_info)", world, model->dist_info.world);
+    Gpt2OptCtx t = {model, oc, micro_batches, 0};
+    OptimOps ops = gpt2_optimizer_ops(model, &t);
+    optim_step(&ops, oc, step, lr, micro_batches, next_batch, ctx, guard, out);
+    cudaCheck(cudaDeviceSynchronize());
+}
+
+// llm.c model file, version 3 fp32 (the master weights = the mean), written atomically. Data parallel: every rank
+// calls it (ZeRO-1 gathers the shards), rank 0 writes.
 void gpt2_write_model(GPT2* model, const char* path) {
     if (!model->zero && gpt2_rank(model) != 0) return;
+    if (model->mean != NULL && model->mean != model->master)
+        cudaCheck(cudaMemcpy(model->master, model->mean, model->num_parameters * sizeof(float), cudaMemcpyDeviceToDevice));
     gpt2_download_params(model);
     if (gpt2_rank(model) == 0) checkpoint_write_model(path, model->config, model->host_params, model->num_parameters);
 }
 
-// state file with AdamW m, v. Data parallel: every rank calls it (ZeRO-1 gathers the shards), rank 0 writes.
+// state file with the buffers of gpt2_optimizer_state_buffers. Data parallel: every rank calls it (ZeRO-1 gathers
+// the shards), rank 0 writes.
 void gpt2_write_state(GPT2* model, const char* path, const StateHeader* sh) {
     size_t np = model->num_parameters, s = model->shard_size;
-    if (model->zero) {
-        float* tmp = (float*)model->grads_memory;  // rank 0's receive scratch (see gpt2_download_params)
-        cuda_dist_gather_to_host(model->dist, model->m_memory, s, np, model->host_state, tmp);
-        cuda_dist_gather_to_host(model->dist, model->v_memory, s, np, model->host_state + np, tmp);
-    } else if (gpt2_rank(model) == 0) {
-        cudaCheck(cudaMemcpy(model->host_state, model->opt_memory, 2 * np * sizeof(float), cudaMemcpyDeviceToHost));
+    float* dev[6];
+    const float* host[6] = {NULL};
+    int nbuf = gpt2_optimizer_state_buffers(model, dev);
+    for (int b = 0; b < nbuf; b++) {
+        float* h = model->host_state + (size_t)b * np;
+        host[b] = h;
+        if (model->zero)  // rank 0's receive scratch: the gradients (see gpt2_download_params)
+            cuda_dist_gather_to_host(model->dist, dev[b], s, np, h, (float*)model->grads_memory);
+        else if (gpt2_rank(model) == 0)
+            cudaCheck(cudaMemcpy(h, dev[b], np * sizeof(float), cudaMemcpyDeviceToHost));
     }
     if (gpt2_rank(model) != 0) return;
-    const float* bufs[2] = {model->host_state, model->host_state + np};
-    checkpoint_write_state(path, sh, bufs, 2, np);
+    checkpoint_write_state(path, sh, host, nbuf, np);
 }
 
-// reads a state file's AdamW m, v into the device state (ZeRO-1: this rank's shard); the header into sh
+// reads a state file into the device state (ZeRO-1: this rank's shard); the header into sh
 void gpt2_read_state(GPT2* model, const char* path, StateHeader* sh) {
     size_t np = model->num_parameters, lo = model->shard_lo, hi = model->shard_hi;
-    float* bufs[2] = {model->host_state, model->host_state + np};
-    checkpoint_read_state(path, sh, bufs, 2, np);
-    if (!model->zero) {
-        cudaCheck(cudaMemcpy(model->opt_memory, model->host_state, 2 * np * sizeof(float), cudaMemcpyHostToDevice));
-        return;
+    float* dev[6];
+    float* host[6] = {NULL};
+    int nbuf = gpt2_optimizer_state_buffers(model, dev);
+    for (int b = 0; b < nbuf; b++) host[b] = model->host_state + (size_t)b * np;
+    checkpoint_read_state(path, sh, host, nbuf, np);
+    for (int b = 0; b < nbuf; b++) {
+        if (!model->zero) cudaCheck(cudaMemcpy(dev[b], host[b], np * sizeof(float), cudaMemcpyHostToDevice));
+        else if (hi > lo) cudaCheck(cudaMemcpy(dev[b], host[b] + lo, (hi - lo) * sizeof(float), cudaMemcpyHostToDevice));
     }
-    if (hi == lo) return;
-    cudaCheck(cudaMemcpy(model->m_memory, model->host_state + lo, (hi - lo) * sizeof(float), cudaMemcpyHostToDevice));
-    cudaCheck(cudaMemcpy(model->v_memory, model->host_state + np + lo, (hi - lo) * sizeof(float),
-                         cudaMemcpyHostToDevice));
+}
+
+// The evaluation buffers for (B, T) forwards of gpt2_allocate; bma: also the BMA probability sums (B*T, Vp)
+void gpt2_allocate_eval(GPT2* model, int bma) {
+    if (model->acts_memory == NULL) fatalf("gpt2_allocate_eval before gpt2_allocate");
+    size_t BT = (size_t)model->batch_size * model->seq_len, Vp = model->config.padded_vocab_size;
+    size_t a = gpt2_align(BT * sizeof(float)), b = gpt2_align(BT * sizeof(int));
+    cudaCheck(cudaMalloc(&model->eval_memory, a + b + (bma ? BT * Vp * sizeof(float) : 0)));
+    model->d_conf = (float*)model->eval_memory;
+    model->d_arg = (int*)((char*)model->eval_memory + a);
+    model->prob_sum = bma ? (float*)((char*)model->eval_memory + a + b) : NULL;
+    cudaCheck(cudaMallocHost((void**)&model->h_conf, BT * sizeof(float)));
+    cudaCheck(cudaMallocHost((void**)&model->h_arg, BT * sizeof(int)));
+}
+
+// the diagnostics of train_gpt2.c over the same strided sample of h (copied to the host once)
+void gpt2_optimizer_diagnostics(GPT2* model, const OptimizerConfig* oc, OptimizerDiagnostics* d) {
+    memset(d, 0, sizeof(*d));
+    if (model->hess == NULL) return;
+    size_t np = model->num_parameters, cap = model->diag_n;
+    size_t stride = (np + cap - 1) / cap;
+    size_t k = (np + stride - 1) / stride;
+    k = k < cap ? k : cap;
+    ivon_diag_sample_kernel<<<ceil_div(k, 256), 256>>>(model->diag_h, model->diag_h + cap, model->hess, np, stride, k,
+                                                       gpt2_opt_groups(model), (float)oc->ess,
+                                                       (float)ivon_group_delta(oc, 0), (float)ivon_group_delta(oc, 1));
+    cudaCheckLaunch();
+    float* hs = model->host_state;  // >= 2 np floats
+    cudaCheck(cudaMemcpy(hs, model->diag_h, 2 * cap * sizeof(float), cudaMemcpyDeviceToHost));
+    train_diagnostics_from_sample(d, hs, hs + cap, k, &model->last_update);
 }
 
 void gpt2_free(GPT2* model) {
@@ -1399,6 +2019,11 @@ void gpt2_free(GPT2* model) {
     cudaCheck(cudaFreeHost(model->h_tokens));
     cudaCheck(cudaFreeHost(model->h_losses));
     cudaCheck(cudaFreeHost(model->h_probs));
+    if (model->eval_memory != NULL) {
+        cudaCheck(cudaFree(model->eval_memory));
+        cudaCheck(cudaFreeHost(model->h_conf));
+        cudaCheck(cudaFreeHost(model->h_arg));
+    }
     memset(model, 0, sizeof(*model));
 }
 
@@ -1427,19 +2052,94 @@ static double gpt2_device_peak_flops(const cudaDeviceProp* prop) {
 // ----------------------------------------------------------------------------
 // main: training loop (the flow of train_gpt2.c's main)
 
+// bytes of each IVON / PoCo state buffer, the working weights and the gradients per parameter (startup line)
+static void gpt2_print_optimizer_memory(const GPT2* model, const OptimizerConfig* oc) {
+    int X = (int)sizeof(floatX), F = (int)sizeof(float);
+    if (oc->kind == OPT_ADAMW) {
+        double share = model->zero ? 1.0 / model->dist->world : 1.0;
+#ifdef ENABLE_FP32
+        int w = 0;  // the weights are the master
+#else
+        int w = X;
+#endif
+        printf("memory: adamw %g bytes per parameter = weights %d + grads %d + master %g + m %g + v %g\n",
+               w + X + 3.0 * F * share, w, X, F * share, F * share, F * share);
+        return;
+    }
+    int saved = model->grads_in != NULL ? X : 0;
+    // the mean is the master (fp32 build: its own buffer, the master being the working weights)
+    int total = X + X + F + 4 * F + (oc->kind == OPT_POCO ? 6 * F + saved : 0);
+    printf("memory: %s %d bytes per parameter = weights %d + grads %d + mean %d + momentum %d + hess %d + "
+           "acc_g %d + acc_ng %d", optimizer_kind_name(oc->kind), total, X, X, F, F, F, F, F);
+    if (oc->kind == OPT_POCO) printf(" + acc_out 2x%d + anchor m, h, gbar, hbar 4x%d + saved grads %d", F, F, saved);
+    printf("\n");
+}
+
+// Per token of the last forward (with targets): the confidence and first argmax into ECE bins (token_conf_kernel).
+// bma: sample s of the BMA sum of the probabilities; the predictive's tokens are binned after the last (final).
+static void gpt2_token_conf(GPT2* model, int bma, int s, int final, const int* targets, EceBins* bins) {
+    GPT2Config c = model->config;
+    int N = model->last_B * model->last_T;
+    token_conf_kernel<<<N, 256>>>(model->d_conf, model->d_arg, bma ? model->prob_sum : NULL, model->acts.logits,
+                                  c.vocab_size, c.padded_vocab_size, s, final);
+    cudaCheckLaunch();
+    if (bma && !final) return;
+    cudaCheck(cudaMemcpy(model->h_conf, model->d_conf, (size_t)N * sizeof(float), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(model->h_arg, model->d_arg, (size_t)N * sizeof(int), cudaMemcpyDeviceToHost));
+    for (int i = 0; i < N; i++) ece_add_token(bins, model->h_conf[i], model->h_arg[i] == targets[i]);
+}
+
+// ECE bins summed over the processes (15 values per collective), then the ECE
+static double dp_ece_value(CudaDist* d, EceBins* e) {
+    cuda_dist_allreduce_sum_host(d, e->n, ECE_BINS);
+    cuda_dist_allreduce_sum_host(d, e->conf, ECE_BINS);
+    cuda_dist_allreduce_sum_host(d, e->correct, ECE_BINS);
+    return ece_value(e);
+}
+
 // Mean loss over `max_batches` batches of the val loader on each process (process r: batches r, r + P, ...),
-// averaged over the processes.
-static float evaluate_mean_loss(GPT2* model, DataLoader* loader, int max_batches) {
+// averaged over the processes; *ece: the calibration error of the predictions.
+static float evaluate_mean_loss(GPT2* model, DataLoader* loader, int max_batches, double* ece) {
     dataloader_reset(loader);
     double sum = 0.0;
+    EceBins bins;
+    ece_reset(&bins);
     for (int i = 0; i < max_batches; i++) {
         dataloader_next_batch(loader);
         gpt2_forward(model, loader->inputs, loader->targets, (int)loader->B, (int)loader->T);
         sum += model->mean_loss;
+        gpt2_token_conf(model, 0, 0, 1, loader->targets, &bins);
     }
     cuda_dist_allreduce_sum_host(model->dist, &sum, 1);
+    *ece = dp_ece_value(model->dist, &bins);
     int P = model->dist != NULL ? model->dist->world : 1;
     return (float)(sum / ((double)max_batches * P));
+}
+
+// posterior-predictive (BMA) val loss with S samples theta_s = m + sigma eps (stream BMA, sample s, step), as
+// train_gpt2.c: per token the running logsumexp of -loss_s in lse (max_batches, B*T) on the host, the predictive
+// mean_s p_s summed on the device for *ece. The working weights are back at the mean afterwards.
+static float evaluate_bma_loss(GPT2* model, const OptimizerConfig* oc, DataLoader* loader, int max_batches, int S,
+                               int step, float* lse, double* ece) {
+    size_t bt = loader->B * loader->T;
+    EceBins bins;
+    ece_reset(&bins);
+    dataloader_reset(loader);
+    for (int b = 0; b < max_batches; b++) {
+        dataloader_next_batch(loader);
+        for (int s = 0; s < S; s++) {
+            gpt2_optimizer_sample_bma(model, oc, step, s);
+            gpt2_forward(model, loader->inputs, loader->targets, (int)loader->B, (int)loader->T);
+            train_bma_accumulate(lse + (size_t)b * bt, model->h_losses, bt, s);
+            gpt2_token_conf(model, 1, s, s == S - 1, loader->targets, &bins);
+        }
+    }
+    *ece = dp_ece_value(model->dist, &bins);
+    gpt2_optimizer_restore_mean(model);
+    double loss = train_bma_loss(lse, (size_t)max_batches * bt, S);
+    cuda_dist_allreduce_sum_host(model->dist, &loss, 1);
+    int P = model->dist != NULL ? model->dist->world : 1;
+    return (float)(loss / P);
 }
 
 // the next-token probabilities after a forward over tokens[0..t) (sampler_generate)
@@ -1462,7 +2162,6 @@ int main(int argc, char** argv) {
     TrainRun* r = &run;
     GPT2Config mc;
     int source = train_run_parse(r, argc, argv, &mc);
-    if (r->cfg.opt.kind != OPT_ADAMW) fatalf("flag -opt: ivon/poco are not in train_gpt2cu yet");
 
     // processes, GPU, communicator (llmc/cuda_dist.h); one process without -dm: no NCCL call at all
     int init = dist_resolve_init_or_exit(&r->cfg, CUDA_DIST_HAS_MPI, 1, TRAIN_MPI_HINT);
@@ -1490,16 +2189,13 @@ int main(int argc, char** argv) {
     int recompute = r->cfg.recompute;
     gpt2_set_dist(&model, &dist, r->dist.zero_stage);
     gpt2_allocate(&model, B, T, recompute);
+    gpt2_set_dist_info(&model, &r->dist);
+    gpt2_optimizer_init(&model, oc);
     double peak = gpt2_device_peak_flops(&prop);
     printf("device: %s, %d SMs, %.1f GiB; precision %s; recompute %d\n", prop.name, prop.multiProcessorCount,
            (double)prop.totalGlobalMem / (1 << 30), PRECISION_NAME, recompute);
-    // master, m, v (ZeRO-1: a 1/P shard) + weights, grads
-    double param_bytes_each = (model.zero ? 3.0 * sizeof(float) / dist.world : 3.0 * sizeof(float)) + 2.0 * sizeof(floatX);
-#ifdef ENABLE_FP32
-    if (!model.zero) param_bytes_each = 3.0 * sizeof(float) + sizeof(floatX);  // the weights are the master
-#endif
-    printf("memory: %g bytes per parameter (%.1f MiB), activations %.1f MiB\n", param_bytes_each,
-           param_bytes_each * model.num_parameters / (1 << 20), (double)model.acts_bytes / (1 << 20));
+    gpt2_print_optimizer_memory(&model, oc);
+    printf("memory: activations %.1f MiB\n", (double)model.acts_bytes / (1 << 20));
     if (peak > 0.0) printf("peak: %.0f TFLOP/s bf16 dense\n", peak / 1e12);
     else printf("peak: unknown peak for %s (no MFU)\n", prop.name);
     // FLOPs per token: linear layers 6 N, causal attention 6 L C T (forward 2 L C T, backward twice that); per GPU
@@ -1507,14 +2203,19 @@ int main(int argc, char** argv) {
                             (double)r->total_batch / dist.world;
 
     int* gen_tokens = (int*)mallocCheck((size_t)T * sizeof(int));
+    float* bma_lse = NULL;  // (val_batches, B*T)
+    if (r->run_val && r->bma_samples > 0) {
+        bma_lse = (float*)mallocCheck((size_t)r->val_batches * B * T * sizeof(float));
+        gpt2_allocate_eval(&model, 1);
+    } else if (r->run_val) {
+        gpt2_allocate_eval(&model, 0);
+    }
     int start_step = 0;
     if (r->resume_step >= 0) {
         StateHeader sh;
         checkpoint_state_path(r->path, sizeof(r->path), r->cfg.output_log_dir, r->resume_step);
         gpt2_read_state(&model, r->path, &sh);
-        int anchor_step;
-        long long mega_tokens;
-        train_run_restore(r, r->path, &sh, &anchor_step, &mega_tokens);
+        train_run_restore(r, r->path, &sh, &model.anchor_step, &model.mega_tokens);
         start_step = r->resume_step;
         printf("resumed from %s at step %d\n", r->path, start_step);
     }
@@ -1524,8 +2225,18 @@ int main(int argc, char** argv) {
     int timed_steps = 0;
     for (int step = start_step; step <= r->max_steps; step++) {
         if (train_run_val_due(r, step)) {
-            float val_loss = evaluate_mean_loss(&model, &r->val_loader, r->val_batches);
-            train_report_val(&r->logger, step, val_loss, 0, 0.0f, -1.0, -1.0);  // no ECE: the fused classifier keeps no probabilities
+            double ece = -1.0, bma_ece = -1.0;
+            float val_loss = evaluate_mean_loss(&model, &r->val_loader, r->val_batches, &ece);
+            float bma_loss = 0.0f;
+            if (r->bma_samples > 0)
+                bma_loss = evaluate_bma_loss(&model, oc, &r->val_loader, r->val_batches, r->bma_samples, step, bma_lse,
+                                             &bma_ece);
+            train_report_val(&r->logger, step, val_loss, r->bma_samples, bma_loss, ece, bma_ece);
+            if (oc->kind != OPT_ADAMW) {
+                OptimizerDiagnostics dg;
+                gpt2_optimizer_diagnostics(&model, oc, &dg);
+                train_report_diagnostics(&r->logger, step, &dg);
+            }
         }
         if (train_run_sample_due(r, step))
             sampler_generate(gpt2_next_probs, &model, &r->tokenizer, gen_tokens, r->gen_len, model.config.vocab_size,
@@ -1534,7 +2245,8 @@ int main(int argc, char** argv) {
             // every rank takes part (ZeRO-1 gathers the shards to rank 0); rank 0 writes
             checkpoint_model_path(r->path, sizeof(r->path), r->cfg.output_log_dir, step);
             gpt2_write_model(&model, r->path);
-            StateHeader sh = train_run_state_header(r, step, model.num_parameters, -1, 0);
+            StateHeader sh = train_run_state_header(r, step, model.num_parameters, model.anchor_step,
+                                                    model.mega_tokens);
             checkpoint_state_path(r->path, sizeof(r->path), r->cfg.output_log_dir, step);
             gpt2_write_state(&model, r->path, &sh);
             if (dist.rank == 0) train_run_checkpoint_done(r, step);
@@ -1554,6 +2266,7 @@ int main(int argc, char** argv) {
     if (timed_steps > 0) printf("total average iteration time: %.1f ms\n", total_ms / timed_steps);
     if (r->skipped_total > 0) printf("skipped steps: %d\n", r->skipped_total);
 
+    free(bma_lse);
     free(gen_tokens);
     train_run_free(r);
     gpt2_free(&model);

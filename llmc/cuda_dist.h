@@ -550,6 +550,14 @@ static inline void cuda_dist_allreduce_mean_x(CudaDist* d, floatX* const* ptrs, 
     ncclCheck(ncclGroupEnd());
 }
 
+// buf (n fp32) = its mean over the ranks, in place, on the NCCL stream after the compute work issued so far (the
+// caller orders the compute stream after it)
+static inline void cuda_dist_allreduce_mean_f(CudaDist* d, float* buf, size_t n) {
+    if (d == NULL || d->comm == NULL) return;
+    cuda_dist_after_compute(d);
+    ncclCheck(ncclAllReduce(buf, buf, n, ncclFloat, ncclAvg, d->comm, d->stream));
+}
+
 // ZeRO-1: buf holds world * shard floatX; rank r's block [r * shard, (r + 1) * shard) = the mean over the ranks of
 // that block (in place); the other blocks keep this rank's values
 static inline void cuda_dist_reduce_scatter_mean_x(CudaDist* d, floatX* buf, size_t shard) {

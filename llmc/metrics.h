@@ -54,14 +54,21 @@ static inline int ece_bin_of(const float* probs, int V, int target, float* conf,
     return b < 0 ? 0 : b >= ECE_BINS ? ECE_BINS - 1 : b;
 }
 
+// one token given its confidence and whether the target is the first argmax (a device computed them)
+static inline void ece_add_token(EceBins* e, float conf, int correct) {
+    int b = (int)(conf * ECE_BINS);
+    b = b < 0 ? 0 : b >= ECE_BINS ? ECE_BINS - 1 : b;
+    e->n[b] += 1.0;
+    e->conf[b] += conf;
+    e->correct[b] += correct;
+}
+
 // one token's predictive distribution (V probabilities) and its target
 static inline void ece_add(EceBins* e, const float* probs, int V, int target) {
     float conf;
     int correct;
-    int b = ece_bin_of(probs, V, target, &conf, &correct);
-    e->n[b] += 1.0;
-    e->conf[b] += conf;
-    e->correct[b] += correct;
+    ece_bin_of(probs, V, target, &conf, &correct);
+    ece_add_token(e, conf, correct);
 }
 
 // n tokens: distribution t at probs + t * stride (V entries), target targets[t]; OpenMP over the tokens

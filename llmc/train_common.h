@@ -123,6 +123,46 @@ static inline void train_state_restore(const char* path, const StateHeader* sh, 
     dataloader_set_state(train, ds);
 }
 
+// k-th smallest of a[0..n) in place (quickselect, median-of-three pivot; no allocation); NaN-free input
+static inline float train_select_kth(float* a, size_t n, size_t k) {
+    size_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        float x = a[lo], y = a[mid], z = a[hi];
+        float pivot = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
+        size_t i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] < pivot) i++;
+            while (a[j] > pivot) j--;
+            if (i <= j) {
+                float t = a[i];
+                a[i] = a[j];
+                a[j] = t;
+                i++;
+                if (j == 0) break;
+                j--;
+            }
+        }
+        if (k <= j && j != (size_t)-1) hi = j;
+        else if (k >= i) lo = i;
+        else break;
+    }
+    return a[k];
+}
+
+// The diagnostics from k > 0 sampled h and sigma values (reordered in place) and the last update's statistics
+static inline void train_diagnostics_from_sample(OptimizerDiagnostics* d, float* hs, float* ss, size_t k,
+                                                 const IvonUpdateStats* u) {
+    const double q[3] = {0.01, 0.5, 0.99};
+    for (int i = 0; i < 3; i++) {
+        size_t at = (size_t)(q[i] * (double)(k - 1) + 0.5);
+        d->h_q[i] = train_select_kth(hs, k, at);
+        d->sigma_q[i] = train_select_kth(ss, k, at);
+    }
+    d->clipped_frac = u->n ? (double)u->clipped / (double)u->n : 0.0;
+    d->mean_abs_dm = u->n ? u->sum_abs_dm / (double)u->n : 0.0;
+}
+
 // ----------------------------------------------------------------------------------------------
 // The run: flags, data, steps, optimizer settings, schedule, logger and tokenizer, resolved once and used by
 // both trainers' main loops.

@@ -7,8 +7,6 @@
 # ENCODE_BIN (default ./encode_gpt2): the text encoder's rows; SAMPLE_BIN (default ./sample_gpt2) and SAMPLE_TRAIN_BIN
 # (default ./train_gpt2, writes the AdamW checkpoint of those rows): sample_gpt2's rows; EVAL_BIN (default
 # ./eval_gpt2) and EXPORT_BIN (default ./export_gpt2): the posterior evaluation and export rows (on checkpoints of $TRAIN).
-# NO_IVON=1 for a trainer without IVON/PoCo (train_gpt2cu today): the rows that need -opt ivon|poco or test_gpt2 --opt
-# are left out (and counted in a note line).
 set -u
 cd "$(dirname "$0")/../.."
 TRAIN=${TRAIN_BIN:-./train_gpt2}
@@ -42,12 +40,6 @@ row() {
     echo "FAIL $what (exit $rc, want 1 and an error line with '$pat'): $(tail -n 3 "$tmp/err.txt" | tr '\n' ' ')"
     fail=$((fail + 1))
   fi
-}
-
-# ivon_row: a row that needs IVON/PoCo in the trainer (or test_gpt2 --opt)
-left_out=0
-ivon_row() {
-  if [ "${NO_IVON:-0}" = 1 ]; then left_out=$((left_out + 1)); else row "$@"; fi
 }
 
 for f in "$TRAIN" "$TESTG" "$ENCODE" "$SAMPLE" "$SAMPLE_TRAIN" "$EVAL" "$EXPORT" "$TRAIN_SHARD" "$VAL_SHARD" "$REF_MODEL" "$REF_DEBUG" "$REF_OPT" "$TOKENIZER"; do
@@ -118,10 +110,10 @@ row "T beyond the model context"   "flag -t: sequence length 2048 exceeds the mo
 row "BMA with adamw"               "flag -bma"                       "$TRAIN" "${base[@]}" -bma 2
 row "AdamW beta1 = 1"              "flag -ab1: beta1 1 must be in [0, 1)" "$TRAIN" "${base[@]}" -ab1 1
 row "AdamW eps < 0"                "flag -ae: -1 is out of range"    "$TRAIN" "${base[@]}" -ae -1
-ivon_row "h0 = 0"                       "flag -h0"                        "$TRAIN" "${base[@]}" -opt ivon -h0 0
+row "h0 = 0"                       "flag -h0"                        "$TRAIN" "${base[@]}" -opt ivon -h0 0
 row "beta2 > 1"                    "flag -b2"                        "$TRAIN" "${base[@]}" -opt ivon -b2 1.5
-ivon_row "beta1 = 1"                    "flag -b1"                        "$TRAIN" "${base[@]}" -opt ivon -b1 1
-ivon_row "PoCo mega batches 0"          "flag -pmb"                       "$TRAIN" "${base[@]}" -opt poco -pmb 0
+row "beta1 = 1"                    "flag -b1"                        "$TRAIN" "${base[@]}" -opt ivon -b1 1
+row "PoCo mega batches 0"          "flag -pmb"                       "$TRAIN" "${base[@]}" -opt poco -pmb 0
 
 # --- token shards (-i, -j) -------------------------------------------------------------------------------------
 shard "$tmp/magic.bin" 1234 1 100 100
@@ -187,7 +179,7 @@ row "state step disagrees"         "state_00000002.bin' holds step 9"   "$TRAIN"
 s=$(state_case gone);    rm "$s"
 row "state file missing (DONE)"    "state_00000002.bin"                 "$TRAIN" "${ck[@]}" -x 3 -o "$tmp/s_gone" -y 1
 s=$(state_case opt)
-ivon_row "resume with another -opt"     "state_00000002.bin' holds adamw state but -opt is ivon" "$TRAIN" "${ck[@]}" -x 3 -o "$tmp/s_opt" -y 1 -opt ivon
+row "resume with another -opt"     "state_00000002.bin' holds adamw state but -opt is ivon" "$TRAIN" "${ck[@]}" -x 3 -o "$tmp/s_opt" -y 1 -opt ivon
 s=$(state_case seed)
 row "resume with another -seed"    "flag -seed"                         "$TRAIN" "${ck[@]}" -x 3 -o "$tmp/s_seed" -y 1 -seed 6
 s=$(state_case bt)
@@ -221,16 +213,14 @@ row "export: bad -sigma"              "flag -sigma: '2' is not 0 or 1"          
 row "eval: -ess 0"                    "flag -ess: 0 is not -1 or > 0"            "$EVAL" -c "$tmp/ck" -ess 0
 row "export: -pr1 < 0"                "flag -pr1: -2 is not -1 or >= 0"          "$EXPORT" -c "$tmp/ck" -od "$tmp/x_out" -pr1 -2
 row "export: unknown flag"            "flag -frob: unknown flag"                 "$EXPORT" -frob 1
-if [ "${NO_IVON:-0}" != 1 ]; then
-  "$TRAIN" -e d2 -b 1 -t 8 -x 1 -n 1 -v 0 -s 0 -opt ivon -o "$tmp/ick" > "$tmp/ick.txt" 2>&1 ||
-    echo "FAIL IVON checkpoint run for the eval rows: $(tail -n 2 "$tmp/ick.txt")"
-  cp -r "$tmp/ick" "$tmp/ick_noess"
-  for off in 296 300; do patch "$tmp/ick_noess/state_00000001.bin" $off 0; done  # extra slots 10, 11: ess
-fi
-ivon_row "eval: state without ess"         "state file '$tmp/ick_noess/state_00000001.bin' records no ess" "$EVAL" -c "$tmp/ick_noess" "${ev[@]}"
-ivon_row "export: state without ess"       "flag -sigma: state file '$tmp/ick_noess/state_00000001.bin' records no ess" "$EXPORT" -c "$tmp/ick_noess" -od "$tmp/x_out" -sigma 1
-ivon_row "eval: no such checkpoint step"   "$tmp/ick/model_00000007.bin"   "$EVAL" -c "$tmp/ick" -cs 7 "${ev[@]}"
-ivon_row "export: -od not creatable"       "flag -od: cannot create output dir '$tmp/none/sub'" "$EXPORT" -c "$tmp/ick" -od "$tmp/none/sub"
+"$TRAIN" -e d2 -b 1 -t 8 -x 1 -n 1 -v 0 -s 0 -opt ivon -o "$tmp/ick" > "$tmp/ick.txt" 2>&1 ||
+  echo "FAIL IVON checkpoint run for the eval rows: $(tail -n 2 "$tmp/ick.txt")"
+cp -r "$tmp/ick" "$tmp/ick_noess"
+for off in 296 300; do patch "$tmp/ick_noess/state_00000001.bin" $off 0; done  # extra slots 10, 11: ess
+row "eval: state without ess"         "state file '$tmp/ick_noess/state_00000001.bin' records no ess" "$EVAL" -c "$tmp/ick_noess" "${ev[@]}"
+row "export: state without ess"       "flag -sigma: state file '$tmp/ick_noess/state_00000001.bin' records no ess" "$EXPORT" -c "$tmp/ick_noess" -od "$tmp/x_out" -sigma 1
+row "eval: no such checkpoint step"   "$tmp/ick/model_00000007.bin"   "$EVAL" -c "$tmp/ick" -cs 7 "${ev[@]}"
+row "export: -od not creatable"       "flag -od: cannot create output dir '$tmp/none/sub'" "$EXPORT" -c "$tmp/ick" -od "$tmp/none/sub"
 
 # --- tokenizer (-tk, read when sampling) -----------------------------------------------------------------------
 cp_patch "$TOKENIZER" "$tmp/t_magic.bin" 0 1
@@ -351,10 +341,9 @@ row "test_gpt2 debug state bad magic"  "$tmp/d_magic.bin' has bad magic"   "$TES
 row "test_gpt2 debug state truncated"  "$tmp/d_trunc.bin' has 2000 bytes"  "$TESTG" "$REF_MODEL" "$tmp/d_trunc.bin"
 row "test_gpt2 debug state too long"   "$tmp/d_long.bin' has"              "$TESTG" "$REF_MODEL" "$tmp/d_long.bin"
 row "test_gpt2 model bad magic"        "$tmp/m_magic.bin' has bad magic"   "$TESTG" "$tmp/m_magic.bin" "$REF_DEBUG"
-ivon_row "test_gpt2 --opt state bad magic"  "$tmp/o_magic.bin' has bad magic"   "$TESTG" --opt "$REF_MODEL" "$tmp/o_magic.bin"
-ivon_row "test_gpt2 --opt state truncated"  "$tmp/o_trunc.bin' has 5000 bytes"  "$TESTG" --opt "$REF_MODEL" "$tmp/o_trunc.bin"
+row "test_gpt2 --opt state bad magic"  "$tmp/o_magic.bin' has bad magic"   "$TESTG" --opt "$REF_MODEL" "$tmp/o_magic.bin"
+row "test_gpt2 --opt state truncated"  "$tmp/o_trunc.bin' has 5000 bytes"  "$TESTG" --opt "$REF_MODEL" "$tmp/o_trunc.bin"
 row "test_gpt2 unknown option"         "--frobnicate"                      "$TESTG" --frobnicate "$REF_MODEL" "$REF_DEBUG"
 
-[ "$left_out" -gt 0 ] && echo "note: NO_IVON=1: $left_out rows that need IVON/PoCo left out"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

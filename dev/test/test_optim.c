@@ -792,7 +792,7 @@ static void test_select(void) {
         for (int q = 0; q < 4; q++) {
             size_t k = q == 3 ? n - 1 : (size_t)(model_init_splitmix64(&g_rng) % n);
             memcpy(c, a, n * sizeof(float));
-            if (gpt2_select_kth(c, n, k) != b[k]) ok = 0;
+            if (train_select_kth(c, n, k) != b[k]) ok = 0;
         }
     }
     CHECK(ok, "diagnostics quantile selection (quickselect, no allocation) == sort, 300 random arrays");
