@@ -1158,14 +1158,7 @@ static OptimOps gpt2_optimizer_ops(GPT2* model, Gpt2OptCtx* t) {
     OptimOps ops = {
         .t = t, .dist = &model->dist, .micro_tokens = (long long)model->batch_size * model->seq_len,
         .anchor_step = &model->anchor_step, .mega_tokens = &model->mega_tokens, .last_update = &model->last_update,
-        .zero_grad = gpt2_op_zero_grad, .forward_backward = gpt2_op_forward_backward,
-        .poison_grad = gpt2_op_poison_grad, .grad_norm = gpt2_op_grad_norm, .save_grads = gpt2_op_save_grads,
-        .diff_norm = gpt2_op_diff_norm, .sample = gpt2_op_sample, .restore_mean = gpt2_op_restore_mean,
-        .accumulate = gpt2_op_accumulate, .accumulate_grad = gpt2_op_accumulate_grad,
-        .reduce_sum = gpt2_op_reduce_sum, .adamw_reduce = gpt2_op_adamw_reduce, .reduce_acc = gpt2_op_reduce_acc,
-        .reduce_mega = gpt2_op_reduce_mega, .adamw_update = gpt2_op_adamw_update,
-        .ivon_update = gpt2_op_ivon_update, .mega_finish = gpt2_op_mega_finish,
-        .commit_anchor = gpt2_op_commit_anchor,
+        OPTIM_OPS_FNS(gpt2_op_),
     };
     return ops;
 }

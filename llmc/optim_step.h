@@ -69,6 +69,16 @@ typedef struct {
     void (*commit_anchor)(void* t);  // m_out = m, h_out = h, gbar_out, hbar_out = the OUT pair
 } OptimOps;
 
+// The function fields of an OptimOps initializer for a target whose operations are named <prefix><field>
+// (e.g. OPTIM_OPS_FNS(gpt2_op_) for gpt2_op_zero_grad, gpt2_op_forward_backward, ...).
+#define OPTIM_OPS_FNS(p)                                                                                              \
+    .zero_grad = p##zero_grad, .forward_backward = p##forward_backward, .poison_grad = p##poison_grad,              \
+    .grad_norm = p##grad_norm, .save_grads = p##save_grads, .diff_norm = p##diff_norm, .sample = p##sample,         \
+    .restore_mean = p##restore_mean, .accumulate = p##accumulate, .accumulate_grad = p##accumulate_grad,            \
+    .reduce_sum = p##reduce_sum, .adamw_reduce = p##adamw_reduce, .reduce_acc = p##reduce_acc,                      \
+    .reduce_mega = p##reduce_mega, .adamw_update = p##adamw_update, .ivon_update = p##ivon_update,                  \
+    .mega_finish = p##mega_finish, .commit_anchor = p##commit_anchor
+
 // c = min(1, gc / (norm + 1e-6)) in fp32 (torch clip_grad_norm_); gc <= 0: 1
 static inline float optim_clip_scale(double grad_clip, float norm) {
     if (!(grad_clip > 0.0)) return 1.0f;
