@@ -919,13 +919,24 @@ static void gpt2_reduce_grad_only(GPT2* model, const OptimizerConfig* oc, int po
 // ivon_accumulate_noise). Invisible to the driver: a pair is FREE, LIVE (holds accumulators, or unknown) or NOISE.
 enum { GPT2_PAIR_LIVE = 0, GPT2_PAIR_FREE = 1, GPT2_PAIR_NOISE = 2 };
 
-// the model and the settings of the step in progress, and what each accumulator pair holds
+// An accumulate op is carried out when the next op that touches the gradients, the accumulators or the pairs runs;
+// when that op is the update, the accumulation is folded into its pass (IvonLastAcc, llmc/optim.h): the last
+// accumulation of a step (IVON: IN at the mean, PoCo: OUT at the anchor; one process) costs no pass of its own.
+typedef struct {
+    int active;
+    int acc, grads, at, k;    // the accumulate op's arguments
+    float clip;
+    IvonNoiseKey key;
+} Gpt2PendingAcc;
+
+// the model and the settings of the step in progress, what each accumulator pair holds, the pending accumulation
 typedef struct {
     GPT2* model;
     const OptimizerConfig* oc;
     int pair[2];              // GPT2_PAIR_* of OPT_ACC_IN, OPT_ACC_OUT
     IvonNoiseKey pair_key[2]; // GPT2_PAIR_NOISE: the key and the `at` (OPT_AT_*) of the noise held
     int pair_at[2];
+    Gpt2PendingAcc pending;
 } Gpt2OptCtx;
 
 static Gpt2OptCtx gpt2_opt_ctx(GPT2* model, const OptimizerConfig* oc) {
@@ -962,48 +973,9 @@ static void gpt2_pair_drop_noise(Gpt2OptCtx* c) {
         if (c->pair[p] == GPT2_PAIR_NOISE) c->pair[p] = GPT2_PAIR_FREE;
 }
 
-static void gpt2_op_zero_grad(void* t) { gpt2_zero_grad(gpt2_ops_model(t)); }
-
-static float gpt2_op_forward_backward(void* t, const int* inputs, const int* targets, float loss_scale) {
-    GPT2* model = gpt2_ops_model(t);
-    gpt2_forward(model, inputs, targets, model->batch_size, model->seq_len);
-    gpt2_backward(model, loss_scale);
-    return model->mean_loss;
-}
-
-static void gpt2_op_poison_grad(void* t) { gpt2_ops_model(t)->grads_memory[0] = NAN; }
-
-static float gpt2_op_grad_norm(void* t) { return gpt2_grad_norm(gpt2_ops_model(t)); }
-
-static void gpt2_op_save_grads(void* t) {
-    GPT2* model = gpt2_ops_model(t);
-    memcpy(model->grads_in, model->grads_memory, model->num_parameters * sizeof(float));
-}
-
-static float gpt2_op_diff_norm(void* t, float gamma) {
-    GPT2* model = gpt2_ops_model(t);
-    return gpt2_diff_norm(model->grads_in, model->grads_memory, gamma, model->num_parameters);
-}
-
-// theta = m + sigma eps; the noise also into a free accumulator pair (IN first) for the accumulate op
-static void gpt2_op_sample(void* t, int at, const IvonNoiseKey* key) {
-    Gpt2OptCtx* c = (Gpt2OptCtx*)t;
-    GPT2* model = c->model;
-    const float* m = at == OPT_AT_ANCHOR ? model->anchor_mean : model->mean;
-    const float* h = at == OPT_AT_ANCHOR ? model->anchor_hess : model->hess;
-    int p = c->pair[OPT_ACC_IN] == GPT2_PAIR_FREE ? OPT_ACC_IN : c->pair[OPT_ACC_OUT] == GPT2_PAIR_FREE ? OPT_ACC_OUT : -1;
-    gpt2_ivon_sample_all(model, c->oc, model->params_memory, p >= 0 ? gpt2_pair_noise_grad(model, p) : NULL, m, h, key);
-    if (p < 0) return;
-    c->pair[p] = GPT2_PAIR_NOISE;
-    c->pair_key[p] = *key;
-    c->pair_at[p] = at;
-}
-
-static void gpt2_op_restore_mean(void* t) { gpt2_optimizer_restore_mean(gpt2_ops_model(t)); }
-
 // Welford accumulation with the noise held by a pair (the sample op's) or else regenerated from key and h
-static void gpt2_op_accumulate(void* t, int acc, int grads, int at, float clip, const IvonNoiseKey* key, int k) {
-    Gpt2OptCtx* c = (Gpt2OptCtx*)t;
+static void gpt2_accumulate_now(Gpt2OptCtx* c, int acc, int grads, int at, float clip, const IvonNoiseKey* key,
+                                int k) {
     GPT2* model = c->model;
     float* ag = acc == OPT_ACC_OUT ? model->acc_grad_out : model->acc_grad;
     float* an = gpt2_pair_noise_grad(model, acc);
@@ -1020,8 +992,65 @@ static void gpt2_op_accumulate(void* t, int acc, int grads, int at, float clip, 
     c->pair[acc] = GPT2_PAIR_LIVE;
 }
 
+// the pending accumulation carried out; returns the model
+static GPT2* gpt2_ops_flushed(void* t) {
+    Gpt2OptCtx* c = (Gpt2OptCtx*)t;
+    Gpt2PendingAcc* p = &c->pending;
+    if (p->active) {
+        p->active = 0;
+        gpt2_accumulate_now(c, p->acc, p->grads, p->at, p->clip, &p->key, p->k);
+    }
+    return c->model;
+}
+
+static void gpt2_op_zero_grad(void* t) { gpt2_zero_grad(gpt2_ops_flushed(t)); }
+
+static float gpt2_op_forward_backward(void* t, const int* inputs, const int* targets, float loss_scale) {
+    GPT2* model = gpt2_ops_flushed(t);
+    gpt2_forward(model, inputs, targets, model->batch_size, model->seq_len);
+    gpt2_backward(model, loss_scale);
+    return model->mean_loss;
+}
+
+static void gpt2_op_poison_grad(void* t) { gpt2_ops_flushed(t)->grads_memory[0] = NAN; }
+
+static float gpt2_op_grad_norm(void* t) { return gpt2_grad_norm(gpt2_ops_model(t)); }
+
+static void gpt2_op_save_grads(void* t) {
+    GPT2* model = gpt2_ops_flushed(t);
+    memcpy(model->grads_in, model->grads_memory, model->num_parameters * sizeof(float));
+}
+
+static float gpt2_op_diff_norm(void* t, float gamma) {
+    GPT2* model = gpt2_ops_flushed(t);
+    return gpt2_diff_norm(model->grads_in, model->grads_memory, gamma, model->num_parameters);
+}
+
+// theta = m + sigma eps; the noise also into a free accumulator pair (IN first) for the accumulate op
+static void gpt2_op_sample(void* t, int at, const IvonNoiseKey* key) {
+    Gpt2OptCtx* c = (Gpt2OptCtx*)t;
+    GPT2* model = gpt2_ops_flushed(t);
+    const float* m = at == OPT_AT_ANCHOR ? model->anchor_mean : model->mean;
+    const float* h = at == OPT_AT_ANCHOR ? model->anchor_hess : model->hess;
+    int p = c->pair[OPT_ACC_IN] == GPT2_PAIR_FREE ? OPT_ACC_IN : c->pair[OPT_ACC_OUT] == GPT2_PAIR_FREE ? OPT_ACC_OUT : -1;
+    gpt2_ivon_sample_all(model, c->oc, model->params_memory, p >= 0 ? gpt2_pair_noise_grad(model, p) : NULL, m, h, key);
+    if (p < 0) return;
+    c->pair[p] = GPT2_PAIR_NOISE;
+    c->pair_key[p] = *key;
+    c->pair_at[p] = at;
+}
+
+static void gpt2_op_restore_mean(void* t) { gpt2_optimizer_restore_mean(gpt2_ops_model(t)); }
+
+static void gpt2_op_accumulate(void* t, int acc, int grads, int at, float clip, const IvonNoiseKey* key, int k) {
+    Gpt2OptCtx* c = (Gpt2OptCtx*)t;
+    gpt2_ops_flushed(t);
+    Gpt2PendingAcc p = {1, acc, grads, at, k, clip, *key};
+    c->pending = p;
+}
+
 static void gpt2_op_accumulate_grad(void* t, int acc, float clip, int k) {
-    GPT2* model = gpt2_ops_model(t);
+    GPT2* model = gpt2_ops_flushed(t);
     ((Gpt2OptCtx*)t)->pair[acc] = GPT2_PAIR_LIVE;
     float* ag = acc == OPT_ACC_OUT ? model->acc_grad_out : model->acc_grad;
     ivon_accumulate_grad(ag, model->grads_memory, clip, model->num_parameters, k);
@@ -1030,7 +1059,7 @@ static void gpt2_op_accumulate_grad(void* t, int acc, float clip, int k) {
 static void gpt2_op_reduce_sum(void* t, double* v, int n) { dp_allreduce_sum(&gpt2_ops_model(t)->dist, v, n); }
 
 static float gpt2_op_adamw_reduce(void* t) {
-    GPT2* model = gpt2_ops_model(t);
+    GPT2* model = gpt2_ops_flushed(t);
     const DistInfo* d = &model->dist;
     size_t np = model->num_parameters;
     if (!(d->zero_stage > 0 && d->world > 1)) {
@@ -1052,6 +1081,8 @@ static void gpt2_op_reduce_acc(void* t, int poco, int grad_only, const IvonNoise
                                const IvonNoiseKey* key_out) {
     GPT2* model = gpt2_ops_model(t);
     const DistInfo* d = &model->dist;
+    if (d->world == 1) return;  // the pending accumulation stays, for the update
+    gpt2_ops_flushed(t);
     size_t np = model->num_parameters;
     ((Gpt2OptCtx*)t)->pair[OPT_ACC_IN] = ((Gpt2OptCtx*)t)->pair[OPT_ACC_OUT] = GPT2_PAIR_LIVE;
     if (grad_only) {
@@ -1066,7 +1097,7 @@ static void gpt2_op_reduce_acc(void* t, int poco, int grad_only, const IvonNoise
 
 // gbar and the noise*gradient mean are adjacent: one collective
 static void gpt2_op_reduce_mega(void* t, int with_noise) {
-    GPT2* model = gpt2_ops_model(t);
+    GPT2* model = gpt2_ops_flushed(t);
     ((Gpt2OptCtx*)t)->pair[OPT_ACC_OUT] = GPT2_PAIR_LIVE;
     size_t np = model->num_parameters;
     dp_allreduce_mean(&model->dist, model->acc_grad_out, with_noise ? 2 * np : np);
@@ -1080,14 +1111,35 @@ static void gpt2_op_adamw_update(void* t, const OptimizerConfig* oc, float norm,
     if (d->zero_stage > 0 && d->world > 1) dp_all_gather(d, model->params_memory, model->num_parameters);
 }
 
+// The pending accumulation if the update can fold it in (IVON: IN at the mean; PoCo: OUT at the anchor; one
+// process), else carried out first. *noise: the buffer holding its noise, or NULL (regenerated).
+static const Gpt2PendingAcc* gpt2_pending_for_update(Gpt2OptCtx* c, int poco, const float** noise) {
+    Gpt2PendingAcc* p = &c->pending;
+    int fold = p->active && c->model->dist.world == 1 &&
+               (poco ? p->acc == OPT_ACC_OUT && p->at == OPT_AT_ANCHOR : p->acc == OPT_ACC_IN && p->at == OPT_AT_MEAN);
+    if (!fold) {
+        gpt2_ops_flushed(c);
+        return NULL;
+    }
+    p->active = 0;
+    int q = gpt2_pair_find_noise(c, &p->key, p->at);
+    if (q == p->acc && p->k != 1) fatalf("accumulate: sample %d into a pair that held no accumulators", p->k);
+    *noise = q >= 0 ? gpt2_pair_noise_grad(c->model, q) : NULL;
+    return p;
+}
+
 // the update per tensor (piece of this rank's shard) with its group's scalars, params_memory = the new m in the
-// same pass; ZeRO-1: m and h gathered, then params_memory = m
+// same pass, the pending accumulation folded in; ZeRO-1: m and h gathered, then params_memory = m
 static IvonUpdateStats gpt2_op_ivon_update(void* t, const OptimizerConfig* oc, float lr, int step, int poco,
                                            float gamma) {
-    GPT2* model = gpt2_ops_model(t);
+    Gpt2OptCtx* c = (Gpt2OptCtx*)t;
+    GPT2* model = c->model;
     const DistInfo* d = &model->dist;
     int zero = d->zero_stage > 0 && d->world > 1;
-    gpt2_pair_drop_noise((Gpt2OptCtx*)t);
+    const float* noise = NULL;
+    const Gpt2PendingAcc* pa = gpt2_pending_for_update(c, poco, &noise);
+    const float* grads = pa != NULL && pa->grads == OPT_GRADS_SAVED ? model->grads_in : model->grads_memory;
+    gpt2_pair_drop_noise(c);
     IvonScalars groups[2] = {ivon_scalars(oc, lr, ivon_group_delta(oc, 0), step + 1),
                              ivon_scalars(oc, lr, ivon_group_delta(oc, 1), step + 1)};
     int prox_mode = !oc->poco_prox ? IVON_PROX_NONE
@@ -1098,16 +1150,22 @@ static IvonUpdateStats gpt2_op_ivon_update(void* t, const OptimizerConfig* oc, f
         if (!gpt2_shard_piece(model, i, &off, &n)) continue;
         const IvonScalars* s = &groups[PARAM_TABLE[i].decay ? 1 : 0];
         float* theta = zero ? NULL : model->params_memory + off;
+        IvonLastAcc la = {0};
+        if (pa != NULL) {
+            IvonLastAcc v = {grads + off, noise != NULL ? noise + off : NULL, &pa->key, off, pa->clip, pa->k};
+            la = v;
+        }
         IvonUpdateStats st;
         if (poco) {
             PocoSlice ps = {model->acc_grad_out + off, model->acc_noise_grad_out + off, model->anchor_mean + off,
                             model->anchor_hess + off, model->anchor_grad + off, model->anchor_hess_est + off,
                             gamma, prox_mode};
-            st = poco_update_to(theta, model->mean + off, model->momentum + off, model->hess + off,
-                                model->acc_grad + off, model->acc_noise_grad + off, &ps, n, s);
+            st = poco_update_acc_to(theta, model->mean + off, model->momentum + off, model->hess + off,
+                                    model->acc_grad + off, model->acc_noise_grad + off, &ps, pa != NULL ? &la : NULL,
+                                    n, s);
         } else {
-            st = ivon_update_to(theta, model->mean + off, model->momentum + off, model->hess + off,
-                                model->acc_grad + off, model->acc_noise_grad + off, n, s);
+            st = ivon_update_acc_to(theta, model->mean + off, model->momentum + off, model->hess + off,
+                                    model->acc_grad + off, model->acc_noise_grad + off, pa != NULL ? &la : NULL, n, s);
         }
         ivon_stats_add(&total, &st);
     }
@@ -1121,7 +1179,7 @@ static IvonUpdateStats gpt2_op_ivon_update(void* t, const OptimizerConfig* oc, f
 
 // hbar = the Price Hessian of the mega-batch noise-gradient mean (or h); 1 if gbar and hbar are finite
 static int gpt2_op_mega_finish(void* t, const OptimizerConfig* oc, int with_noise) {
-    GPT2* model = gpt2_ops_model(t);
+    GPT2* model = gpt2_ops_flushed(t);
     ((Gpt2OptCtx*)t)->pair[OPT_ACC_OUT] = GPT2_PAIR_LIVE;
     size_t np = model->num_parameters;
     float* hbar = model->acc_noise_grad_out;
@@ -1143,7 +1201,7 @@ static int gpt2_op_mega_finish(void* t, const OptimizerConfig* oc, int with_nois
 // the OUT pair is copied into the anchor and free after it (the next OUT accumulation has k = 1)
 static void gpt2_op_commit_anchor(void* t) {
     Gpt2OptCtx* c = (Gpt2OptCtx*)t;
-    GPT2* model = c->model;
+    GPT2* model = gpt2_ops_flushed(t);
     size_t bytes = model->num_parameters * sizeof(float);
     memcpy(model->anchor_mean, model->mean, bytes);
     memcpy(model->anchor_hess, model->hess, bytes);

@@ -200,6 +200,67 @@ static inline void ivon_stats_add(IvonUpdateStats* a, const IvonUpdateStats* b) 
         }                                                                                         \
     } while (0)
 
+// The last accumulation of a step folded into the update (no pass of its own): the update forms the running means
+// of sample k from grad * clip and the sample's noise n in registers, as ivon_accumulate would have stored them (k > 1:
+// from the means read; k == 1 reads none), and stores no means. noise: the n of ivon_sample at the slice, or NULL:
+// regenerated from key and the h of the sample (IVON: h, PoCo: h_out), which the update reads before changing it.
+// IVON folds the IN accumulation, PoCo the OUT one.
+typedef struct {
+    const float* grad;        // the micro-batch gradient at the slice
+    const float* noise;       // the sample's noise at the slice, or NULL
+    const IvonNoiseKey* key;  // noise == NULL: the sample's key
+    size_t start;             // flat index of the slice (the noise index)
+    float clip;               // clip scale
+    int k;                    // 1-based sample number
+} IvonLastAcc;
+
+// eps of the flat indices [g, g + count) into e (count <= OPT_BLOCK): whole noise blocks of 4 generated from the block
+// of g on, eps(g) at e[g & 3]; e holds OPT_BLOCK + 8 floats
+static inline const float* ivon_eps_range(const IvonNoiseKey* key, size_t g, size_t count, float* e) {
+    size_t skip = g & 3;
+    if (key->off) {
+        for (size_t i = 0; i < skip + count; i++) e[i] = 0.0f;
+        return e + skip;
+    }
+    uint64_t q0 = g >> 2;
+    long long nq = (long long)((skip + count + 3) / 4);
+    for (long long q = 0; q < nq; q += NOISE_HOST_CHUNK) {
+        int m = (int)(nq - q < NOISE_HOST_CHUNK ? nq - q : NOISE_HOST_CHUNK);
+        noise_chunk_host(e + 4 * q, q0 + (uint64_t)q, m, key->seed, key->rank, key->step, key->sample, key->stream);
+    }
+    return e + skip;
+}
+
+// the noise n of the slice elements [lo, hi) of a folded accumulation: la->noise, or regenerated with h into nbuf
+// (OPT_BLOCK floats; ebuf OPT_BLOCK + 8); indexed from lo
+static inline const float* ivon_last_acc_noise(const IvonLastAcc* la, const float* h, size_t lo, size_t hi, float essf,
+                                               float wdf, float* nbuf, float* ebuf) {
+    if (la->noise != NULL) return la->noise + lo;
+    const float* e = ivon_eps_range(la->key, la->start + lo, hi - lo, ebuf);
+    for (size_t i = lo; i < hi; i++) nbuf[i - lo] = ivon_noise_elem(e[i - lo], h[i], essf, wdf);
+    return nbuf;
+}
+
+// running means (*ag, *an) of sample k of a folded accumulation; first: k == 1 (acc_g, acc_ng not read)
+static inline void ivon_last_acc_elem(float* ag, float* an, const float* acc_g, const float* acc_ng, size_t i,
+                                      float grad, float clip, float nz, int first, int k, float kf) {
+    *ag = first ? 0.0f : acc_g[i];
+    *an = first ? 0.0f : acc_ng[i];
+    ivon_accumulate_elem(ag, an, grad, clip, nz, k, kf);
+}
+
+// one element of the IVON update from the running means (ag, an); returns |dm|
+static inline float ivon_update_elem(float* theta, float* m, float* g, float* h, size_t i, float ag, float an,
+                                     IvonScalars s, int* clipped, int* viol) {
+    float f = ivon_price_elem(an, h[i], s.essf, s.wdf);
+    int c, b;
+    float adm = ivon_newton_elem(&m[i], &g[i], &h[i], ag, f, 0.0f, IVON_PROX_NONE, s, &c, &b);
+    if (theta != NULL) theta[i] = m[i];
+    *clipped += c;
+    *viol += b;
+    return adm;
+}
+
 OPT_NOINLINE static void ivon_update_block(float* OPT_RESTRICT theta, float* OPT_RESTRICT m, float* OPT_RESTRICT g,
                                            float* OPT_RESTRICT h,
                                            const float* OPT_RESTRICT acc_g, const float* OPT_RESTRICT acc_ng, size_t lo, size_t hi,
@@ -207,34 +268,66 @@ OPT_NOINLINE static void ivon_update_block(float* OPT_RESTRICT theta, float* OPT
     int clipped = 0, viol = 0;
     double sum_dm = 0.0;
     OMP_PRAGMA(simd reduction(+:clipped, viol, sum_dm))  // the statistics in lane order
-    for (size_t i = lo; i < hi; i++) {
-        float f = ivon_price_elem(acc_ng[i], h[i], s.essf, s.wdf);
-        int c, b;
-        float adm = ivon_newton_elem(&m[i], &g[i], &h[i], acc_g[i], f, 0.0f, IVON_PROX_NONE, s, &c, &b);
-        if (theta != NULL) theta[i] = m[i];
-        clipped += c;
-        viol += b;
-        sum_dm += (double)adm;
+    for (size_t i = lo; i < hi; i++)
+        sum_dm += (double)ivon_update_elem(theta, m, g, h, i, acc_g[i], acc_ng[i], s, &clipped, &viol);
+    IvonUpdateStats r = {hi - lo, (size_t)clipped, sum_dm, (size_t)viol};
+    *st = r;
+}
+
+// ivon_update_block with the last accumulation folded in (grad, nz from lo: see IvonLastAcc)
+OPT_NOINLINE static void ivon_update_acc_block(float* OPT_RESTRICT theta, float* OPT_RESTRICT m, float* OPT_RESTRICT g,
+                                               float* OPT_RESTRICT h, const float* OPT_RESTRICT acc_g,
+                                               const float* OPT_RESTRICT acc_ng, const float* OPT_RESTRICT grad,
+                                               const float* OPT_RESTRICT nz, float clip, int k, size_t lo, size_t hi,
+                                               IvonScalars s, IvonUpdateStats* st) {
+    int clipped = 0, viol = 0;
+    double sum_dm = 0.0;
+    float kf = (float)k, ag, an;
+    if (k == 1) {
+        OMP_PRAGMA(simd reduction(+:clipped, viol, sum_dm) private(ag, an))
+        for (size_t i = lo; i < hi; i++) {
+            ivon_last_acc_elem(&ag, &an, acc_g, acc_ng, i, grad[i], clip, nz[i - lo], 1, 1, 1.0f);
+            sum_dm += (double)ivon_update_elem(theta, m, g, h, i, ag, an, s, &clipped, &viol);
+        }
+    } else {
+        OMP_PRAGMA(simd reduction(+:clipped, viol, sum_dm) private(ag, an))
+        for (size_t i = lo; i < hi; i++) {
+            ivon_last_acc_elem(&ag, &an, acc_g, acc_ng, i, grad[i], clip, nz[i - lo], 0, k, kf);
+            sum_dm += (double)ivon_update_elem(theta, m, g, h, i, ag, an, s, &clipped, &viol);
+        }
     }
     IvonUpdateStats r = {hi - lo, (size_t)clipped, sum_dm, (size_t)viol};
     *st = r;
 }
 
 // IVON update (§2.4 D) on a slice: x = acc_g, f = (acc_ng * (h + wdf)) * essf; theta (may be NULL) = the new m
-// (the weights after the step, written in the same pass).
-static inline IvonUpdateStats ivon_update_to(float* theta, float* m, float* g, float* h, const float* acc_g,
-                                             const float* acc_ng, size_t n, const IvonScalars* s) {
+// (the weights after the step, written in the same pass). la (may be NULL): the last accumulation, folded in.
+static inline IvonUpdateStats ivon_update_acc_to(float* theta, float* m, float* g, float* h, const float* acc_g,
+                                                 const float* acc_ng, const IvonLastAcc* la, size_t n,
+                                                 const IvonScalars* s) {
     size_t clipped = 0, viol = 0;
     double sum_dm = 0.0;
     OPT_FOR_BLOCKS(n, lo, hi, {
         IvonUpdateStats b;
-        ivon_update_block(theta, m, g, h, acc_g, acc_ng, lo, hi, *s, &b);
+        if (la == NULL) {
+            ivon_update_block(theta, m, g, h, acc_g, acc_ng, lo, hi, *s, &b);
+        } else {
+            float nbuf[OPT_BLOCK];  // (no comma: a macro argument)
+            float ebuf[OPT_BLOCK + 8];
+            const float* nz = ivon_last_acc_noise(la, h, lo, hi, s->essf, s->wdf, nbuf, ebuf);
+            ivon_update_acc_block(theta, m, g, h, acc_g, acc_ng, la->grad, nz, la->clip, la->k, lo, hi, *s, &b);
+        }
         clipped += b.clipped;
         viol += b.violations;
         sum_dm += b.sum_abs_dm;
     });
     IvonUpdateStats st = {n, clipped, sum_dm, viol};
     return st;
+}
+
+static inline IvonUpdateStats ivon_update_to(float* theta, float* m, float* g, float* h, const float* acc_g,
+                                             const float* acc_ng, size_t n, const IvonScalars* s) {
+    return ivon_update_acc_to(theta, m, g, h, acc_g, acc_ng, NULL, n, s);
 }
 
 static inline IvonUpdateStats ivon_update(float* m, float* g, float* h, const float* acc_g, const float* acc_ng,
@@ -254,6 +347,22 @@ typedef struct {
     int prox_mode;            // IVON_PROX_*
 } PocoSlice;
 
+// one element of the PoCo update from the OUT running means (ago, ano); returns |dm|
+static inline float poco_update_elem(float* theta, float* m, float* g, float* h, size_t i, const float* acc_g,
+                                     const float* acc_ng, float ago, float ano, const float* m_out, const float* h_out,
+                                     const float* gbar_out, const float* hbar_out, float gamma, int prox_mode,
+                                     IvonScalars s, int* clipped, int* viol) {
+    float x, f, p;
+    poco_vr_elem(acc_g[i], acc_ng[i], h[i], ago, ano, h_out[i], gbar_out[i], hbar_out[i], m[i], m_out[i], gamma,
+                 s.essf, s.wdf, &x, &f, &p);
+    int c, b;
+    float adm = ivon_newton_elem(&m[i], &g[i], &h[i], x, f, p, prox_mode, s, &c, &b);
+    if (theta != NULL) theta[i] = m[i];
+    *clipped += c;
+    *viol += b;
+    return adm;
+}
+
 OPT_NOINLINE static void poco_update_block(float* OPT_RESTRICT theta, float* OPT_RESTRICT m, float* OPT_RESTRICT g,
                                            float* OPT_RESTRICT h,
                                            const float* OPT_RESTRICT acc_g, const float* OPT_RESTRICT acc_ng,
@@ -264,37 +373,77 @@ OPT_NOINLINE static void poco_update_block(float* OPT_RESTRICT theta, float* OPT
     int clipped = 0, viol = 0;
     double sum_dm = 0.0;
     OMP_PRAGMA(simd reduction(+:clipped, viol, sum_dm))  // the statistics in lane order
-    for (size_t i = lo; i < hi; i++) {
-        float x, f, p;
-        poco_vr_elem(acc_g[i], acc_ng[i], h[i], acc_g_out[i], acc_ng_out[i], h_out[i], gbar_out[i], hbar_out[i], m[i],
-                     m_out[i], gamma, s.essf, s.wdf, &x, &f, &p);
-        int c, b;
-        float adm = ivon_newton_elem(&m[i], &g[i], &h[i], x, f, p, prox_mode, s, &c, &b);
-        if (theta != NULL) theta[i] = m[i];
-        clipped += c;
-        viol += b;
-        sum_dm += (double)adm;
+    for (size_t i = lo; i < hi; i++)
+        sum_dm += (double)poco_update_elem(theta, m, g, h, i, acc_g, acc_ng, acc_g_out[i], acc_ng_out[i], m_out, h_out,
+                                           gbar_out, hbar_out, gamma, prox_mode, s, &clipped, &viol);
+    IvonUpdateStats r = {hi - lo, (size_t)clipped, sum_dm, (size_t)viol};
+    *st = r;
+}
+
+// poco_update_block with the last OUT accumulation folded in (grad, nz from lo: see IvonLastAcc)
+OPT_NOINLINE static void poco_update_acc_block(float* OPT_RESTRICT theta, float* OPT_RESTRICT m, float* OPT_RESTRICT g,
+                                               float* OPT_RESTRICT h,
+                                               const float* OPT_RESTRICT acc_g, const float* OPT_RESTRICT acc_ng,
+                                               const float* OPT_RESTRICT acc_g_out, const float* OPT_RESTRICT acc_ng_out,
+                                               const float* OPT_RESTRICT m_out, const float* OPT_RESTRICT h_out,
+                                               const float* OPT_RESTRICT gbar_out, const float* OPT_RESTRICT hbar_out,
+                                               float gamma, int prox_mode, const float* OPT_RESTRICT grad,
+                                               const float* OPT_RESTRICT nz, float clip, int k, size_t lo, size_t hi,
+                                               IvonScalars s, IvonUpdateStats* st) {
+    int clipped = 0, viol = 0;
+    double sum_dm = 0.0;
+    float kf = (float)k, ago, ano;
+    if (k == 1) {
+        OMP_PRAGMA(simd reduction(+:clipped, viol, sum_dm) private(ago, ano))
+        for (size_t i = lo; i < hi; i++) {
+            ivon_last_acc_elem(&ago, &ano, acc_g_out, acc_ng_out, i, grad[i], clip, nz[i - lo], 1, 1, 1.0f);
+            sum_dm += (double)poco_update_elem(theta, m, g, h, i, acc_g, acc_ng, ago, ano, m_out, h_out, gbar_out,
+                                               hbar_out, gamma, prox_mode, s, &clipped, &viol);
+        }
+    } else {
+        OMP_PRAGMA(simd reduction(+:clipped, viol, sum_dm) private(ago, ano))
+        for (size_t i = lo; i < hi; i++) {
+            ivon_last_acc_elem(&ago, &ano, acc_g_out, acc_ng_out, i, grad[i], clip, nz[i - lo], 0, k, kf);
+            sum_dm += (double)poco_update_elem(theta, m, g, h, i, acc_g, acc_ng, ago, ano, m_out, h_out, gbar_out,
+                                               hbar_out, gamma, prox_mode, s, &clipped, &viol);
+        }
     }
     IvonUpdateStats r = {hi - lo, (size_t)clipped, sum_dm, (size_t)viol};
     *st = r;
 }
 
 // IVON-PoCo update on a slice: the Newton step with the variance-reduced x, f and the proximal term; theta as in
-// ivon_update_to.
-static inline IvonUpdateStats poco_update_to(float* theta, float* m, float* g, float* h, const float* acc_g,
-                                             const float* acc_ng, const PocoSlice* ps, size_t n, const IvonScalars* s) {
+// ivon_update_to. la (may be NULL): the last OUT accumulation, folded in (ps->acc_g_out, acc_ng_out hold its k - 1
+// means).
+static inline IvonUpdateStats poco_update_acc_to(float* theta, float* m, float* g, float* h, const float* acc_g,
+                                                 const float* acc_ng, const PocoSlice* ps, const IvonLastAcc* la,
+                                                 size_t n, const IvonScalars* s) {
     size_t clipped = 0, viol = 0;
     double sum_dm = 0.0;
     OPT_FOR_BLOCKS(n, lo, hi, {
         IvonUpdateStats b;
-        poco_update_block(theta, m, g, h, acc_g, acc_ng, ps->acc_g_out, ps->acc_ng_out, ps->m_out, ps->h_out, ps->gbar_out,
-                          ps->hbar_out, ps->gamma, ps->prox_mode, lo, hi, *s, &b);
+        if (la == NULL) {
+            poco_update_block(theta, m, g, h, acc_g, acc_ng, ps->acc_g_out, ps->acc_ng_out, ps->m_out, ps->h_out,
+                              ps->gbar_out, ps->hbar_out, ps->gamma, ps->prox_mode, lo, hi, *s, &b);
+        } else {
+            float nbuf[OPT_BLOCK];  // (no comma: a macro argument)
+            float ebuf[OPT_BLOCK + 8];
+            const float* nz = ivon_last_acc_noise(la, ps->h_out, lo, hi, s->essf, s->wdf, nbuf, ebuf);
+            poco_update_acc_block(theta, m, g, h, acc_g, acc_ng, ps->acc_g_out, ps->acc_ng_out, ps->m_out, ps->h_out,
+                                  ps->gbar_out, ps->hbar_out, ps->gamma, ps->prox_mode, la->grad, nz, la->clip, la->k,
+                                  lo, hi, *s, &b);
+        }
         clipped += b.clipped;
         viol += b.violations;
         sum_dm += b.sum_abs_dm;
     });
     IvonUpdateStats st = {n, clipped, sum_dm, viol};
     return st;
+}
+
+static inline IvonUpdateStats poco_update_to(float* theta, float* m, float* g, float* h, const float* acc_g,
+                                             const float* acc_ng, const PocoSlice* ps, size_t n, const IvonScalars* s) {
+    return poco_update_acc_to(theta, m, g, h, acc_g, acc_ng, ps, NULL, n, s);
 }
 
 static inline IvonUpdateStats poco_update(float* m, float* g, float* h, const float* acc_g, const float* acc_ng,

@@ -4,6 +4,7 @@
 // Run:   OMP_NUM_THREADS=2 ./build/bench_cpu                 (d12 B=4 T=64 and d4 B=8 T=128)
 //        OMP_NUM_THREADS=2 ./build/bench_cpu d12 4 64 [steps] (one configuration)
 //        OMP_NUM_THREADS=2 ./build/bench_cpu passes          (the optimizer element passes at 124M parameters)
+//        OMP_NUM_THREADS=2 ./build/bench_cpu optim           (the optimizer step tables alone)
 //
 // FLOPs of a step (stated formula; multiply-add = 2 FLOPs, backward = 2 x forward):
 //   per token forward = 2 * (12 * L * C^2 + C * Vp)      linear layers incl. the lm head (not wpe)
@@ -174,10 +175,17 @@ static void bench_next_batch(void* ctx, const int** inputs, const int** targets)
     *targets = b->targets;
 }
 
+static int bench_cmp_double(const void* a, const void* b) {
+    double x = *(const double*)a, y = *(const double*)b;
+    return x < y ? -1 : x > y;
+}
+
 // Whole optimizer steps (gpt2_optimizer_step, K micro-batches) for AdamW, IVON and IVON-PoCo(Mo) with the
-// default settings: ms/step, the overhead over AdamW and the optimizer state in bytes per parameter. PoCo is
-// timed on inner steps (corrected from step 0, no refresh inside the timed steps) and on one anchor refresh of
-// the default size (period 32 x K micro-batches), averaged over a period.
+// default settings: ms/step (median), the overhead over AdamW and the optimizer state in bytes per parameter. The
+// three models live side by side and take their steps in turn (round r: one step of each), so that a change in the
+// machine's speed during the run falls on all three alike. PoCo is timed on inner steps (corrected from step 0, no
+// refresh inside the timed steps); its refresh cost per step is measured on one refresh of 4 K micro-batches and
+// scaled to the default (period 32, 32 K micro-batches: the cost is linear in the micro-batches).
 static void bench_optimizers(const char* desc, int B, int T, int K, int steps) {
     GPT2Config c;
     if (gpt2_config_from_descriptor(desc, &c) != 0) fatalf("bench: '%s' is not a model descriptor", desc);
@@ -185,59 +193,59 @@ static void bench_optimizers(const char* desc, int B, int T, int K, int steps) {
     uint64_t st = 7;
     for (int i = 0; i < B * (T + 1); i++) x[i] = (int)(model_init_splitmix64(&st) % (uint64_t)c.vocab_size);
     BenchBatch batch = {x, x + 1};
-    double ms[3] = {0, 0, 0}, refresh_ms = 0;
-    double bytes[3] = {0, 0, 0};
-    size_t np = 0;
-    int period = 32;
-    printf("optimizer steps, %s B=%d T=%d, %d micro-batches per step, %d timed steps each:\n", desc, B, T, K, steps);
-    for (int kind = OPT_ADAMW; kind <= OPT_POCO; kind++) {
-        GPT2 model;
-        gpt2_build_random(&model, c, 1337);
-        gpt2_allocate(&model, B, T);
-        OptimizerConfig oc;
-        optimizer_config_defaults(&oc, kind);
-        oc.ess = 1e6;
-        oc.max_steps = steps + 1;
-        oc.poco_start = 0;
-        if (kind == OPT_POCO) {
-            oc.poco_period = 1000000;  // one refresh, before step 0 (warm-up), of K micro-batches
-            oc.poco_mega_batches = K;
-        }
-        gpt2_optimizer_init(&model, &oc);
-        np = model.num_parameters;
-        float lr = kind == OPT_ADAMW ? 6e-4f : 300.0f;
-        StepStats ss;
-        double total = 0;
-        for (int s = 0; s <= steps; s++) {  // step 0: warm-up (PoCo: its anchor refresh of K micro-batches)
-            double t0 = bench_now();
-            gpt2_optimizer_step(&model, &oc, s, lr, K, bench_next_batch, &batch, NULL, &ss);
-            if (s > 0) total += bench_now() - t0;
-        }
-        ms[kind] = 1e3 * total / steps;
-        // persistent state + transients, without the model's params and grads
-        int nbuf = kind == OPT_ADAMW ? 2 : kind == OPT_IVON ? 5 : 11;
-        bytes[kind] = 4.0 * nbuf;
-        if (kind == OPT_POCO) {
-            // one default-size refresh: period * K micro-batches at sampled anchors
-            oc.poco_mega_batches = period * K;
-            oc.poco_period = 1;
-            double t0 = bench_now();
-            gpt2_optimizer_step(&model, &oc, steps + 1, lr, K, bench_next_batch, &batch, NULL, &ss);
-            refresh_ms = 1e3 * (bench_now() - t0) - ms[kind];
-        }
-        gpt2_free(&model);
+    const int period = 32, probe = 4;
+    printf("optimizer steps, %s B=%d T=%d, %d micro-batches per step, median of %d steps each, the optimizers in "
+           "turn:\n", desc, B, T, K, steps);
+    GPT2 model[3];
+    OptimizerConfig oc[3];
+    double* t = (double*)mallocCheck(3 * (size_t)steps * sizeof(double));
+    const float lrs[3] = {6e-4f, 300.0f, 300.0f};
+    StepStats ss;
+    for (int k = OPT_ADAMW; k <= OPT_POCO; k++) {
+        gpt2_build_random(&model[k], c, 1337);
+        gpt2_allocate(&model[k], B, T);
+        optimizer_config_defaults(&oc[k], k);
+        oc[k].ess = 1e6;
+        oc[k].max_steps = steps + 2;
+        oc[k].poco_start = 0;
+        oc[k].poco_period = 1000000;  // PoCo: one refresh, before step 0 (warm-up), of K micro-batches
+        oc[k].poco_mega_batches = K;
+        gpt2_optimizer_init(&model[k], &oc[k]);
+        gpt2_optimizer_step(&model[k], &oc[k], 0, lrs[k], K, bench_next_batch, &batch, NULL, &ss);  // warm-up
     }
+    for (int s = 0; s < steps; s++)
+        for (int k = OPT_ADAMW; k <= OPT_POCO; k++) {
+            double t0 = bench_now();
+            gpt2_optimizer_step(&model[k], &oc[k], s + 1, lrs[k], K, bench_next_batch, &batch, NULL, &ss);
+            t[k * steps + s] = 1e3 * (bench_now() - t0);
+        }
+    double ms[3];
+    for (int k = 0; k < 3; k++) {
+        qsort(t + k * steps, (size_t)steps, sizeof(double), bench_cmp_double);
+        ms[k] = t[k * steps + steps / 2];
+    }
+    // one refresh of probe * K micro-batches before an inner step, minus the inner step
+    oc[OPT_POCO].poco_mega_batches = probe * K;
+    oc[OPT_POCO].poco_period = 1;
+    double t0 = bench_now();
+    gpt2_optimizer_step(&model[OPT_POCO], &oc[OPT_POCO], steps + 1, lrs[OPT_POCO], K, bench_next_batch, &batch, NULL,
+                        &ss);
+    double refresh_ms = (1e3 * (bench_now() - t0) - ms[OPT_POCO]) * (double)period / probe;
+    size_t np = model[0].num_parameters;
+    for (int k = 0; k < 3; k++) gpt2_free(&model[k]);
     const char* names[3] = {"adamw", "ivon", "poco"};
+    const int nbuf[3] = {2, 5, 11};  // persistent state + transients, without the model's params and grads
     printf("| optimizer | ms/step | vs adamw | optimizer bytes/param (state + transients) |\n|---|---|---|---|\n");
     for (int k = 0; k < 3; k++)
-        printf("| %-9s | %8.1f | %+6.1f%% | %4.0f |\n", names[k], ms[k], 100.0 * (ms[k] / ms[0] - 1.0), bytes[k]);
+        printf("| %-9s | %8.1f | %+6.1f%% | %4d |\n", names[k], ms[k], 100.0 * (ms[k] / ms[0] - 1.0), 4 * nbuf[k]);
     double poco_avg = ms[2] + refresh_ms / period;
-    printf("| poco avg  | %8.1f | %+6.1f%% | (inner step + one refresh of %d micro-batches every %d steps: %.0f ms) |\n",
-           poco_avg, 100.0 * (poco_avg / ms[0] - 1.0), period * K, period, refresh_ms);
+    printf("| poco avg  | %8.1f | %+6.1f%% | (inner step + one refresh of %d micro-batches every %d steps: %.0f ms, "
+           "from one of %d) |\n", poco_avg, 100.0 * (poco_avg / ms[0] - 1.0), period * K, period, refresh_ms,
+           probe * K);
     printf("  ratios: ivon / adamw %.2fx, poco inner / ivon %.2fx (targets <= 1.15x at d12 4x64 K=1, <= 1.05x at "
            "d4 8x128, <= 2.1x)\n", ms[1] / ms[0], ms[2] / ms[1]);
-    printf("  %zu parameters; IVON optimizer pass (sample + accumulate per micro-batch, update) = ivon - adamw "
-           "+ adamw's update\n", np);
+    printf("  %zu parameters\n", np);
+    free(t);
     free(x);
 }
 
@@ -276,13 +284,26 @@ static void bench_passes(size_t n) {
     free(buf);
 }
 
+// the optimizer step tables of the targets: d12 4x64 and d4 8x128, one micro-batch and two
+static void bench_optimizer_tables(void) {
+    bench_optimizers("d12", 4, 64, 1, 7);
+    bench_optimizers("d4", 8, 128, 1, 9);
+    bench_optimizers("d12", 4, 64, 2, 5);
+    bench_optimizers("d4", 8, 128, 2, 7);
+}
+
 int main(int argc, char** argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);  // progress lines as they come, also into a file
     if (argc == 2 && strcmp(argv[1], "passes") == 0) {  // the optimizer passes alone, at GPT-2 124M size
         bench_passes(124475904);
         return 0;
     }
+    if (argc == 2 && strcmp(argv[1], "optim") == 0) {
+        bench_optimizer_tables();
+        return 0;
+    }
     if (argc != 1 && argc != 4 && argc != 5) {
-        fprintf(stderr, "usage: %s [descriptor B T [steps]] | passes   e.g. %s d12 4 64 5\n", argv[0], argv[0]);
+        fprintf(stderr, "usage: %s [descriptor B T [steps]] | passes | optim   e.g. %s d12 4 64 5\n", argv[0], argv[0]);
         return 1;
     }
 #ifdef _OPENMP
@@ -297,9 +318,7 @@ int main(int argc, char** argv) {
         bench_gemm_table(256, 768, GPT2_PADDED_VOCAB, peak);
         bench_model("d12", 4, 64, 5, peak);
         bench_model("d4", 8, 128, 10, peak);
-        bench_optimizers("d4", 8, 128, 2, 5);
-        bench_optimizers("d12", 4, 64, 2, 3);
-        bench_optimizers("d12", 4, 64, 1, 3);
+        bench_optimizer_tables();
         return 0;
     }
     char* end;

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test suite, echoes their output, sums their closing `N passed, N failed` lines.
-# Each argument is one suite command (a string run by bash). Exit 1 if any suite fails.
+# Each argument is one suite command (a string run by bash). Exit 1 if any suite fails. Prints the slowest suites.
 set -u
-total_pass=0; total_fail=0; bad_suites=()
+total_pass=0; total_fail=0; bad_suites=(); times=()
 for cmd in "$@"; do
   echo "=== $cmd"
+  t0=$SECONDS
   out=$(mktemp)
   bash -c "$cmd" 2>&1 | tee "$out"
   rc=${PIPESTATUS[0]}
+  times+=("$((SECONDS - t0)) s  $cmd")
   line=$(grep -E '^([A-Za-z_]+: )?[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
   rm -f "$out"
   if [ -z "$line" ]; then
@@ -24,6 +26,9 @@ for cmd in "$@"; do
   fi
   if [ "$rc" -ne 0 ] || [ "$f" -ne 0 ]; then bad_suites+=("$cmd"); fi
 done
+echo
+echo "=== seconds per suite, slowest first:"
+printf '%s\n' "${times[@]}" | sort -rn | head -n 15
 echo
 for s in "${bad_suites[@]+"${bad_suites[@]}"}"; do echo "FAILED suite: $s"; done
 echo "$total_pass passed, $total_fail failed"

@@ -309,6 +309,71 @@ static void test_svrg_reduction_elem(void) {
     free(b);
 }
 
+// The last accumulation folded into the update (IvonLastAcc) == ivon_accumulate / ivon_accumulate_noise, then the
+// update, bitwise (m, momentum, h, theta and the statistics), IVON and PoCo, k = 1 and 3, the noise stored by the
+// sample or regenerated, eps = 0; a slice at an odd flat index over several blocks (ivon_eps_range's partial blocks).
+static void test_last_acc_fold(void) {
+    const size_t n = 3 * OPT_BLOCK + 777, start = 4099;
+    float* b = (float*)mallocCheck(22 * n * sizeof(float));
+    float* a[22];
+    for (int j = 0; j < 22; j++) a[j] = b + (size_t)j * n;
+    // a[0..3] m, g, h, theta (separate); a[4..7] the same (folded); a[8] grad; a[9] noise; a[10..13] acc_g, acc_ng,
+    // acc_g_out, acc_ng_out (separate), a[14..15] acc_g_out, acc_ng_out before the last sample; a[16..21] PoCo state
+    float *grad = a[8], *noise = a[9];
+    float *mo = a[16], *ho = a[17], *gbar = a[18], *hbar = a[19], *ag_in = a[20], *an_in = a[21];
+    OptimizerConfig oc = ivon_cfg(1e6);
+    int ok = 1, cases = 0;
+    for (int poco = 0; poco <= 1; poco++)
+        for (int k = 1; k <= 3; k += 2)
+            for (int stored = 0; stored <= 1; stored++)
+                for (int off = 0; off <= 1; off++) {
+                    for (size_t i = 0; i < n; i++) {
+                        a[0][i] = rnd_normal() * 0.05f;
+                        a[1][i] = rnd_normal() * 0.01f;
+                        a[2][i] = rnd_uniform(1e-4f, 2.0f);
+                        grad[i] = rnd_normal() * 0.1f;
+                        a[14][i] = rnd_normal() * 0.1f;  // running means of samples 1 .. k - 1
+                        a[15][i] = rnd_normal() * 1e-4f;
+                        mo[i] = rnd_normal() * 0.05f;
+                        ho[i] = rnd_uniform(1e-4f, 2.0f);
+                        gbar[i] = rnd_normal() * 0.1f;
+                        hbar[i] = rnd_uniform(1e-4f, 2.0f);
+                        ag_in[i] = rnd_normal() * 0.1f;
+                        an_in[i] = rnd_normal() * 1e-4f;
+                    }
+                    memcpy(a[4], a[0], 3 * n * sizeof(float));
+                    IvonNoiseKey key = ivon_noise_key(&oc, 3 + k, 1, poco ? NOISE_STREAM_OUTER : NOISE_STREAM_SAMPLE);
+                    key.off = off;
+                    float essf = (float)oc.ess, wdf = 1e-3f, clip = 0.37f;
+                    const float* hs = poco ? ho : a[2];  // the h of the sample
+                    ivon_sample(a[3], noise, poco ? mo : a[0], hs, n, start, essf, wdf, &key);
+                    float *acc_g = poco ? a[12] : a[10], *acc_ng = poco ? a[13] : a[11];
+                    memcpy(acc_g, a[14], n * sizeof(float));
+                    memcpy(acc_ng, a[15], n * sizeof(float));
+                    if (stored) ivon_accumulate_noise(acc_g, acc_ng, grad, clip, noise, n, k);
+                    else ivon_accumulate(acc_g, acc_ng, grad, clip, hs, n, start, essf, wdf, &key, k);
+                    IvonScalars s = ivon_scalars(&oc, 300.0, wdf, 2);
+                    IvonLastAcc la = {grad, stored ? noise : NULL, &key, start, clip, k};
+                    IvonUpdateStats s1, s2;
+                    if (poco) {
+                        PocoSlice ps = {acc_g, acc_ng, mo, ho, gbar, hbar, 0.6f, IVON_PROX_NEXT_TO_DECAY};
+                        s1 = poco_update_to(a[3], a[0], a[1], a[2], ag_in, an_in, &ps, n, &s);
+                        PocoSlice pf = {a[14], a[15], mo, ho, gbar, hbar, 0.6f, IVON_PROX_NEXT_TO_DECAY};
+                        s2 = poco_update_acc_to(a[7], a[4], a[5], a[6], ag_in, an_in, &pf, &la, n, &s);
+                    } else {
+                        s1 = ivon_update_to(a[3], a[0], a[1], a[2], acc_g, acc_ng, n, &s);
+                        memcpy(a[12], a[14], 2 * n * sizeof(float));  // acc_g, acc_ng before the last sample
+                        s2 = ivon_update_acc_to(a[7], a[4], a[5], a[6], a[12], a[13], &la, n, &s);
+                    }
+                    for (int j = 0; j < 4; j++) ok = ok && same_bits(a[j], a[4 + j], n, NULL);
+                    ok = ok && s1.clipped == s2.clipped && s1.sum_abs_dm == s2.sum_abs_dm && s1.n == s2.n;
+                    cases++;
+                }
+    CHECK(ok, "update with the last accumulation folded in == accumulate then update, bitwise (m, momentum, h, theta, "
+          "statistics), %d cases: IVON/PoCo, k = 1/3, noise stored/regenerated, eps = 0", cases);
+    free(b);
+}
+
 // Price estimator on l(theta) = a/2 (theta - b)^2: mean of f = (n g) (h + delta) lambda over draws is a
 static void test_price_unbiased(void) {
     const size_t N = (size_t)1 << 18;
@@ -899,6 +964,7 @@ int main(void) {
     test_sample_accumulate();
     test_welford();
     test_update_formula();
+    test_last_acc_fold();
     test_sgd_reduction_elem();
     test_cancellation_elem();
     test_svrg_reduction_elem();
