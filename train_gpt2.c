@@ -937,6 +937,7 @@ typedef struct {
     IvonNoiseKey pair_key[2]; // GPT2_PAIR_NOISE: the key and the `at` (OPT_AT_*) of the noise held
     int pair_at[2];
     Gpt2PendingAcc pending;
+    double loss_sum;          // the counted losses of the step so far
 } Gpt2OptCtx;
 
 static Gpt2OptCtx gpt2_opt_ctx(GPT2* model, const OptimizerConfig* oc) {
@@ -1005,11 +1006,19 @@ static GPT2* gpt2_ops_flushed(void* t) {
 
 static void gpt2_op_zero_grad(void* t) { gpt2_zero_grad(gpt2_ops_flushed(t)); }
 
-static float gpt2_op_forward_backward(void* t, const int* inputs, const int* targets, float loss_scale) {
+static void gpt2_op_forward_backward(void* t, const int* inputs, const int* targets, float loss_scale,
+                                     int count_loss) {
     GPT2* model = gpt2_ops_flushed(t);
     gpt2_forward(model, inputs, targets, model->batch_size, model->seq_len);
     gpt2_backward(model, loss_scale);
-    return model->mean_loss;
+    if (count_loss) ((Gpt2OptCtx*)t)->loss_sum += model->mean_loss;
+}
+
+static double gpt2_op_loss_sum(void* t) {
+    Gpt2OptCtx* c = (Gpt2OptCtx*)t;
+    double s = c->loss_sum;
+    c->loss_sum = 0.0;
+    return s;
 }
 
 static void gpt2_op_poison_grad(void* t) { gpt2_ops_flushed(t)->grads_memory[0] = NAN; }
@@ -1240,7 +1249,7 @@ void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float
 static inline float gpt2_micro_grad(GPT2* model, const int* inputs, const int* targets) {
     Gpt2OptCtx t = gpt2_opt_ctx(model, NULL);
     OptimOps ops = gpt2_optimizer_ops(model, &t);
-    return optim_micro_grad(&ops, inputs, targets, 0, NULL);
+    return optim_micro_grad(&ops, inputs, targets, 0, 0);
 }
 #endif
 

@@ -535,6 +535,28 @@ __global__ void fused_classifier_kernel(floatX* logits, float* losses, float* pr
     }
 }
 
+// The mean of the N per-position losses: a double sum in one block in a fixed order, rounded to fp32 once.
+// loss[1] = the mean; count: loss[0] += the mean (the step's loss sum, read once per step by the loss_sum op).
+#define LOSS_THREADS 1024
+__global__ void __launch_bounds__(LOSS_THREADS) loss_mean_kernel(double* loss, const float* losses, int N,
+                                                                 int count) {
+    __shared__ double s[LOSS_THREADS];
+    int t = threadIdx.x;
+    double v = 0.0;
+    for (int i = t; i < N; i += LOSS_THREADS) v += (double)losses[i];
+    s[t] = v;
+    __syncthreads();
+    for (int w = LOSS_THREADS / 2; w > 0; w >>= 1) {
+        if (t < w) s[t] += s[t + w];
+        __syncthreads();
+    }
+    if (t == 0) {
+        float mean = (float)(s[0] / N);
+        loss[1] = (double)mean;
+        if (count) loss[0] += (double)mean;
+    }
+}
+
 // sum of squares, stage 1: block b sums a fixed grid-strided set of elements; partial[b]
 __global__ void sumsq_partial_kernel(float* partial, const floatX* x, size_t n) {
     __shared__ float shared[32];
@@ -1071,15 +1093,20 @@ typedef struct {
     int recompute;            // RECOMPUTE_*
     int batch_size, seq_len;  // allocated B, T
     int last_B, last_T;       // of the last forward
-    float mean_loss;          // of the last forward with targets, -1.0f without
-    // tokens: device (inputs, targets, bucket tokens, bucket offsets, bucket positions), host mirrors
+    float mean_loss;          // of the last gpt2_forward with targets, -1.0f without (the training forward: unread)
+    double* d_loss;           // (2) device: the step's counted loss sum, the mean loss of the last forward
+    // tokens: device (inputs, targets, bucket tokens, bucket offsets, bucket positions), host mirrors in two pinned
+    // slots used in turn, so that the host fills the next micro-batch's while the last one's copies are queued
     int* d_tokens;            // (5, B*T + 1)
     int *d_inputs, *d_targets, *d_bucket_tok, *d_bucket_off, *d_bucket_pos;
-    int* h_tokens;            // (5, B*T + 1) pinned
-    int *h_inputs, *h_targets, *h_bucket_tok, *h_bucket_off, *h_bucket_pos;
+    int* h_tokens;            // (2, 5, B*T + 1) pinned
+    int *h_inputs, *h_targets, *h_bucket_tok, *h_bucket_off, *h_bucket_pos;  // of the current slot
+    int token_slot;
+    cudaEvent_t tokens_copied[2];  // after the last copies out of each slot
     uint64_t* h_sort;         // (B*T) sort keys for the token buckets
     int num_buckets;
     int has_targets;
+    int has_buckets;          // the buckets of the last forward's inputs are built and queued for the device
     float* h_losses;          // (B*T) pinned
     float* h_probs;           // (Vp) pinned
     // data parallel (gpt2_set_dist, before gpt2_allocate); without a communicator: dist NULL, zero and overlap 0,
@@ -1323,17 +1350,14 @@ void gpt2_allocate(GPT2* model, int B, int T, int recompute) {
 
     size_t nt5 = 5 * (BT + 1);
     cudaCheck(cudaMalloc((void**)&model->d_tokens, nt5 * sizeof(int)));
-    cudaCheck(cudaMallocHost((void**)&model->h_tokens, nt5 * sizeof(int)));
-    int* dp = model->d_tokens;
-    int* hp = model->h_tokens;
+    cudaCheck(cudaMallocHost((void**)&model->h_tokens, 2 * nt5 * sizeof(int)));
+    cudaCheck(cudaMalloc((void**)&model->d_loss, 2 * sizeof(double)));
+    cudaCheck(cudaMemset(model->d_loss, 0, 2 * sizeof(double)));
     int** dptr[5] = {&model->d_inputs, &model->d_targets, &model->d_bucket_tok, &model->d_bucket_off,
                      &model->d_bucket_pos};
-    int** hptr[5] = {&model->h_inputs, &model->h_targets, &model->h_bucket_tok, &model->h_bucket_off,
-                     &model->h_bucket_pos};
-    for (int i = 0; i < 5; i++) {
-        *dptr[i] = dp + i * (BT + 1);
-        *hptr[i] = hp + i * (BT + 1);
-    }
+    for (int i = 0; i < 5; i++) *dptr[i] = model->d_tokens + i * (BT + 1);
+    for (int i = 0; i < 2; i++) cudaCheck(cudaEventCreateWithFlags(&model->tokens_copied[i], cudaEventDisableTiming));
+    model->token_slot = 1;
     model->h_sort = (uint64_t*)mallocCheck(BT * sizeof(uint64_t));
     cudaCheck(cudaMallocHost((void**)&model->h_losses, BT * sizeof(float)));
     cudaCheck(cudaMallocHost((void**)&model->h_probs, Vp * sizeof(float)));
@@ -1348,7 +1372,19 @@ static int gpt2_cmp_u64(const void* a, const void* b) {
     return x < y ? -1 : x > y;
 }
 
-// token buckets for the deterministic wte backward: the positions sorted by (token, position)
+// the next host token slot: its copies of two forwards ago are done (normally long since)
+static void gpt2_next_token_slot(GPT2* model) {
+    int s = model->token_slot ^= 1;
+    cudaCheck(cudaEventSynchronize(model->tokens_copied[s]));
+    size_t stride = (size_t)model->batch_size * model->seq_len + 1;
+    int* hp = model->h_tokens + (size_t)s * 5 * stride;
+    int** hptr[5] = {&model->h_inputs, &model->h_targets, &model->h_bucket_tok, &model->h_bucket_off,
+                     &model->h_bucket_pos};
+    for (int i = 0; i < 5; i++) *hptr[i] = hp + i * stride;
+}
+
+// token buckets for the deterministic wte backward: the positions sorted by (token, position), built on the host
+// and queued for the device (after the work already queued: the host sorts while the device runs the forward)
 static void gpt2_build_buckets(GPT2* model, int N) {
     for (int i = 0; i < N; i++) model->h_sort[i] = ((uint64_t)(uint32_t)model->h_inputs[i] << 32) | (uint32_t)i;
     qsort(model->h_sort, (size_t)N, sizeof(uint64_t), gpt2_cmp_u64);
@@ -1364,23 +1400,35 @@ static void gpt2_build_buckets(GPT2* model, int N) {
     }
     model->h_bucket_off[u] = N;
     model->num_buckets = u;
+    size_t stride = (size_t)model->batch_size * model->seq_len + 1;
+    cudaCheck(cudaMemcpyAsync(model->d_bucket_tok, model->h_bucket_tok, 3 * stride * sizeof(int),
+                              cudaMemcpyHostToDevice));
+    cudaCheck(cudaEventRecord(model->tokens_copied[model->token_slot]));
+    model->has_buckets = 1;
 }
 
-// Forward of (B, T) host tokens; with targets the per-position losses and mean_loss (the logits stay in
-// acts.logits), without them mean_loss = -1.
-void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int T) {
+// what a forward does besides the logits
+enum { GPT2_FWD_BUCKETS = 1, GPT2_FWD_COUNT_LOSS = 2 };  // build the backward's token buckets; loss into the step sum
+
+// Forward of (B, T) host tokens, queued without waiting for the device: the tokens through a pinned slot, with
+// targets the per-position losses (acts.losses) and their mean (d_loss[1]); the logits stay in acts.logits.
+static void gpt2_forward_queue(GPT2* model, const int* inputs, const int* targets, int B, int T, int flags) {
     if (model->acts_memory == NULL) fatalf("gpt2_forward before gpt2_allocate");
     GPT2Config c = model->config;
     gpt2_forward_check(c, model->batch_size, model->seq_len, inputs, targets, B, T);
     int V = c.vocab_size, Vp = c.padded_vocab_size, L = c.num_layers, NH = c.num_heads, C = c.channels;
     int N = B * T;
+    gpt2_next_token_slot(model);
     memcpy(model->h_inputs, inputs, (size_t)N * sizeof(int));
-    cudaCheck(cudaMemcpy(model->d_inputs, model->h_inputs, (size_t)N * sizeof(int), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpyAsync(model->d_inputs, model->h_inputs, (size_t)N * sizeof(int), cudaMemcpyHostToDevice));
     if (targets != NULL) {
         memcpy(model->h_targets, targets, (size_t)N * sizeof(int));
-        cudaCheck(cudaMemcpy(model->d_targets, model->h_targets, (size_t)N * sizeof(int), cudaMemcpyHostToDevice));
+        cudaCheck(cudaMemcpyAsync(model->d_targets, model->h_targets, (size_t)N * sizeof(int),
+                                  cudaMemcpyHostToDevice));
     }
+    cudaCheck(cudaEventRecord(model->tokens_copied[model->token_slot]));
     model->has_targets = targets != NULL;
+    model->has_buckets = 0;
     model->last_B = B;
     model->last_T = T;
 
@@ -1421,13 +1469,23 @@ void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int
     if (targets != NULL) {
         fused_classifier_kernel<<<N, 1024>>>(a.logits, a.losses, NULL, model->d_targets, 0.0f, V, Vp);
         cudaCheckLaunch();
-        cudaCheck(cudaMemcpy(model->h_losses, a.losses, (size_t)N * sizeof(float), cudaMemcpyDeviceToHost));
-        double sum = 0.0;
-        for (int i = 0; i < N; i++) sum += model->h_losses[i];
-        model->mean_loss = (float)(sum / N);
-    } else {
-        model->mean_loss = -1.0f;
+        loss_mean_kernel<<<1, LOSS_THREADS>>>(model->d_loss, a.losses, N, (flags & GPT2_FWD_COUNT_LOSS) != 0);
+        cudaCheckLaunch();
+        if (flags & GPT2_FWD_BUCKETS) gpt2_build_buckets(model, N);
     }
+}
+
+// Forward of (B, T) host tokens; with targets the per-position losses (also in h_losses) and mean_loss, read back
+// (the logits stay in acts.logits); without them mean_loss = -1.
+void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int T) {
+    gpt2_forward_queue(model, inputs, targets, B, T, 0);
+    model->mean_loss = -1.0f;
+    if (targets == NULL) return;
+    int N = B * T;
+    cudaCheck(cudaMemcpy(model->h_losses, model->acts.losses, (size_t)N * sizeof(float), cudaMemcpyDeviceToHost));
+    double mean;
+    cudaCheck(cudaMemcpy(&mean, model->d_loss + 1, sizeof(double), cudaMemcpyDeviceToHost));
+    model->mean_loss = (float)mean;
 }
 
 void gpt2_zero_grad(GPT2* model) {
@@ -1443,7 +1501,7 @@ __global__ void poison_kernel(floatX* grads) { grads[0] = f2x(__int_as_float(0x7
 // soon as its backward is issued (gpt2_reduce_layer_grads); poison: the test-only NaN, before any wte reduction.
 static void gpt2_backward_impl(GPT2* model, float loss_scale, int reduce, int poison) {
     if (model->grads_memory == NULL) fatalf("gpt2_backward before gpt2_allocate");
-    if (model->mean_loss == -1.0f || !model->has_targets) fatalf("gpt2_backward needs a forward with targets first");
+    if (!model->has_targets) fatalf("gpt2_backward needs a forward with targets first");
     GPT2Config c = model->config;
     int V = c.vocab_size, Vp = c.padded_vocab_size, L = c.num_layers, NH = c.num_heads, C = c.channels;
     int B = model->last_B, T = model->last_T, N = B * T;
@@ -1453,10 +1511,7 @@ static void gpt2_backward_impl(GPT2* model, float loss_scale, int reduce, int po
     int rg = model->recompute >= RECOMPUTE_GELU, rl = model->recompute >= RECOMPUTE_GELU_LN;
     float* cs = a.colsum;
 
-    gpt2_build_buckets(model, N);
-    size_t stride = slot + 1;
-    cudaCheck(cudaMemcpy(model->d_tokens + 2 * stride, model->h_tokens + 2 * stride, 3 * stride * sizeof(int),
-                         cudaMemcpyHostToDevice));
+    if (!model->has_buckets) gpt2_build_buckets(model, N);
 
     // dlogits in place of the logits
     fused_classifier_kernel<<<N, 1024>>>(a.logits, a.losses, NULL, model->d_targets, loss_scale / N, V, Vp);
@@ -1724,14 +1779,25 @@ static void gpt2_op_zero_grad(void* t) {
     ((Gpt2OptCtx*)t)->backwards = 0;
 }
 
-static float gpt2_op_forward_backward(void* t, const int* inputs, const int* targets, float loss_scale) {
+// queued without a host read: the loss stays on the device until loss_sum
+static void gpt2_op_forward_backward(void* t, const int* inputs, const int* targets, float loss_scale,
+                                     int count_loss) {
     Gpt2OptCtx* c = (Gpt2OptCtx*)t;
     GPT2* model = c->model;
-    gpt2_forward(model, inputs, targets, model->batch_size, model->seq_len);
+    gpt2_forward_queue(model, inputs, targets, model->batch_size, model->seq_len,
+                       GPT2_FWD_BUCKETS | (count_loss ? GPT2_FWD_COUNT_LOSS : 0));
     c->backwards++;
     int reduce = model->overlap && c->oc != NULL && c->oc->kind == OPT_ADAMW && c->backwards == c->K;
     gpt2_backward_impl(model, loss_scale, reduce, 0);
-    return model->mean_loss;
+}
+
+// the step's counted loss sum (one read per step), then 0
+static double gpt2_op_loss_sum(void* t) {
+    GPT2* model = gpt2_ops_model(t);
+    double sum;
+    cudaCheck(cudaMemcpy(&sum, model->d_loss, sizeof(double), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemsetAsync(model->d_loss, 0, sizeof(double)));
+    return sum;
 }
 
 static void gpt2_op_poison_grad(void* t) {
@@ -2010,6 +2076,10 @@ void gpt2_free(GPT2* model) {
     cudaCheck(cudaFree(model->acts_memory));
     cudaCheck(cudaFree(model->d_tokens));
     cudaCheck(cudaFreeHost(model->h_tokens));
+    if (model->d_loss != NULL) {
+        cudaCheck(cudaFree(model->d_loss));
+        for (int i = 0; i < 2; i++) cudaCheck(cudaEventDestroy(model->tokens_copied[i]));
+    }
     cudaCheck(cudaFreeHost(model->h_losses));
     cudaCheck(cudaFreeHost(model->h_probs));
     if (model->eval_memory != NULL) {

@@ -44,7 +44,9 @@ typedef struct {
     IvonUpdateStats* last_update;    // statistics of the last IVON/PoCo update
     // gradients
     void (*zero_grad)(void* t);
-    float (*forward_backward)(void* t, const int* inputs, const int* targets, float loss_scale);  // grads +=; loss
+    // grads +=; count_loss: the micro-batch's mean loss into the step's sum (a GPU keeps it on the device)
+    void (*forward_backward)(void* t, const int* inputs, const int* targets, float loss_scale, int count_loss);
+    double (*loss_sum)(void* t);     // the sum of the counted losses since the last call, then 0: once per step
     void (*poison_grad)(void* t);    // test-only: a NaN in the gradients
     float (*grad_norm)(void* t);
     void (*save_grads)(void* t);     // saved = grads
@@ -72,7 +74,8 @@ typedef struct {
 // The function fields of an OptimOps initializer for a target whose operations are named <prefix><field>
 // (e.g. OPTIM_OPS_FNS(gpt2_op_) for gpt2_op_zero_grad, gpt2_op_forward_backward, ...).
 #define OPTIM_OPS_FNS(p)                                                                                              \
-    .zero_grad = p##zero_grad, .forward_backward = p##forward_backward, .poison_grad = p##poison_grad,              \
+    .zero_grad = p##zero_grad, .forward_backward = p##forward_backward, .loss_sum = p##loss_sum,                     \
+    .poison_grad = p##poison_grad,                                                                                  \
     .grad_norm = p##grad_norm, .save_grads = p##save_grads, .diff_norm = p##diff_norm, .sample = p##sample,         \
     .restore_mean = p##restore_mean, .accumulate = p##accumulate, .accumulate_grad = p##accumulate_grad,            \
     .reduce_sum = p##reduce_sum, .adamw_reduce = p##adamw_reduce, .reduce_acc = p##reduce_acc,                      \
@@ -86,12 +89,12 @@ static inline float optim_clip_scale(double grad_clip, float norm) {
     return c < 1.0f ? c : 1.0f;
 }
 
-// zero grads, forward and backward (loss scale 1) at the current weights; returns the grad norm, *loss the loss
+// zero grads, forward and backward (loss scale 1) at the current weights; returns the grad norm; count_loss: the
+// loss into the step's sum
 static inline float optim_micro_grad(const OptimOps* o, const int* inputs, const int* targets, int poison,
-                                     float* loss) {
+                                     int count_loss) {
     o->zero_grad(o->t);
-    float l = o->forward_backward(o->t, inputs, targets, 1.0f);
-    if (loss != NULL) *loss = l;
+    o->forward_backward(o->t, inputs, targets, 1.0f, count_loss);
     if (poison) o->poison_grad(o->t);
     return o->grad_norm(o->t);
 }
@@ -99,13 +102,13 @@ static inline float optim_micro_grad(const OptimOps* o, const int* inputs, const
 // AdamW: gradients accumulated with loss scale 1/K, averaged over the processes, global clip, update.
 static inline void optim_step_adamw(const OptimOps* o, const OptimizerConfig* oc, int step, float lr, int K,
                                     BatchFn next_batch, void* ctx, StepGuard* guard, int poison, StepStats* out) {
-    double loss = 0.0;
     o->zero_grad(o->t);
     for (int j = 0; j < K; j++) {
         const int *inputs, *targets;
         next_batch(ctx, &inputs, &targets);
-        loss += o->forward_backward(o->t, inputs, targets, 1.0f / K);
+        o->forward_backward(o->t, inputs, targets, 1.0f / K, 1);
     }
+    double loss = o->loss_sum(o->t);
     if (poison) o->poison_grad(o->t);
     o->reduce_sum(o->t, &loss, 1);
     out->loss = (float)(loss / (K * o->dist->world));
@@ -130,7 +133,7 @@ static inline int optim_poco_refresh(const OptimOps* o, const OptimizerConfig* o
         IvonNoiseKey key = ivon_noise_key(oc, step, dist_noise_sample(d, k), NOISE_STREAM_ANCHOR);
         if (oc->poco_mega_noise) o->sample(o->t, OPT_AT_MEAN, &key);
         else o->restore_mean(o->t);
-        float norm = optim_micro_grad(o, inputs, targets, poison && k == 0, NULL);
+        float norm = optim_micro_grad(o, inputs, targets, poison && k == 0, 0);
         if (!isfinite(norm)) nonfinite += 1.0;
         float c = optim_clip_scale(oc->grad_clip, norm);
         if (oc->poco_mega_noise) o->accumulate(o->t, OPT_ACC_OUT, OPT_GRADS, OPT_AT_MEAN, c, &key, k + 1);
@@ -159,9 +162,7 @@ static inline void optim_ivon_micro_batches(const OptimOps* o, const OptimizerCo
         int sample = dist_noise_sample(d, j);
         *key_in = ivon_noise_key(oc, step, sample, NOISE_STREAM_SAMPLE);
         o->sample(o->t, OPT_AT_MEAN, key_in);
-        float loss;
-        float norm_in = optim_micro_grad(o, inputs, targets, poison && j == 0, &loss);
-        sums[0] += loss;
+        float norm_in = optim_micro_grad(o, inputs, targets, poison && j == 0, 1);
         sums[1] += norm_in;
         if (!poco || oc->poco_clip_each) {
             float c = optim_clip_scale(oc->grad_clip, norm_in);
@@ -172,7 +173,7 @@ static inline void optim_ivon_micro_batches(const OptimOps* o, const OptimizerCo
         if (!poco) continue;
         *key_out = oc->poco_shared_noise ? *key_in : ivon_noise_key(oc, step, sample, NOISE_STREAM_OUTER);
         o->sample(o->t, OPT_AT_ANCHOR, key_out);
-        float norm_out = optim_micro_grad(o, inputs, targets, 0, NULL);
+        float norm_out = optim_micro_grad(o, inputs, targets, 0, 0);
         if (!isfinite(norm_out)) sums[2] += 1.0;
         float c_out;
         if (oc->poco_clip_each) {
@@ -183,6 +184,7 @@ static inline void optim_ivon_micro_batches(const OptimOps* o, const OptimizerCo
         }
         o->accumulate(o->t, OPT_ACC_OUT, OPT_GRADS, OPT_AT_ANCHOR, c_out, key_out, j + 1);
     }
+    sums[0] += o->loss_sum(o->t);
 }
 
 // IVON / PoCo: before poco_start plain IVON; from then on an anchor refresh every period steps (first), the

@@ -14,7 +14,8 @@
 # build/gpu_check/. Every step runs under `timeout`, capped by what is left of the budget (GPU_CHECK_BUDGET seconds,
 # default 470), so one hang cannot eat the rest. Ends with `N passed, N failed`; exit 1 on a failed test or build.
 # --cpu-backend (or GPU_CHECK_CPU=1): the same steps on the CPU backend (build/cuda_cpu binaries, make test's run
-# of this script) at tiny sizes: d2, the small debug state, lab bench at n = 20000, trainer d2 B=4 T=64 3 steps.
+# of this script) at tiny sizes: d2, the small debug state, one --opt state (fp32), two lab programs, lab bench at
+# n = 20000, trainer d2 B=4 T=64 3 steps.
 # Needs the git-ignored ref/ files and dev/data/austen/ (a synthetic token shard is written when the data is absent).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
@@ -47,7 +48,8 @@ if [ "$CPU" = 1 ]; then
   BUILD_TARGETS="$TRAIN $TEST $TESTFP cuda-lab-cpu"
   JOBS=2
   DEBUG_STATE=ref/small/gpt2_d2_debug_state.bin; DEBUG_MODEL=ref/small/gpt2_d2.bin
-  OPT_STATES="ref/gpt2_d2_ivon_state.bin"; OPT_TESTS="$TEST"
+  OPT_STATES="ref/gpt2_d2_ivon_state.bin"; OPT_TESTS="$TESTFP"
+  LAB_NAMES="adamw ivon_update"  # every program in both modes: dev/test/test_cuda_lab.sh
   LAB_BENCH_ARGS="-n 20000 -r 2"
   MODEL=d2; T=64; BATCHES="4"; STEPS=3
   T_BUILD=600; T_TEST=150; T_LAB=120; T_TRAIN=120
