@@ -1403,6 +1403,8 @@ int main(int argc, char** argv) {
     if (from_file == 0) gpt2_build_random(&model, mc, r->cfg.seed);
     else gpt2_build_from_checkpoint(&model, r->path);
     train_run_setup(r, model.config, model.num_parameters);
+    if (r->dist.zero_stage > 0 && r->oc.kind == OPT_POCO)
+        fatalf("flag -zs: ZeRO-1 sharding in train_gpt2 supports -opt adamw and ivon, not poco (train_gpt2cu has it)");
     train_run_print_dist(r, model.num_parameters, 4, 4);
     const int B = r->B, T = r->T;
     OptimizerConfig* oc = &r->oc;

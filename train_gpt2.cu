@@ -666,13 +666,14 @@ __global__ void ivon_sample_kernel(floatX* theta, const float* m, const float* h
     }
 }
 
-// Welford accumulation of sample k (ivon_accumulate): x = grad clip into acc_g, n x into acc_ng, the noise n
-// regenerated from key and h. G: floatX (the gradients) or float (the reduced accumulator, shared noise).
+// Welford accumulation of sample k (ivon_accumulate) over the flat indices [lo, n), lo a multiple of 4: x = grad
+// clip into acc_g, n x into acc_ng, the noise n regenerated from key and h. G: floatX (the gradients) or float (the
+// reduced accumulator, shared noise).
 template <typename G>
 __global__ void ivon_accumulate_kernel(float* acc_g, float* acc_ng, const G* grad, float clip, const float* h,
-                                       size_t n, OptGroups g, float essf, float wdf0, float wdf1, NoiseKey key, int off,
-                                       int k) {
-    size_t i0 = 4 * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
+                                       size_t lo, size_t n, OptGroups g, float essf, float wdf0, float wdf1,
+                                       NoiseKey key, int off, int k) {
+    size_t i0 = lo + 4 * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
     if (i0 >= n) return;
     float e[4], hv[4], ag[4], an[4];
     opt_eps4(key, off, i0, e);
@@ -730,12 +731,13 @@ __device__ __forceinline__ void opt_block_partial3(double* part, double a, doubl
 }
 
 // The IVON (poco 0: x = acc_g, f = Price Hessian) or PoCo update (poco_vr_elem) and the Newton step
-// (ivon_newton_elem) of every element, theta = the new m; s0 / s1 the scalars of the 1-D / 2-D group.
+// (ivon_newton_elem) of the flat indices [lo, n), theta = the new m; s0 / s1 the scalars of the 1-D / 2-D group.
+// The momentum p.g is indexed from lo (ZeRO-1: the shard), everything else by the flat index.
 // part[3 b ..] = clipped coordinates, invariant violations, sum |dm| of block b.
-__global__ void ivon_update_kernel(OptUpdatePtrs p, size_t n, OptGroups g, IvonScalars s0, IvonScalars s1, int poco,
-                                   float gamma, int prox_mode, double* part) {
+__global__ void ivon_update_kernel(OptUpdatePtrs p, size_t lo, size_t n, OptGroups g, IvonScalars s0, IvonScalars s1,
+                                   int poco, float gamma, int prox_mode, double* part) {
     double clipped = 0.0, viol = 0.0, sum_dm = 0.0;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    for (size_t i = lo + (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         IvonScalars s = opt_group(g, i) ? s1 : s0;
         float x, f, pr = 0.0f;
         if (poco) {
@@ -745,10 +747,10 @@ __global__ void ivon_update_kernel(OptUpdatePtrs p, size_t n, OptGroups g, IvonS
             x = p.acc_g[i];
             f = ivon_price_elem(p.acc_ng[i], p.h[i], s.essf, s.wdf);
         }
-        float m = p.m[i], mg = p.g[i], h = p.h[i];
+        float m = p.m[i], mg = p.g[i - lo], h = p.h[i];
         int c, b;
         float adm = ivon_newton_elem(&m, &mg, &h, x, f, pr, poco ? prox_mode : IVON_PROX_NONE, s, &c, &b);
-        p.m[i] = m, p.g[i] = mg, p.h[i] = h;
+        p.m[i] = m, p.g[i - lo] = mg, p.h[i] = h;
         p.theta[i] = f2x(m);
         clipped += c;
         viol += b;
@@ -1221,9 +1223,16 @@ void gpt2_build_random(GPT2* model, GPT2Config config, uint64_t seed) {
 //     flat shards cut across tensors and layers, so it cannot start per layer), the global norm from the shards'
 //     sums of squares (summed over the ranks together with the loss), AdamW on this rank's shard of the master
 //     weights, m and v (only the shard is allocated), then one all-gather of the floatX weights.
+//   IVON / PoCo, ZeRO-0: the accumulators (PoCo: and the OUT pair) averaged in one fp32 all-reduce after the
+//     micro-batches (shared noise with one micro-batch per rank: the gradient means alone, acc_ng rebuilt).
+//   IVON / PoCo, ZeRO-1: the same accumulators reduce-scattered (fp32 mean, one collective each; acc_ng rebuilt
+//     on the shard only under shared noise), the update on this rank's shard of m, momentum and h (statistics
+//     summed over the ranks by the driver), then m and h all-gathered (every rank samples theta = m + sigma(h) eps
+//     over all parameters) and the working weights = m. Only the momentum is allocated as the shard; m, h, the
+//     accumulators and the PoCo anchor stay full (the anchor refresh all-reduces its two means, as ZeRO-0).
 // Loss, val loss and (ZeRO-1) the squared norm are summed over the ranks as host doubles, so the step guard sees the
 // same values on every rank. Checkpoints hold the full state in the single-process format: rank 0 writes, ZeRO-1
-// gathers the shards to it first; on resume every rank reads the files and keeps its shard.
+// gathers the sharded buffers to it first; on resume every rank reads the files and keeps its shard of them.
 
 // the layout of a data-parallel run; before gpt2_allocate. d == NULL or without a communicator: one process.
 void gpt2_set_dist(GPT2* model, CudaDist* d, int zero_stage) {
@@ -1646,7 +1655,9 @@ __global__ void fill_kernel(float* x, float v, size_t n) {
 // zeroed. IVON / PoCo: one block instead of them: momentum = 0, hess = h0, the accumulators, the PoCo anchor
 // (= the initial posterior until the first refresh) and the saved gradient (no clip_each), the reduction partials
 // and the diagnostics sample; the fp32 build adds the mean (there the master is the working weights). mean = the
-// master (loaded or initial weights).
+// master (loaded or initial weights). ZeRO-1: the momentum is this rank's shard (shard_size floats); the mean (its
+// own buffer, all-gathered from the master shards, which are freed), h, the accumulators and the anchor are full,
+// padded to P * shard_size.
 void gpt2_optimizer_init(GPT2* model, const OptimizerConfig* oc) {
     if (model->grads_memory == NULL) fatalf("gpt2_optimizer_init before gpt2_allocate");
     char err[256];
@@ -1660,16 +1671,15 @@ void gpt2_optimizer_init(GPT2* model, const OptimizerConfig* oc) {
         cudaCheck(cudaMemset(model->opt_memory, 0, 2 * model->shard_size * sizeof(float)));
         return;
     }
-    if (model->zero) fatalf("flag -zs: ZeRO-1 with -opt %s is not in train_gpt2cu yet (use -zs 0)",
-                            optimizer_kind_name(oc->kind));
     cudaCheck(cudaFree(model->opt_memory));
     model->m_memory = model->v_memory = NULL;
-    size_t S = (np + 63) & ~(size_t)63, SB = S * sizeof(float);
+    size_t S = (model->padded_parameters + 63) & ~(size_t)63, SB = S * sizeof(float);
+    size_t MB = ((model->shard_size + 63) & ~(size_t)63) * sizeof(float);  // the momentum (= SB without ZeRO-1)
     model->opt_stride = S;
 #ifdef ENABLE_FP32
     int own_mean = 1;
 #else
-    int own_mean = 0;
+    int own_mean = model->zero;
 #endif
     float** bufs[10] = {&model->momentum, &model->hess, &model->acc_grad, &model->acc_noise_grad,
                         &model->acc_grad_out, &model->acc_noise_grad_out, &model->anchor_mean, &model->anchor_hess,
@@ -1679,18 +1689,30 @@ void gpt2_optimizer_init(GPT2* model, const OptimizerConfig* oc) {
     size_t part_bytes = gpt2_align((3 * OPT_STAT_BLOCKS + 3) * sizeof(double));
     size_t saved_bytes = saved ? gpt2_align(model->padded_parameters * sizeof(floatX)) : 0;
     model->diag_n = np < ((size_t)1 << 20) ? np : ((size_t)1 << 20);
-    size_t bytes = (size_t)(nbuf + own_mean) * SB + part_bytes + saved_bytes + 2 * model->diag_n * sizeof(float);
+    size_t bytes = (size_t)(nbuf - 1 + own_mean) * SB + MB + part_bytes + saved_bytes +
+                   2 * model->diag_n * sizeof(float);
     cudaCheck(cudaMalloc(&model->opt_memory, bytes));
     cudaCheck(cudaMemset(model->opt_memory, 0, bytes));
     char* p = (char*)model->opt_memory;
     model->mean = model->master;
     if (own_mean) model->mean = (float*)p, p += SB;
-    for (int b = 0; b < nbuf; b++) *bufs[b] = (float*)p, p += SB;
+    for (int b = 0; b < nbuf; b++) *bufs[b] = (float*)p, p += b == 0 ? MB : SB;
     model->opt_part = (double*)p, p += part_bytes;
     model->grads_in = saved ? (floatX*)p : NULL, p += saved_bytes;
     model->diag_h = (float*)p;
     model->opt_kind = oc->kind;
-    if (own_mean) cudaCheck(cudaMemcpy(model->mean, model->master, np * sizeof(float), cudaMemcpyDeviceToDevice));
+    if (model->zero) {
+        size_t s = model->shard_size;
+        cudaCheck(cudaMemcpy(model->mean + (size_t)model->dist->rank * s, model->master, s * sizeof(float),
+                             cudaMemcpyDeviceToDevice));
+        cuda_dist_all_gather_f(model->dist, model->mean, s);
+        cuda_dist_before_compute(model->dist);
+        cudaCheck(cudaDeviceSynchronize());
+        cudaCheck(cudaFree(model->master));
+        model->master = NULL;
+    } else if (own_mean) {
+        cudaCheck(cudaMemcpy(model->mean, model->master, np * sizeof(float), cudaMemcpyDeviceToDevice));
+    }
     fill_kernel<<<ceil_div(np, 256), 256>>>(model->hess, (float)oc->hess_init, np);
     cudaCheckLaunch();
     if (oc->kind == OPT_POCO) {
@@ -1704,7 +1726,8 @@ void gpt2_optimizer_init(GPT2* model, const OptimizerConfig* oc) {
 }
 
 // The persistent state buffers of a checkpoint in file order (train_gpt2.c): AdamW m, v; IVON momentum, hess;
-// PoCo momentum, hess, anchor_mean, anchor_hess, anchor_grad, anchor_hess_est (device pointers; ZeRO-1: shards)
+// PoCo momentum, hess, anchor_mean, anchor_hess, anchor_grad, anchor_hess_est (device pointers; ZeRO-1: see
+// gpt2_state_sharded)
 int gpt2_optimizer_state_buffers(GPT2* model, float* bufs[6]) {
     switch (model->opt_kind) {
         case OPT_ADAMW: bufs[0] = model->m_memory; bufs[1] = model->v_memory; return 2;
@@ -1716,6 +1739,12 @@ int gpt2_optimizer_state_buffers(GPT2* model, float* bufs[6]) {
     }
     fatalf("gpt2_optimizer_state_buffers: unknown optimizer %d", model->opt_kind);
     return 0;
+}
+
+// 1 if state buffer b of gpt2_optimizer_state_buffers holds only this rank's shard (ZeRO-1: AdamW m, v and the
+// IVON / PoCo momentum; h and the PoCo anchor are full and equal on every rank)
+static int gpt2_state_sharded(const GPT2* model, int b) {
+    return model->zero && (model->opt_kind == OPT_ADAMW || b == 0);
 }
 
 // working weights = m (IVON / PoCo); no-op for AdamW
@@ -1737,14 +1766,17 @@ static void gpt2_ivon_sample_all(GPT2* model, const OptimizerConfig* oc, const f
     cudaCheckLaunch();
 }
 
-// Welford accumulation of sample k of grad * clip and of noise * grad * clip (the noise of key and h)
+// Welford accumulation of sample k of grad * clip and of noise * grad * clip (the noise of key and h) over the
+// flat indices [lo, hi) (widened to a multiple of 4 below: whole Philox blocks)
 template <typename G>
-static void gpt2_ivon_accumulate_all(GPT2* model, const OptimizerConfig* oc, float* acc_g, float* acc_ng,
-                                     const G* grad, float clip, const float* h, const IvonNoiseKey* key, int k) {
-    size_t np = model->num_parameters;
+static void gpt2_ivon_accumulate_range(GPT2* model, const OptimizerConfig* oc, float* acc_g, float* acc_ng,
+                                       const G* grad, float clip, const float* h, const IvonNoiseKey* key, int k,
+                                       size_t lo, size_t hi) {
+    lo &= ~(size_t)3;
+    if (hi <= lo) return;
     NoiseKey nk = noise_key(key->seed, key->rank, key->step, key->sample, key->stream);
-    ivon_accumulate_kernel<G><<<ceil_div(ceil_div(np, 4), 256), 256>>>(
-        acc_g, acc_ng, grad, clip, h, np, gpt2_opt_groups(model), (float)oc->ess, (float)ivon_group_delta(oc, 0),
+    ivon_accumulate_kernel<G><<<ceil_div(ceil_div(hi - lo, 4), 256), 256>>>(
+        acc_g, acc_ng, grad, clip, h, lo, hi, gpt2_opt_groups(model), (float)oc->ess, (float)ivon_group_delta(oc, 0),
         (float)ivon_group_delta(oc, 1), nk, key->off, k);
     cudaCheckLaunch();
 }
@@ -1838,7 +1870,7 @@ static void gpt2_op_accumulate(void* t, int acc, int grads, int at, float clip, 
     float* an = acc == OPT_ACC_OUT ? model->acc_noise_grad_out : model->acc_noise_grad;
     const floatX* g = grads == OPT_GRADS_SAVED ? model->grads_in : model->grads_memory;
     const float* h = at == OPT_AT_ANCHOR ? model->anchor_hess : model->hess;
-    gpt2_ivon_accumulate_all(model, gpt2_ops_oc(t), ag, an, g, clip, h, key, k);
+    gpt2_ivon_accumulate_range(model, gpt2_ops_oc(t), ag, an, g, clip, h, key, k, 0, model->num_parameters);
 }
 
 static void gpt2_op_accumulate_grad(void* t, int acc, float clip, int k) {
@@ -1872,28 +1904,40 @@ static float gpt2_op_adamw_reduce(void* t) {
     return sqrtf((float)sq);
 }
 
-// the accumulators averaged over the ranks (IN pair, PoCo also the OUT pair: adjacent, one collective). Shared
-// noise with one micro-batch per rank (grad_only): the gradient means alone, then acc_ng = n acc_g again (k = 1).
+// n adjacent accumulators from buf (opt_stride apart) = their mean over the ranks: one all-reduce, or under ZeRO-1
+// a reduce-scatter each (only this rank's shard is reduced)
+static void gpt2_reduce_accumulators(GPT2* model, float* buf, int n) {
+    if (!model->zero) {
+        cuda_dist_allreduce_mean_f(model->dist, buf, (size_t)n * model->opt_stride);
+        return;
+    }
+    for (int b = 0; b < n; b++) cuda_dist_reduce_scatter_mean_f(model->dist, buf + (size_t)b * model->opt_stride,
+                                                                model->shard_size);
+}
+
+// the accumulators averaged over the ranks (IN pair, PoCo also the OUT pair: adjacent). Shared noise with one
+// micro-batch per rank (grad_only): the gradient means alone, then acc_ng = n acc_g again (k = 1), over this
+// rank's shard (all of it without ZeRO-1).
 static void gpt2_op_reduce_acc(void* t, int poco, int grad_only, const IvonNoiseKey* key_in,
                                const IvonNoiseKey* key_out) {
     GPT2* model = gpt2_ops_model(t);
     CudaDist* d = model->dist;
-    size_t S = model->opt_stride;
     if (d == NULL) return;
     if (!grad_only) {
-        cuda_dist_allreduce_mean_f(d, model->acc_grad, (poco ? 4 : 2) * S);
+        gpt2_reduce_accumulators(model, model->acc_grad, poco ? 4 : 2);
         cuda_dist_before_compute(d);
         return;
     }
-    cuda_dist_allreduce_mean_f(d, model->acc_grad, S);
-    if (poco) cuda_dist_allreduce_mean_f(d, model->acc_grad_out, S);
+    gpt2_reduce_accumulators(model, model->acc_grad, 1);
+    if (poco) gpt2_reduce_accumulators(model, model->acc_grad_out, 1);
     cuda_dist_before_compute(d);
     const OptimizerConfig* oc = gpt2_ops_oc(t);
-    gpt2_ivon_accumulate_all<float>(model, oc, model->acc_grad, model->acc_noise_grad, model->acc_grad, 1.0f,
-                                    model->hess, key_in, 1);
+    size_t lo = model->shard_lo, hi = model->shard_hi;
+    gpt2_ivon_accumulate_range<float>(model, oc, model->acc_grad, model->acc_noise_grad, model->acc_grad, 1.0f,
+                                      model->hess, key_in, 1, lo, hi);
     if (poco)
-        gpt2_ivon_accumulate_all<float>(model, oc, model->acc_grad_out, model->acc_noise_grad_out,
-                                        model->acc_grad_out, 1.0f, model->anchor_hess, key_out, 1);
+        gpt2_ivon_accumulate_range<float>(model, oc, model->acc_grad_out, model->acc_noise_grad_out,
+                                          model->acc_grad_out, 1.0f, model->anchor_hess, key_out, 1, lo, hi);
 }
 
 // the mega-batch gradient (and noise-gradient) means over the ranks
@@ -1915,7 +1959,9 @@ static void gpt2_op_adamw_update(void* t, const OptimizerConfig* oc, float norm,
 }
 
 // the IVON / PoCo update of every element in one pass (m, momentum, h and the working weights = the new m), the
-// group scalars formed on the host; the statistics reduced on the device and read once
+// group scalars formed on the host; the statistics reduced on the device and read once. ZeRO-1: the elements of
+// this rank's shard (statistics of the shard, summed over the ranks by the driver), then m and h all-gathered and
+// the working weights = m.
 static IvonUpdateStats gpt2_op_ivon_update(void* t, const OptimizerConfig* oc, float lr, int step, int poco,
                                            float gamma) {
     GPT2* model = gpt2_ops_model(t);
@@ -1926,12 +1972,19 @@ static IvonUpdateStats gpt2_op_ivon_update(void* t, const OptimizerConfig* oc, f
     OptUpdatePtrs p = {model->params_memory, model->mean, model->momentum, model->hess, model->acc_grad,
                        model->acc_noise_grad, model->acc_grad_out, model->acc_noise_grad_out, model->anchor_mean,
                        model->anchor_hess, model->anchor_grad, model->anchor_hess_est};
-    ivon_update_kernel<<<OPT_STAT_BLOCKS, OPT_STAT_THREADS>>>(p, model->num_parameters, gpt2_opt_groups(model), s0,
-                                                             s1, poco, gamma, prox_mode, model->opt_part);
+    size_t lo = model->shard_lo, hi = model->shard_hi;
+    ivon_update_kernel<<<OPT_STAT_BLOCKS, OPT_STAT_THREADS>>>(p, lo, hi, gpt2_opt_groups(model), s0, s1, poco, gamma,
+                                                             prox_mode, model->opt_part);
     cudaCheckLaunch();
     double v[3];
     gpt2_opt_read3(model, v);
-    IvonUpdateStats st = {model->num_parameters, (size_t)v[0], v[2], (size_t)v[1]};
+    IvonUpdateStats st = {hi - lo, (size_t)v[0], v[2], (size_t)v[1]};
+    if (model->zero) {
+        cuda_dist_all_gather_f(model->dist, model->mean, model->shard_size);
+        cuda_dist_all_gather_f(model->dist, model->hess, model->shard_size);
+        cuda_dist_before_compute(model->dist);
+        gpt2_optimizer_restore_mean(model);
+    }
     return st;
 }
 
@@ -1992,18 +2045,22 @@ void gpt2_optimizer_step(GPT2* model, const OptimizerConfig* oc, int step, float
     cudaCheck(cudaDeviceSynchronize());
 }
 
-// llm.c model file, version 3 fp32 (the master weights = the mean), written atomically. Data parallel: every rank
-// calls it (ZeRO-1 gathers the shards), rank 0 writes.
+// llm.c model file, version 3 fp32 (AdamW: the master weights; IVON / PoCo: the mean, full on every rank), written
+// atomically. Data parallel: every rank calls it (AdamW ZeRO-1 gathers the shards), rank 0 writes.
 void gpt2_write_model(GPT2* model, const char* path) {
-    if (!model->zero && gpt2_rank(model) != 0) return;
-    if (model->mean != NULL && model->mean != model->master)
-        cudaCheck(cudaMemcpy(model->master, model->mean, model->num_parameters * sizeof(float), cudaMemcpyDeviceToDevice));
-    gpt2_download_params(model);
+    if (model->mean != NULL) {
+        if (gpt2_rank(model) != 0) return;
+        cudaCheck(cudaMemcpy(model->host_params, model->mean, model->num_parameters * sizeof(float),
+                             cudaMemcpyDeviceToHost));
+    } else {
+        if (!model->zero && gpt2_rank(model) != 0) return;
+        gpt2_download_params(model);
+    }
     if (gpt2_rank(model) == 0) checkpoint_write_model(path, model->config, model->host_params, model->num_parameters);
 }
 
 // state file with the buffers of gpt2_optimizer_state_buffers. Data parallel: every rank calls it (ZeRO-1 gathers
-// the shards), rank 0 writes.
+// the sharded buffers), rank 0 writes.
 void gpt2_write_state(GPT2* model, const char* path, const StateHeader* sh) {
     size_t np = model->num_parameters, s = model->shard_size;
     float* dev[6];
@@ -2012,7 +2069,7 @@ void gpt2_write_state(GPT2* model, const char* path, const StateHeader* sh) {
     for (int b = 0; b < nbuf; b++) {
         float* h = model->host_state + (size_t)b * np;
         host[b] = h;
-        if (model->zero)  // rank 0's receive scratch: the gradients (see gpt2_download_params)
+        if (gpt2_state_sharded(model, b))  // rank 0's receive scratch: the gradients (see gpt2_download_params)
             cuda_dist_gather_to_host(model->dist, dev[b], s, np, h, (float*)model->grads_memory);
         else if (gpt2_rank(model) == 0)
             cudaCheck(cudaMemcpy(h, dev[b], np * sizeof(float), cudaMemcpyDeviceToHost));
@@ -2021,7 +2078,7 @@ void gpt2_write_state(GPT2* model, const char* path, const StateHeader* sh) {
     checkpoint_write_state(path, sh, host, nbuf, np);
 }
 
-// reads a state file into the device state (ZeRO-1: this rank's shard); the header into sh
+// reads a state file into the device state (ZeRO-1: this rank's shard of the sharded buffers); the header into sh
 void gpt2_read_state(GPT2* model, const char* path, StateHeader* sh) {
     size_t np = model->num_parameters, lo = model->shard_lo, hi = model->shard_hi;
     float* dev[6];
@@ -2030,8 +2087,10 @@ void gpt2_read_state(GPT2* model, const char* path, StateHeader* sh) {
     for (int b = 0; b < nbuf; b++) host[b] = model->host_state + (size_t)b * np;
     checkpoint_read_state(path, sh, host, nbuf, np);
     for (int b = 0; b < nbuf; b++) {
-        if (!model->zero) cudaCheck(cudaMemcpy(dev[b], host[b], np * sizeof(float), cudaMemcpyHostToDevice));
-        else if (hi > lo) cudaCheck(cudaMemcpy(dev[b], host[b] + lo, (hi - lo) * sizeof(float), cudaMemcpyHostToDevice));
+        if (!gpt2_state_sharded(model, b))
+            cudaCheck(cudaMemcpy(dev[b], host[b], np * sizeof(float), cudaMemcpyHostToDevice));
+        else if (hi > lo)
+            cudaCheck(cudaMemcpy(dev[b], host[b] + lo, (hi - lo) * sizeof(float), cudaMemcpyHostToDevice));
     }
 }
 
@@ -2115,11 +2174,12 @@ static double gpt2_device_peak_flops(const cudaDeviceProp* prop) {
 // ----------------------------------------------------------------------------
 // main: training loop (the flow of train_gpt2.c's main)
 
-// bytes of each IVON / PoCo state buffer, the working weights and the gradients per parameter (startup line)
+// bytes of each IVON / PoCo state buffer, the working weights and the gradients per parameter (startup line);
+// ZeRO-1: the sharded buffers (AdamW master, m, v; IVON / PoCo momentum) at 1/P
 static void gpt2_print_optimizer_memory(const GPT2* model, const OptimizerConfig* oc) {
     int X = (int)sizeof(floatX), F = (int)sizeof(float);
+    double share = model->zero ? 1.0 / model->dist->world : 1.0;
     if (oc->kind == OPT_ADAMW) {
-        double share = model->zero ? 1.0 / model->dist->world : 1.0;
 #ifdef ENABLE_FP32
         int w = 0;  // the weights are the master
 #else
@@ -2130,10 +2190,10 @@ static void gpt2_print_optimizer_memory(const GPT2* model, const OptimizerConfig
         return;
     }
     int saved = model->grads_in != NULL ? X : 0;
-    // the mean is the master (fp32 build: its own buffer, the master being the working weights)
-    int total = X + X + F + 4 * F + (oc->kind == OPT_POCO ? 6 * F + saved : 0);
-    printf("memory: %s %d bytes per parameter = weights %d + grads %d + mean %d + momentum %d + hess %d + "
-           "acc_g %d + acc_ng %d", optimizer_kind_name(oc->kind), total, X, X, F, F, F, F, F);
+    // the mean is the master (fp32 build or ZeRO-1: its own buffer, the master being the working weights or freed)
+    double total = X + X + F + F * share + 3 * F + (oc->kind == OPT_POCO ? 6 * F + saved : 0);
+    printf("memory: %s %g bytes per parameter = weights %d + grads %d + mean %d + momentum %g + hess %d + "
+           "acc_g %d + acc_ng %d", optimizer_kind_name(oc->kind), total, X, X, F, F * share, F, F, F);
     if (oc->kind == OPT_POCO) printf(" + acc_out 2x%d + anchor m, h, gbar, hbar 4x%d + saved grads %d", F, F, saved);
     printf("\n");
 }

@@ -201,7 +201,7 @@ static const CliFlag CLI_FLAGS[] = {
      "consecutive global micro-batches sharing one eps; -1 = 1 with -dn rank, processes with -dn shared "
      "(set it to reproduce a shared-noise run of N processes in fewer)"},
     {"-zs", "zero stage", CLI_INT, offsetof(TrainConfig, zero_stage), "0", 0, 1, NULL,
-     "optimizer state sharding: 0 = replicated, 1 = ZeRO-1 (adamw, ivon)"},
+     "optimizer state sharding: 0 = replicated, 1 = ZeRO-1 (adamw, ivon; poco in train_gpt2cu only)"},
     {"-dm", "dp init method", CLI_CHOICE, offsetof(TrainConfig, dp_init), "auto", CLI_NO_RANGE, "auto|mpi|tcp|fs",
      "how processes find each other: auto = mpi under mpirun else one process; tcp (-ds), fs (-df): train_gpt2cu "
      "with -dp, -dr, e.g. under Slurm without MPI"},

@@ -573,6 +573,20 @@ static inline void cuda_dist_all_gather_x(CudaDist* d, floatX* buf, size_t shard
     ncclCheck(ncclAllGather(buf + (size_t)d->rank * shard, buf, shard, NCCL_FLOATX, d->comm, d->stream));
 }
 
+// ZeRO-1 (IVON / PoCo): the fp32 cuda_dist_reduce_scatter_mean_x, buf of world * shard floats
+static inline void cuda_dist_reduce_scatter_mean_f(CudaDist* d, float* buf, size_t shard) {
+    if (d == NULL || d->comm == NULL) return;
+    cuda_dist_after_compute(d);
+    ncclCheck(ncclReduceScatter(buf, buf + (size_t)d->rank * shard, shard, ncclFloat, ncclAvg, d->comm, d->stream));
+}
+
+// ZeRO-1 (IVON / PoCo): the fp32 cuda_dist_all_gather_x, buf of world * shard floats
+static inline void cuda_dist_all_gather_f(CudaDist* d, float* buf, size_t shard) {
+    if (d == NULL || d->comm == NULL) return;
+    cuda_dist_after_compute(d);
+    ncclCheck(ncclAllGather(buf + (size_t)d->rank * shard, buf, shard, ncclFloat, d->comm, d->stream));
+}
+
 // v (n host doubles) = op (ncclSum, ncclMax, ...) over the ranks, on every rank (synchronous)
 static inline void cuda_dist_allreduce_host(CudaDist* d, double* v, int n, ncclRedOp_t op) {
     if (d == NULL || d->comm == NULL) return;

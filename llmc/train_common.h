@@ -325,8 +325,6 @@ static inline void train_run_setup(TrainRun* r, GPT2Config c, size_t num_paramet
     if (optimizer_config_from_train(&r->oc, cfg, (long long)r->train_loader.num_tokens, r->max_steps, &r->peak_lr,
                                     &r->bma_samples, err, sizeof(err)) != 0)
         fatalf("%s", err);
-    if (d->zero_stage > 0 && r->oc.kind == OPT_POCO)
-        fatalf("flag -zs: ZeRO-1 sharding supports -opt adamw and ivon, not poco");
     if (r->oc.kind == OPT_POCO && poco_mega_batches(&r->oc, r->grad_accum * d->world) % d->world != 0)
         fatalf("flag -pmb: %d anchor-refresh micro-batches do not split evenly over %d processes",
                poco_mega_batches(&r->oc, r->grad_accum * d->world), d->world);

@@ -10,7 +10,9 @@
 #     tolerance (4e-6 + 1e-4 |b| per element, losses 1.5e-4); bf16 within the tolerance below, with a negative
 #     control (1 process x 1 micro-batch, i.e. both ranks on the same data) that must fall outside it.
 #  2b. IVON (rank noise) and PoCo (shared noise, gradient-only reduction, an anchor refresh) 2 ranks against 1
-#     process, fp32 ZeRO-0, within the default tolerance (ZeRO-1 with IVON is not in train_gpt2cu yet).
+#     process, fp32, ZeRO-0 and ZeRO-1 (reduce-scatter of the accumulators, the update on the shard, m and h
+#     all-gathered), within the default tolerance; the ZeRO-1 runs bitwise equal to the ZeRO-0 runs (model, state
+#     and main.log losses): both reduce with the same rank-order mean, and the update is elementwise.
 #  3. The same 2-rank fp32 run through -dm tcp (ZeRO-0) and -dm fs (ZeRO-1), two processes started here: within
 #     the default tolerance of 1 process, and bitwise equal to the mpirun run (only the rendezvous differs).
 #  4. A 2-rank bf16 ZeRO-1 run resumed (-y 1) from its step-1 checkpoint ends bitwise equal to the whole run.
@@ -30,7 +32,8 @@
 # the most two AdamW steps can differ by), losses 5e-4. The negative control: 1.75M model and 355k state elements
 # outside, state max 4.9e-3, losses 1.8e-2 apart.
 # Every process runs under timeout (RUN_TIMEOUT seconds), so a hang fails a check instead of blocking.
-# About 210 CPU seconds: some 2 minutes on 2 idle cores (3.8 minutes measured on 2 cores shared with other jobs).
+# About 280 CPU seconds: some 2.5 minutes on 2 idle cores (7.3 minutes measured on 2 cores shared with a CI run,
+# of which the two 2-rank ZeRO-1 runs of section 2b took 33 s and 44 s).
 # usage: dev/test/test_dist_cuda_cpu.sh   (from anywhere; needs `make cuda-cpu` and the Austen data; prints
 #        `N passed, N failed`, exit 1 on a failure)
 set -uo pipefail
@@ -119,10 +122,11 @@ if [ "$st_neg" -eq 0 ]; then
     $BF16_TOL --expect-differ
 else bad "negative control (run failed)"; fi
 
-echo "== IVON / PoCo: 2 ranks x 1 micro-batch vs 1 process x 2 (mpirun -np 2, fp32, ZeRO-0)"
+echo "== IVON / PoCo: 2 ranks x 1 micro-batch vs 1 process x 2 (mpirun -np 2, fp32, ZeRO-0 and ZeRO-1)"
 # IVON with rank noise (the 2 ranks draw samples 0 and 1, as the 1-process run); PoCo with shared noise (-dn
 # shared: the gradient-only reduction, eps * sigma * mean gradient rebuilt on each rank) against 1 process with
-# -dg 2, an anchor refresh before step 1. Measured: model max |a-b| 2.1e-7 (ivon), 1.6e-7 (poco), state 6.0e-7
+# -dg 2, an anchor refresh before step 1. Measured: model max |a-b| 2.5e-7 (ivon), 2.4e-7 (poco), state 9.3e-10
+# (ivon), 6.0e-7 (poco), the same at ZeRO-0 and ZeRO-1
 IV="-opt ivon -l -1 -r 1e-2 -bma 2"
 PC="-opt poco -l -1 -r 1e-2 -pst 1 -pp 1 -pmb 2 -bma 2"
 for c in "ivon rank" "poco shared"; do
@@ -134,6 +138,13 @@ for c in "ivon rank" "poco shared"; do
   if run "one_$1" "$FP" $flags $one && runmpi "two_$1" 2 "$FP" -dm mpi $flags -dn "$2"; then
     compare "fp32 $1, -dn $2: 2 ranks = 1 process (default tolerance)" 2 "one_$1" "two_$1"
   else bad "fp32 $1, -dn $2, 2 ranks (run failed)"; fi
+  # shellcheck disable=SC2086
+  if [ -e "$tmp/one_$1/DONE_00000002" ] && runmpi "two_${1}_zs1" 2 "$FP" -dm mpi $flags -dn "$2" -zs 1; then
+    compare "fp32 $1 ZeRO-1, -dn $2: 2 ranks = 1 process (default tolerance)" 2 "one_$1" "two_${1}_zs1"
+    if [ -e "$tmp/two_$1/DONE_00000002" ]; then
+      compare "fp32 $1, -dn $2: 2 ranks ZeRO-1 = ZeRO-0 (bit-exact)" 2 "two_$1" "two_${1}_zs1" --exact
+    else bad "fp32 $1, -dn $2: 2 ranks ZeRO-1 = ZeRO-0 (no ZeRO-0 run)"; fi
+  else bad "fp32 $1 ZeRO-1, -dn $2, 2 ranks (run failed or no 1-process run)"; fi
 done
 rm -rf "$tmp"/one_* "$tmp"/two_*
 
