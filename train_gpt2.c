@@ -968,6 +968,13 @@ static int gpt2_pair_find_noise(const Gpt2OptCtx* c, const IvonNoiseKey* key, in
     return -1;
 }
 
+// the pair holding the noise of an accumulation of sample k into pair acc, or -1; only sample 1 may find its own pair
+static int gpt2_pair_noise_for(const Gpt2OptCtx* c, const IvonNoiseKey* key, int at, int acc, int k) {
+    int p = gpt2_pair_find_noise(c, key, at);
+    if (p == acc && k != 1) fatalf("accumulate: sample %d into a pair that held no accumulators", k);
+    return p;
+}
+
 // h changes (update, anchor commit): the noise held is stale, its pairs free again
 static void gpt2_pair_drop_noise(Gpt2OptCtx* c) {
     for (int p = 0; p < 2; p++)
@@ -982,8 +989,7 @@ static void gpt2_accumulate_now(Gpt2OptCtx* c, int acc, int grads, int at, float
     float* an = gpt2_pair_noise_grad(model, acc);
     const float* g = grads == OPT_GRADS_SAVED ? model->grads_in : model->grads_memory;
     const float* h = at == OPT_AT_ANCHOR ? model->anchor_hess : model->hess;
-    int p = gpt2_pair_find_noise(c, key, at);
-    if (p == acc && k != 1) fatalf("accumulate: sample %d into a pair that held no accumulators", k);
+    int p = gpt2_pair_noise_for(c, key, at, acc, k);
     if (p >= 0) {
         ivon_accumulate_noise(ag, an, g, clip, gpt2_pair_noise_grad(model, p), model->num_parameters, k);
         c->pair[p] = GPT2_PAIR_FREE;  // p == acc: LIVE below
@@ -1131,8 +1137,7 @@ static const Gpt2PendingAcc* gpt2_pending_for_update(Gpt2OptCtx* c, int poco, co
         return NULL;
     }
     p->active = 0;
-    int q = gpt2_pair_find_noise(c, &p->key, p->at);
-    if (q == p->acc && p->k != 1) fatalf("accumulate: sample %d into a pair that held no accumulators", p->k);
+    int q = gpt2_pair_noise_for(c, &p->key, p->at, p->acc, p->k);
     *noise = q >= 0 ? gpt2_pair_noise_grad(c->model, q) : NULL;
     return p;
 }
