@@ -19,7 +19,7 @@ VAL_SHARD := $(DATA)/austen_val.bin
 # reference settings for test_gpt2 (written into the debug state; the test reads them from there)
 REF_ARGS := --batch 4 --seq 64 --lr 1e-3 --weight-decay 0.1 --seed 42
 
-.PHONY: all setup setup-test data ref test quickstart bench clean train_gpt2_checks
+.PHONY: all setup setup-test data ref test quickstart compare bench clean train_gpt2_checks
 
 # document-level uncertainty (sample_gpt2 -i, BMA over IVON posterior samples) of Austen's val novel vs the King James
 # Bible (Debian bible-kjv, installed by scripts/setup.sh --with-demo) vs shuffled Austen tokens; trains a small d2
@@ -287,6 +287,7 @@ setup-test:
 
 data: setup
 	$(PYTHON) dev/data/prepro_austen.py
+	$(PYTHON) dev/data/split_tune.py
 
 # --- PyTorch reference outputs (rebuilt when the reference or the data changes) ---
 $(REF)/gpt2_d2_debug_state.bin: train_gpt2.py $(VAL_SHARD)
@@ -498,10 +499,21 @@ fuzz-smoke: fuzz-build fuzz-seeds
 fuzz: fuzz-build fuzz-seeds
 	bash dev/fuzz/run_fuzz.sh $(FUZZ_SECONDS)
 
-# --- quickstart: d4 on Austen, a few minutes on 2 cores ---
-QUICKSTART_ARGS ?= -e d4 -b 8 -t 128 -x 300 -l 1e-3 -u 20 -k cosine -q 0.1 -v 50 -m 20 -s 100 -g 64 -o log_quickstart
+# --- quickstart: d4 on Austen with IVON (the short-run recipe of doc/runs.md), a few minutes on 2 cores; it logs
+# the val loss at the mean and of the BMA predictive, their ECE, and a text sample every 100 steps.
+# `make compare`: AdamW, IVON and IVON-PoCoMo on the same settings, side by side, and their table.
+QUICKSTART_ARGS ?= -e d4 -b 8 -t 128 -x 300 -opt ivon -l 300 -ess 1e8 -b2 0.999 -u 20 -k cosine -q 0.1 -v 50 -m 20 \
+                   -s 100 -g 64 -o log_quickstart
 quickstart: data train_gpt2
 	./train_gpt2 $(QUICKSTART_ARGS)
+
+.PHONY: compare data-limited
+compare: data train_gpt2
+	bash scripts/quickstart_compare.sh
+
+# the data-limited comparison (doc/runs.md): 400 steps over 64K train tokens, 3 optimizers x 3 seeds (about 50 min)
+data-limited: setup-test data train_gpt2
+	PYTHON=$(PYTHON) bash scripts/data_limited.sh
 
 bench: $(BIN)/bench_cpu
 	$(BIN)/bench_cpu

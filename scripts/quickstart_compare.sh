@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Trains the quickstart model (d4 on Austen) with AdamW, IVON and IVON-PoCo(Mo) for the same steps and prints a
-# table of the final val loss at the mean and, for IVON/PoCo, the BMA val loss.
+# table of the final val loss and ECE at the mean and, for IVON/PoCo, of the BMA predictive. IVON and PoCo use the
+# short-run recipe (doc/runs.md): un-rescaled lr 300, -ess 1e8 (sigma0 3.2e-3), -b2 0.999; `make compare` runs it.
 # Usage: scripts/quickstart_compare.sh [outdir]   (default log_compare; one subdirectory per optimizer)
-# Environment: STEPS (300), SEED (1337), ADAMW_ARGS (-l 1e-3), IVON_ARGS, POCO_ARGS (optimizer defaults),
+# Environment: STEPS (300), SEED (1337), ADAMW_ARGS (-l 1e-3), IVON_ARGS, POCO_ARGS (-l 300 -ess 1e8 -b2 0.999),
 #              OPTS ("adamw ivon poco"), TAG (appended to the run directory names).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,8 +11,8 @@ out=${1:-log_compare}
 STEPS=${STEPS:-300}
 SEED=${SEED:-1337}
 ADAMW_ARGS=${ADAMW_ARGS:--l 1e-3}
-IVON_ARGS=${IVON_ARGS:-}
-POCO_ARGS=${POCO_ARGS:-}
+IVON_ARGS=${IVON_ARGS:--l 300 -ess 1e8 -b2 0.999}
+POCO_ARGS=${POCO_ARGS:--l 300 -ess 1e8 -b2 0.999}
 OPTS=${OPTS:-adamw ivon poco}
 TAG=${TAG:-}
 # the quickstart settings (Makefile QUICKSTART_ARGS) without the lr, the sampling and the output dir
@@ -33,8 +34,8 @@ for opt in $OPTS; do
   tail -1 "$dir.out"
 done
 
-printf "\n| optimizer | extra flags | steps | val loss (mean) | val loss (BMA) | mega-batch tokens | ms/step |\n"
-printf "|---|---|---|---|---|---|---|\n"
+printf "\n| optimizer | extra flags | steps | val loss (mean) | val loss (BMA) | ECE (mean) | ECE (BMA) | mega-batch tokens | ms/step |\n"
+printf "|---|---|---|---|---|---|---|---|---|\n"
 for opt in $OPTS; do
   dir="$out/$opt$TAG"
   case $opt in adamw) extra=$ADAMW_ARGS ;; ivon) extra=$IVON_ARGS ;; poco) extra=$POCO_ARGS ;; esac
@@ -42,8 +43,11 @@ for opt in $OPTS; do
   val=$(grep -E "^s:$STEPS tel:" "$dir/main.log" | tail -1)
   tel=$(sed -E 's/.*tel:([0-9.]+).*/\1/' <<<"$val")
   bma=$(grep -q "bma:" <<<"$val" && sed -E 's/.*bma:([0-9.]+).*/\1/' <<<"$val" || echo "-")
+  ece=$(grep -q "ece:" <<<"$val" && sed -E 's/.* ece:([0-9.]+).*/\1/' <<<"$val" || echo "-")
+  bece=$(grep -q "bece:" <<<"$val" && sed -E 's/.*bece:([0-9.]+).*/\1/' <<<"$val" || echo "-")
   mega=$(grep -E "^s:$STEPS trl:" "$dir/main.log" | grep -q "mega:" && \
          grep -E "^s:$STEPS trl:" "$dir/main.log" | sed -E 's/.*mega:([0-9]+).*/\1/' || echo "0")
   ms=$(sed -nE 's/total average iteration time: ([0-9.]+) ms/\1/p' "$dir.out")
-  printf "| %s | %s | %s | %s | %s | %s | %s |\n" "$opt" "${extra:--}" "$STEPS" "$tel" "$bma" "$mega" "$ms"
+  printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n" "$opt" "${extra:--}" "$STEPS" "$tel" "$bma" "$ece" "$bece" \
+    "$mega" "$ms"
 done
