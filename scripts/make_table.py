@@ -12,6 +12,10 @@ BMA val loss (bma:), ECE (ece:), BMA ECE (bece:), train loss (trl: of step line 
 lines N-K+1..N with --train-avg K). Each cell is mean ± sample standard deviation over the group's runs (n - 1 in
 the denominator; the mean alone for a single value); "—" when no run of the group logs the key, and "(k of n)"
 when only k runs do.
+--best adds the best val loss (the lowest tel: of the val lines up to step N, at the mean weights) and the best BMA
+val loss (the lowest bma:). --paired REF adds the paired difference of val loss (and BMA val loss) to group REF:
+runs are matched by the seed in their directory name (`seed<digits>`), the difference taken per seed, then
+mean ± sample std over the seeds both groups have; REF's own row shows "—".
 
 Also the log parser that scripts/plot_logs.py uses (parse_log). main.log lines are `s:<step> key:value ...`:
   step lines        trl lr norm ms tok/s [tok] [mega]
@@ -26,6 +30,7 @@ import argparse
 import glob
 import math
 import os
+import re
 import sys
 
 VAL_KEYS = ("tel", "bma", "ece", "bece")
@@ -161,9 +166,40 @@ def common_step(groups):
     return max(steps)
 
 
-def summarize(name, runs, step, train_avg):
-    """one table row: dict of column -> (mean, std, k) or None, plus the run count"""
-    cols = {"tel": [], "ppl": [], "bma": [], "ece": [], "bece": [], "trl": []}
+def run_seed(run):
+    """the seed of a run from its directory name (seed<digits>), or None"""
+    m = re.search(r"seed(\d+)", run.label)
+    return int(m.group(1)) if m else None
+
+
+def best_val(run, step, key):
+    """lowest value of key over the val lines at steps <= step, or None"""
+    xs = [d[key] for s, d in run.val.items() if s <= step and isinstance(d.get(key), float)]
+    return min(xs) if xs else None
+
+
+def paired_diffs(name, runs, ref_runs, step, key):
+    """per-seed differences run - ref of key at step (the seeds both groups have)"""
+    ref = {}
+    for r in ref_runs:
+        seed = run_seed(r)
+        if seed is None:
+            raise InputError(f"flag --paired: run '{r.path}' has no seed<digits> in its directory name")
+        ref[seed] = r
+    out = []
+    for r in runs:
+        seed = run_seed(r)
+        if seed is None:
+            raise InputError(f"flag --paired: run '{r.path}' (group '{name}') has no seed<digits> in its directory name")
+        a, b = r.val.get(step, {}).get(key), ref[seed].val.get(step, {}).get(key) if seed in ref else None
+        if isinstance(a, float) and isinstance(b, float):
+            out.append(a - b)
+    return out
+
+
+def summarize(name, runs, step, train_avg, ref=None):
+    """one table row: dict of column -> (mean, std, k) or None, plus the run count; ref: (name, runs) of --paired"""
+    cols = {"tel": [], "ppl": [], "bma": [], "ece": [], "bece": [], "trl": [], "best": [], "bbest": []}
     for r in runs:
         v = r.val.get(step)
         if v is None or not isinstance(v.get("tel"), float):
@@ -177,6 +213,13 @@ def summarize(name, runs, step, train_avg):
               if s in r.train and isinstance(r.train[s].get("trl"), float)]
         if tl:
             cols["trl"].append(sum(tl) / len(tl))
+        for col, key in (("best", "tel"), ("bbest", "bma")):
+            b = best_val(r, step, key)
+            if b is not None:
+                cols[col].append(b)
+    if ref is not None and ref[0] != name:
+        cols["dtel"] = paired_diffs(name, runs, ref[1], step, "tel")
+        cols["dbma"] = paired_diffs(name, runs, ref[1], step, "bma")
     row = {"name": name, "runs": len(runs)}
     for k, xs in cols.items():
         row[k] = (*mean_std(xs), len(xs)) if xs else None
@@ -193,20 +236,30 @@ def fmt_cell(cell, n, digits):
     return text
 
 
-def table_markdown(rows, step, train_avg, name_header="optimizer"):
+def table_markdown(rows, step, train_avg, name_header="optimizer", best=False, paired=None):
     trl_head = f"train loss (step {step})" if train_avg == 1 else \
         f"train loss (mean of steps {step - train_avg + 1}..{step})"
     out = [f"Val at step {step}: mean ± sample std over runs (n − 1 in the denominator; no ± for a single value; "
            f"— = not logged). Perplexity = exp(val loss) per run. ECE = expected calibration error at the mean "
-           f"weights, BMA ECE of the BMA predictive.",
+           f"weights, BMA ECE of the BMA predictive." +
+           (f" Best = the lowest val loss of the val lines up to step {step}." if best else "") +
+           (f" Δ = paired difference to {paired} (per seed, then mean ± std; negative = lower loss)."
+            if paired else ""),
            "",
-           f"| {name_header} | runs | val loss | val ppl | BMA val loss | ECE | BMA ECE | {trl_head} |",
-           "|---|---|---|---|---|---|---|---|"]
+           f"| {name_header} | runs | val loss | val ppl | BMA val loss | ECE | BMA ECE | {trl_head} |" +
+           (" best val loss | best BMA val loss |" if best else "") +
+           (f" Δ val loss vs {paired} | Δ BMA val loss vs {paired} |" if paired else ""),
+           "|---|---|---|---|---|---|---|---|" + ("---|---|" if best else "") + ("---|---|" if paired else "")]
     for r in rows:
         n = r["runs"]
-        out.append(f"| {r['name']} | {n} | {fmt_cell(r['tel'], n, 4)} | {fmt_cell(r['ppl'], n, 2)} | "
-                   f"{fmt_cell(r['bma'], n, 4)} | {fmt_cell(r['ece'], n, 4)} | {fmt_cell(r['bece'], n, 4)} | "
-                   f"{fmt_cell(r['trl'], n, 4)} |")
+        line = (f"| {r['name']} | {n} | {fmt_cell(r['tel'], n, 4)} | {fmt_cell(r['ppl'], n, 2)} | "
+                f"{fmt_cell(r['bma'], n, 4)} | {fmt_cell(r['ece'], n, 4)} | {fmt_cell(r['bece'], n, 4)} | "
+                f"{fmt_cell(r['trl'], n, 4)} |")
+        if best:
+            line += f" {fmt_cell(r['best'], n, 4)} | {fmt_cell(r['bbest'], n, 4)} |"
+        if paired:
+            line += f" {fmt_cell(r.get('dtel'), n, 4)} | {fmt_cell(r.get('dbma'), n, 4)} |"
+        out.append(line)
     return "\n".join(out) + "\n"
 
 
@@ -237,6 +290,9 @@ def main(argv=None):
     ap.add_argument("--format", choices=("md", "tsv"), default="md", help="Markdown (default) or tab-separated")
     ap.add_argument("--out", default=None, help="also write the table to this file")
     ap.add_argument("--name-header", default="optimizer", help="header of the first column (default: optimizer)")
+    ap.add_argument("--best", action="store_true", help="add the best (lowest) val and BMA val loss up to the step")
+    ap.add_argument("--paired", default=None, metavar="REF",
+                    help="add the per-seed paired difference of val and BMA val loss to group REF")
     args = ap.parse_args(argv)
     try:
         if not args.group:
@@ -247,8 +303,14 @@ def main(argv=None):
             raise InputError(f"flag --step: {args.step} must be >= 0")
         groups = expand_groups(args.group)
         step = args.step if args.step is not None else common_step(groups)
-        rows = [summarize(name, runs, step, args.train_avg) for name, runs in groups]
-        text = table_markdown(rows, step, args.train_avg, args.name_header) if args.format == "md" else table_tsv(rows, step)
+        ref = None
+        if args.paired is not None:
+            ref = next((g for g in groups if g[0] == args.paired), None)
+            if ref is None:
+                raise InputError(f"flag --paired: no group named '{args.paired}'")
+        rows = [summarize(name, runs, step, args.train_avg, ref) for name, runs in groups]
+        text = (table_markdown(rows, step, args.train_avg, args.name_header, args.best, args.paired)
+                if args.format == "md" else table_tsv(rows, step))
         if args.out:
             try:
                 d = os.path.dirname(args.out)

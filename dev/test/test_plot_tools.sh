@@ -99,8 +99,15 @@ check "one run: the mean alone" "$TMP/t5" "| a | 1 | 5.0000 | 148.41 |"
 check "--train-avg 2 averages the step lines 99..100" "$TMP/t6" "5.3050 ± 0.0500 |"
 "${MT[@]}" --group "a=$TMP/runs/a_seed*" --format tsv > "$TMP/t7" 2>&1
 check "tsv: raw mean and std" "$TMP/t7" $'a\t3\t100\t5.1'
+"${MT[@]}" --group "a=$TMP/runs/a_seed*" --group "b=$TMP/runs/b_seed*" --best --paired a > "$TMP/t8" 2>&1
+# best val up to step 100: a 5.0/5.1/5.2 (the step-0/50 lines are higher); b 4.0/4.2 (150 is after the step)
+check "--best: lowest val loss up to the step" "$TMP/t8" "| 5.1000 ± 0.1000 | — | — | — |"
+# paired b - a by seed: 4.0 - 5.0 = -1.0, 4.2 - 5.1 = -0.9; BMA: a has none
+check "--paired: per-seed differences (-1.0, -0.9)" "$TMP/t8" "| -0.9500 ± 0.0707 | — |"
+check "--paired: REF row and caption" "$TMP/t8" "Δ = paired difference to a"
 
 # --- make_table: errors
+fails "make_table: --paired names no group" "${MT[@]}" --group "a=$TMP/runs/a_seed*" --paired zz
 fails "make_table: group glob matching nothing" "${MT[@]}" --group "a=$TMP/runs/zzz*"
 fails "make_table: a run without the step" "${MT[@]}" --group "a=$TMP/runs/a_seed*" --step 75
 fails "make_table: empty log" "${MT[@]}" --group "e=$TMP/empty.log"
