@@ -350,6 +350,33 @@ int main(int argc, char** argv) {
         gpt2_free(&m2);
     }
 
+    // the classifier in chunks of 96 rows (3 chunks, the last one partial): the same losses and last rows of logits
+    // and, the rows of the matmuls being independent, the same bits in every gradient but wte, whose sum over the
+    // rows is accumulated per chunk (rounding only)
+    {
+        float* lg = grads2;  // the last chunk's logits, then the gradients
+        gpt2_classifier_rows = 96;
+        GPT2 m3;
+        gpt2_build_from_checkpoint(&m3, model_path);
+        memcpy(m3.host_params, model.host_params, np * sizeof(float));
+        gpt2_upload_params(&m3);
+        gpt2_allocate(&m3, B, T, RECOMPUTE_GELU);
+        gpt2_classifier_rows = CLASSIFIER_ROWS;
+        gpt2_forward(&m3, inputs, targets, B, T);
+        size_t r0 = (BT - 1) / 96 * 96;
+        copy_x_to_host(lg, m3.acts.logits, (BT - r0) * Vp, dev_scratch);
+        int same = m3.logits_row0 == (int)r0 && m3.mean_loss == model.mean_loss;
+        for (size_t i = 0; i < BT - r0; i++)  // logits_p: (B, T, V) compacted above
+            for (int v = 0; v < V; v++) same &= lg[i * Vp + v] == logits_p[(r0 + i) * V + v];
+        test_check_true("classifier chunks: loss and last chunk of logits bitwise equal", same, "");
+        grads_to_host(&m3, inputs, targets, B, T, grads2, dev_scratch);
+        size_t nwte = m3.param_sizes[0];
+        test_check_true("classifier chunks: gradients but wte bitwise equal",
+                        memcmp(grads0 + nwte, grads2 + nwte, (np - nwte) * sizeof(float)) == 0, "");
+        test_check("classifier chunks: grad wte", grads2, grads0, nwte, GRAD_ATOL, GRAD_RTOL);
+        gpt2_free(&m3);
+    }
+
     // N AdamW steps on the same batch
     for (int s = 0; s < N; s++) {
         gpt2_zero_grad(&model);

@@ -44,6 +44,8 @@ namespace wmma = nvcuda::wmma;
 // chunks of rows for the deterministic column sums (bias / layernorm parameter gradients)
 #define COLSUM_MAX_CHUNKS 64
 #define COLSUM_ROWS_PER_CHUNK 256
+// rows of logits per classifier chunk: the logits buffer is (min(B*T, this), Vp), not (B*T, Vp)
+#define CLASSIFIER_ROWS 8192
 // cuBLASLt workspace
 #define CUBLASLT_WORKSPACE_BYTES (32u << 20)
 // recompute modes of the backward (function parameter of gpt2_allocate)
@@ -55,6 +57,7 @@ namespace wmma = nvcuda::wmma;
 void llmc_fatal_hook(void) { cuda_dist_fatal_abort(); }
 #endif
 
+static int gpt2_classifier_rows = CLASSIFIER_ROWS;  // read by gpt2_allocate (tests set fewer)
 static cublasLtHandle_t cublaslt_handle;
 static void* cublaslt_workspace = NULL;
 
@@ -505,33 +508,103 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_backward_dq_kernel(floatX
     }
 }
 
+// 128-bit vectors of floatX (8 bf16 or 4 fp32); p 16-byte aligned
+#define X128 (16 / (int)sizeof(floatX))
+struct __align__(16) x128 { floatX v[X128]; };
+__device__ __forceinline__ x128 load128(const floatX* p) {
+    int4 bits = *reinterpret_cast<const int4*>(p);
+    x128 r;
+    memcpy(&r, &bits, sizeof(r));
+    return r;
+}
+__device__ __forceinline__ void store128(floatX* p, x128 r) {
+    int4 bits;
+    memcpy(&bits, &r, sizeof(bits));
+    *reinterpret_cast<int4*>(p) = bits;
+}
+
+// online softmax: (m, s) with s = sum exp(x - m) over the values seen; adds x
+__device__ __forceinline__ void softmax_add(float* m, float* s, float x) {
+    if (x > *m) {
+        *s = *s * expf(*m - x) + 1.0f;
+        *m = x;
+    } else {
+        *s += expf(x - *m);
+    }
+}
+
+// merges the state (m2, s2) into (m, s); an empty state has m = -inf, s = 0
+__device__ __forceinline__ void softmax_merge(float* m, float* s, float m2, float s2) {
+    float mx = fmaxf(*m, m2);
+    if (mx == -INFINITY) return;
+    *s = *s * expf(*m - mx) + s2 * expf(m2 - mx);
+    *m = mx;
+}
+
+// (m, s) merged over the block in a fixed order (blockDim.x a multiple of 32); every thread gets the result.
+// shm, shs: 32 floats each
+__device__ void block_softmax_merge(float* m, float* s, float* shm, float* shs) {
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+    for (int o = 16; o > 0; o >>= 1) {
+        float m2 = __shfl_xor_sync(0xffffffffu, *m, o), s2 = __shfl_xor_sync(0xffffffffu, *s, o);
+        softmax_merge(m, s, m2, s2);
+    }
+    if (lane == 0) shm[warp] = *m, shs[warp] = *s;
+    __syncthreads();
+    *m = lane < nwarps ? shm[lane] : -INFINITY;
+    *s = lane < nwarps ? shs[lane] : 0.0f;
+    for (int o = 16; o > 0; o >>= 1) {
+        float m2 = __shfl_xor_sync(0xffffffffu, *m, o), s2 = __shfl_xor_sync(0xffffffffu, *s, o);
+        softmax_merge(m, s, m2, s2);
+    }
+}
+
 // Fused softmax + cross-entropy, one block per row of logits (N, Vp), softmax over the first V columns.
-// losses[row] = logsumexp - logit[target] when targets != NULL. With dloss != 0 the row of logits is
-// overwritten in place by dlogits = dloss * (softmax - onehot(target)) (padded columns 0); the probabilities
-// are never stored. probs != NULL (one row, sampling): probs[v] = softmax in fp32 (padded columns 0).
+// One read of the row gives the max and the sum (online softmax); losses[row] = logsumexp - logit[target] when
+// targets != NULL. With dloss != 0 a second pass overwrites the row in place by
+// dlogits = dloss * (softmax - onehot(target)) (padded columns 0); the probabilities are never stored.
+// probs != NULL (one row, sampling): probs[v] = softmax in fp32 (padded columns 0). 128-bit accesses when Vp is a
+// multiple of X128 (the row starts 16-byte aligned), else one element at a time.
 __global__ void fused_classifier_kernel(floatX* logits, float* losses, float* probs, const int* targets, float dloss,
                                         int V, int Vp) {
-    __shared__ float shared[32];
+    __shared__ float shm[32], shs[32];
     int row = blockIdx.x;
     floatX* l = logits + (size_t)row * Vp;
-    float mx = -INFINITY;
-    for (int v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, x2f(l[v]));
-    mx = block_max(mx, shared);
-    float s = 0.0f;
-    for (int v = threadIdx.x; v < V; v += blockDim.x) s += expf(x2f(l[v]) - mx);
-    s = block_sum(s, shared);
+    int vec = Vp % X128 == 0 ? X128 : 1, stride = blockDim.x * vec;
     int target = targets != NULL ? targets[row] : -1;
-    if (threadIdx.x == 0 && targets != NULL) losses[row] = (logf(s) + mx) - x2f(l[target]);
-    __syncthreads();  // the loss reads l[target] before it is overwritten
-    float inv = 1.0f / s;
-    if (probs != NULL) {
-        for (int v = threadIdx.x; v < Vp; v += blockDim.x) probs[v] = v < V ? expf(x2f(l[v]) - mx) * inv : 0.0f;
-    }
-    if (dloss != 0.0f) {
-        for (int v = threadIdx.x; v < Vp; v += blockDim.x) {
-            float p = v < V ? expf(x2f(l[v]) - mx) * inv : 0.0f;
-            l[v] = f2x(dloss * (p - (v == target ? 1.0f : 0.0f)));
+    float m = -INFINITY, s = 0.0f, xt = 0.0f;
+    for (int v0 = threadIdx.x * vec; v0 < Vp; v0 += stride) {
+        x128 x;
+        if (vec > 1) x = load128(l + v0);
+        else x.v[0] = l[v0];
+        for (int k = 0; k < vec; k++) {
+            if (v0 + k < V) softmax_add(&m, &s, x2f(x.v[k]));
+            if (v0 + k == target) xt = x2f(x.v[k]);
         }
+    }
+    block_softmax_merge(&m, &s, shm, shs);
+    // the thread that read the target's logit writes the loss (before any overwrite of the row below)
+    if (target >= 0 && target / vec % blockDim.x == threadIdx.x) losses[row] = (logf(s) + m) - xt;
+    if (probs == NULL && dloss == 0.0f) return;
+    float inv = 1.0f / s;
+    for (int v0 = threadIdx.x * vec; v0 < Vp; v0 += stride) {
+        x128 x, d;
+        if (vec > 1) x = load128(l + v0);
+        else x.v[0] = l[v0];
+        float p[X128];
+        for (int k = 0; k < vec; k++) {
+            p[k] = v0 + k < V ? expf(x2f(x.v[k]) - m) * inv : 0.0f;
+            d.v[k] = f2x(dloss * (p[k] - (v0 + k == target ? 1.0f : 0.0f)));
+        }
+        if (probs != NULL && vec > 1) {
+            for (int k = 0; k < vec; k += 4)
+                *reinterpret_cast<float4*>(probs + v0 + k) = make_float4(p[k], p[k + 1], p[k + 2], p[k + 3]);
+        } else if (probs != NULL) {
+            probs[v0] = p[0];
+        }
+        if (dloss == 0.0f) continue;
+        if (vec > 1) store128(l + v0, d);
+        else l[v0] = d.v[0];
     }
 }
 
@@ -1037,7 +1110,8 @@ typedef struct {
     floatX* lnf;        // (B, T, C)
     float* lnf_mean;    // (B, T)
     float* lnf_rstd;    // (B, T)
-    floatX* logits;     // (B, T, Vp); dlogits in place during the backward
+    floatX* logits;     // (cls_rows, Vp) rows [logits_row0, + cls_rows) of the last forward's logits; dlogits in
+                        // place during the backward
     float* losses;      // (B, T)
     // scratch
     floatX* proj;       // (B, T, C) attproj / fcproj output before the residual add
@@ -1095,6 +1169,8 @@ typedef struct {
     int recompute;            // RECOMPUTE_*
     int batch_size, seq_len;  // allocated B, T
     int last_B, last_T;       // of the last forward
+    int cls_rows;             // rows of the logits buffer: min(B*T, gpt2_classifier_rows), the classifier's chunk
+    int logits_row0;          // first row of the last forward held in acts.logits, -1 = none (or dlogits)
     float mean_loss;          // of the last gpt2_forward with targets, -1.0f without (the training forward: unread)
     double* d_loss;           // (2) device: the step's counted loss sum, the mean loss of the last forward
     // tokens: device (inputs, targets, bucket tokens, bucket offsets, bucket positions), host mirrors in two pinned
@@ -1328,6 +1404,8 @@ void gpt2_allocate(GPT2* model, int B, int T, int recompute) {
     size_t L = c.num_layers, C = c.channels, NH = c.num_heads, Vp = c.padded_vocab_size, BT = (size_t)B * T;
     size_t Lgelu = recompute >= RECOMPUTE_GELU ? 1 : L, Lln = recompute >= RECOMPUTE_GELU_LN ? 1 : L;
     size_t X = sizeof(floatX), F = sizeof(float);
+    if (gpt2_classifier_rows < 1) fatalf("classifier chunk of %d rows must be at least 1", gpt2_classifier_rows);
+    int cls_rows = BT < (size_t)gpt2_classifier_rows ? (int)BT : gpt2_classifier_rows;
     ActivationTensors* a = &model->acts;
     struct { void** ptr; size_t bytes; } t[] = {
         {(void**)&a->encoded, BT * C * X},         {(void**)&a->ln1, Lln * BT * C * X},
@@ -1338,7 +1416,7 @@ void gpt2_allocate(GPT2* model, int B, int T, int recompute) {
         {(void**)&a->ln2_rstd, L * BT * F},        {(void**)&a->fch, L * BT * 4 * C * X},
         {(void**)&a->fch_gelu, Lgelu * BT * 4 * C * X}, {(void**)&a->residual3, L * BT * C * X},
         {(void**)&a->lnf, BT * C * X},             {(void**)&a->lnf_mean, BT * F},
-        {(void**)&a->lnf_rstd, BT * F},            {(void**)&a->logits, BT * Vp * X},
+        {(void**)&a->lnf_rstd, BT * F},            {(void**)&a->logits, (size_t)cls_rows * Vp * X},
         {(void**)&a->losses, BT * F},              {(void**)&a->proj, BT * C * X},
         {(void**)&a->dresidual, BT * C * X},       {(void**)&a->dbig, BT * 4 * C * X},
         {(void**)&a->dsmall, BT * C * X},          {(void**)&a->att_d, BT * NH * F},
@@ -1371,6 +1449,8 @@ void gpt2_allocate(GPT2* model, int B, int T, int recompute) {
     cudaCheck(cudaMallocHost((void**)&model->h_losses, BT * sizeof(float)));
     cudaCheck(cudaMallocHost((void**)&model->h_probs, Vp * sizeof(float)));
     model->recompute = recompute;
+    model->cls_rows = cls_rows;
+    model->logits_row0 = -1;
     model->batch_size = B;
     model->seq_len = T;
     model->mean_loss = -1.0f;
@@ -1416,11 +1496,25 @@ static void gpt2_build_buckets(GPT2* model, int N) {
     model->has_buckets = 1;
 }
 
+// Makes acts.logits hold the last forward's logits of rows [r0, r0 + n), n = min(cls_rows, B*T - r0), computed
+// from lnf unless they are there already; returns n. r0 is a multiple of cls_rows.
+static int gpt2_logits_rows(GPT2* model, int r0) {
+    GPT2Config c = model->config;
+    int N = model->last_B * model->last_T, n = N - r0 < model->cls_rows ? N - r0 : model->cls_rows;
+    if (model->logits_row0 != r0) {
+        matmul_forward(model->acts.logits, model->acts.lnf + (size_t)r0 * c.channels, model->params.wte, NULL, n,
+                       c.channels, c.padded_vocab_size);
+        model->logits_row0 = r0;
+    }
+    return n;
+}
+
 // what a forward does besides the logits
 enum { GPT2_FWD_BUCKETS = 1, GPT2_FWD_COUNT_LOSS = 2 };  // build the backward's token buckets; loss into the step sum
 
 // Forward of (B, T) host tokens, queued without waiting for the device: the tokens through a pinned slot, with
-// targets the per-position losses (acts.losses) and their mean (d_loss[1]); the logits stay in acts.logits.
+// targets the per-position losses (acts.losses) and their mean (d_loss[1]), the last chunk of logits left in
+// acts.logits; without targets no logits yet (gpt2_logits_rows computes a chunk when asked).
 static void gpt2_forward_queue(GPT2* model, const int* inputs, const int* targets, int B, int T, int flags) {
     if (model->acts_memory == NULL) fatalf("gpt2_forward before gpt2_allocate");
     GPT2Config c = model->config;
@@ -1438,6 +1532,7 @@ static void gpt2_forward_queue(GPT2* model, const int* inputs, const int* target
     cudaCheck(cudaEventRecord(model->tokens_copied[model->token_slot]));
     model->has_targets = targets != NULL;
     model->has_buckets = 0;
+    model->logits_row0 = -1;
     model->last_B = B;
     model->last_T = T;
 
@@ -1474,10 +1569,13 @@ static void gpt2_forward_queue(GPT2* model, const int* inputs, const int* target
             layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, residual3, residual2, a.proj, p.lnfw, p.lnfb, N, C);
         }
     }
-    matmul_forward(a.logits, a.lnf, p.wte, NULL, N, C, Vp);
     if (targets != NULL) {
-        fused_classifier_kernel<<<N, 1024>>>(a.logits, a.losses, NULL, model->d_targets, 0.0f, V, Vp);
-        cudaCheckLaunch();
+        // per chunk of rows: the logits, then the losses; the last chunk stays in acts.logits
+        for (int r0 = 0; r0 < N; r0 += model->cls_rows) {
+            int n = gpt2_logits_rows(model, r0);
+            fused_classifier_kernel<<<n, 1024>>>(a.logits, a.losses + r0, NULL, model->d_targets + r0, 0.0f, V, Vp);
+            cudaCheckLaunch();
+        }
         loss_mean_kernel<<<1, LOSS_THREADS>>>(model->d_loss, a.losses, N, (flags & GPT2_FWD_COUNT_LOSS) != 0);
         cudaCheckLaunch();
         if (flags & GPT2_FWD_BUCKETS) gpt2_build_buckets(model, N);
@@ -1485,7 +1583,7 @@ static void gpt2_forward_queue(GPT2* model, const int* inputs, const int* target
 }
 
 // Forward of (B, T) host tokens; with targets the per-position losses (also in h_losses) and mean_loss, read back
-// (the logits stay in acts.logits); without them mean_loss = -1.
+// (the last chunk of logits stays in acts.logits); without them mean_loss = -1.
 void gpt2_forward(GPT2* model, const int* inputs, const int* targets, int B, int T) {
     gpt2_forward_queue(model, inputs, targets, B, T, 0);
     model->mean_loss = -1.0f;
@@ -1522,10 +1620,18 @@ static void gpt2_backward_impl(GPT2* model, float loss_scale, int reduce, int po
 
     if (!model->has_buckets) gpt2_build_buckets(model, N);
 
-    // dlogits in place of the logits
-    fused_classifier_kernel<<<N, 1024>>>(a.logits, a.losses, NULL, model->d_targets, loss_scale / N, V, Vp);
-    cudaCheckLaunch();
-    matmul_backward(a.dsmall, g.wte, NULL, cs, a.logits, a.lnf, p.wte, N, C, Vp);
+    // per chunk of rows, the last first (its logits are still there; the others are recomputed): dlogits in place of
+    // the logits, dlnf rows into dsmall, dwte += dlogits^T lnf
+    int R = model->cls_rows;
+    for (int r0 = (N - 1) / R * R; r0 >= 0; r0 -= R) {
+        int n = gpt2_logits_rows(model, r0);
+        fused_classifier_kernel<<<n, 1024>>>(a.logits, a.losses + r0, NULL, model->d_targets + r0, loss_scale / N,
+                                             V, Vp);
+        cudaCheckLaunch();
+        model->logits_row0 = -1;
+        matmul_backward(a.dsmall + (size_t)r0 * C, g.wte, NULL, cs, a.logits, a.lnf + (size_t)r0 * C, p.wte, n, C,
+                        Vp);
+    }
     cudaCheck(cudaMemset(a.dresidual, 0, (size_t)N * C * sizeof(floatX)));
     layernorm_backward(a.dresidual, g.lnfw, g.lnfb, cs, a.dsmall, a.residual3 + (L - 1) * slot * C, p.lnfw,
                        a.lnf_mean, a.lnf_rstd, N, C);
@@ -1571,7 +1677,7 @@ static void gpt2_backward_impl(GPT2* model, float loss_scale, int reduce, int po
         cudaCheckLaunch();
     }
     if (reduce) gpt2_reduce_embedding_grads(model);
-    model->has_targets = 0;  // the logits now hold dlogits: a second backward needs a new forward
+    model->has_targets = 0;  // acts.logits holds dlogits: a second backward needs a new forward
 }
 
 void gpt2_backward(GPT2* model, float loss_scale) { gpt2_backward_impl(model, loss_scale, 0, 0); }
@@ -2153,7 +2259,9 @@ void gpt2_free(GPT2* model) {
 // probabilities of row `row` of the last forward's logits into model->h_probs (Vp floats)
 static const float* gpt2_row_probs(GPT2* model, int row) {
     GPT2Config c = model->config;
-    fused_classifier_kernel<<<1, 1024>>>(model->acts.logits + (size_t)row * c.padded_vocab_size, NULL,
+    int r0 = row / model->cls_rows * model->cls_rows;
+    gpt2_logits_rows(model, r0);
+    fused_classifier_kernel<<<1, 1024>>>(model->acts.logits + (size_t)(row - r0) * c.padded_vocab_size, NULL,
                                          model->acts.probs, NULL, 0.0f, c.vocab_size, c.padded_vocab_size);
     cudaCheckLaunch();
     cudaCheck(cudaMemcpy(model->h_probs, model->acts.probs, (size_t)c.padded_vocab_size * sizeof(float),
@@ -2202,10 +2310,15 @@ static void gpt2_print_optimizer_memory(const GPT2* model, const OptimizerConfig
 // bma: sample s of the BMA sum of the probabilities; the predictive's tokens are binned after the last (final).
 static void gpt2_token_conf(GPT2* model, int bma, int s, int final, const int* targets, EceBins* bins) {
     GPT2Config c = model->config;
-    int N = model->last_B * model->last_T;
-    token_conf_kernel<<<N, 256>>>(model->d_conf, model->d_arg, bma ? model->prob_sum : NULL, model->acts.logits,
-                                  c.vocab_size, c.padded_vocab_size, s, final);
-    cudaCheckLaunch();
+    int N = model->last_B * model->last_T, Vp = c.padded_vocab_size;
+    // per chunk of rows, the last (still in acts.logits) first
+    for (int r0 = (N - 1) / model->cls_rows * model->cls_rows; r0 >= 0; r0 -= model->cls_rows) {
+        int n = gpt2_logits_rows(model, r0);
+        token_conf_kernel<<<n, 256>>>(model->d_conf + r0, model->d_arg + r0,
+                                      bma ? model->prob_sum + (size_t)r0 * Vp : NULL, model->acts.logits,
+                                      c.vocab_size, Vp, s, final);
+        cudaCheckLaunch();
+    }
     if (bma && !final) return;
     cudaCheck(cudaMemcpy(model->h_conf, model->d_conf, (size_t)N * sizeof(float), cudaMemcpyDeviceToHost));
     cudaCheck(cudaMemcpy(model->h_arg, model->d_arg, (size_t)N * sizeof(int), cudaMemcpyDeviceToHost));
@@ -2311,6 +2424,10 @@ int main(int argc, char** argv) {
 
     int recompute = r->cfg.recompute;
     gpt2_set_dist(&model, &dist, r->dist.zero_stage);
+    // test-only IVON_TEST_CLASSIFIER_ROWS: fewer rows per classifier chunk (several chunks at a small B*T)
+    const char* cls = getenv("IVON_TEST_CLASSIFIER_ROWS");
+    if (cls != NULL && cls[0] != '\0')
+        gpt2_classifier_rows = (int)train_env_int("IVON_TEST_CLASSIFIER_ROWS", cls, "", NULL, 1, INT_MAX);
     gpt2_allocate(&model, B, T, recompute);
     gpt2_set_dist_info(&model, &r->dist);
     gpt2_optimizer_init(&model, oc);
@@ -2318,7 +2435,9 @@ int main(int argc, char** argv) {
     printf("device: %s, %d SMs, %.1f GiB; precision %s; recompute %d\n", prop.name, prop.multiProcessorCount,
            (double)prop.totalGlobalMem / (1 << 30), PRECISION_NAME, recompute);
     gpt2_print_optimizer_memory(&model, oc);
-    printf("memory: activations %.1f MiB\n", (double)model.acts_bytes / (1 << 20));
+    printf("memory: activations %.1f MiB (logits %.1f MiB: %d rows per classifier chunk)\n",
+           (double)model.acts_bytes / (1 << 20),
+           (double)model.cls_rows * model.config.padded_vocab_size * sizeof(floatX) / (1 << 20), model.cls_rows);
     if (peak > 0.0) printf("peak: %.0f TFLOP/s bf16 dense\n", peak / 1e12);
     else printf("peak: unknown peak for %s (no MFU)\n", prop.name);
     // FLOPs per token: linear layers 6 N, causal attention 6 L C T (forward 2 L C T, backward twice that); per GPU

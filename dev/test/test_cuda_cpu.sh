@@ -95,6 +95,14 @@ if run cpu "$CPU" -x 4 -n 4 -s 4 -g 16 && run cu "$BIN/train_gpt2fp32cu" -x 4 -n
   else
     bad "sampled text differs: '$(sample cu | tr '\n' '|')' vs '$(sample cpu | tr '\n' '|')'"
   fi
+  # the classifier in chunks of 96 rows (the training, val, ECE and sampling paths over several chunks)
+  if IVON_TEST_CLASSIFIER_ROWS=96 run cu_chunks "$BIN/train_gpt2fp32cu" -x 4 -n 4 -s 4 -g 16; then
+    same "train_gpt2fp32cu with 96-row classifier chunks = train_gpt2" cpu cu_chunks 4 $XTOL
+    [ "$(sample cu_chunks)" = "$(sample cpu)" ] && ok "96-row classifier chunks: the same sampled text" ||
+      bad "96-row classifier chunks: sampled text differs"
+  else
+    bad "classifier chunk run"
+  fi
   # negative control: another seed must fail the same comparison
   if run cpu_seed "$CPU" -x 4 -n 4 -seed 12; then
     same "negative control: another seed differs beyond the tolerance" cpu cpu_seed 4 $XTOL --expect-differ
