@@ -52,6 +52,10 @@ namespace wmma = nvcuda::wmma;
 #define RECOMPUTE_NONE 0
 #define RECOMPUTE_GELU 1     // fch_gelu is recomputed from fch in the backward (one layer of storage)
 #define RECOMPUTE_GELU_LN 2  // also ln1 / ln2 (from the residual stream and the kept mean / rstd)
+// GELU fused into the cuBLASLt epilogues of the MLP matmuls (GPT2.gelu_fusion, flag -ge; llm.c's gelu_fusion)
+#define GELU_FUSION_NONE 0      // fc matmul + bias, then gelu_forward; backward gelu_backward after the fcproj dinp
+#define GELU_FUSION_FORWARD 1   // forward: one matmul, CUBLASLT_EPILOGUE_GELU_AUX_BIAS (fch as its aux output)
+#define GELU_FUSION_BACKWARD 2  // also the backward: the fcproj dinp matmul with CUBLASLT_EPILOGUE_DGELU (aux fch)
 
 #ifdef TRAIN_CUDA_ABORT_HOOK
 void llmc_fatal_hook(void) { cuda_dist_fatal_abort(); }
@@ -981,23 +985,43 @@ static uint32_t matmul_alignment(const void* ptr) {
     return al;
 }
 
-// Column-major cuBLASLt matmul D(m, n) = op(A) op(B) (+ bias(m) broadcast over columns) (+ beta * D).
+// GELU epilogue of matmul_cublaslt
+#define MATMUL_GELU_NONE 0
+#define MATMUL_GELU_FORWARD 1   // D = gelu(t), t = op(A) op(B) (+ bias) also written to aux: GELU_AUX(_BIAS)
+#define MATMUL_GELU_BACKWARD 2  // D = t * gelu'(aux), aux the forward's t: DGELU (no bias)
+
+// Column-major cuBLASLt matmul D(m, n) = op(A) op(B) (+ bias(m) broadcast over columns) (+ beta * D), with an
+// optional GELU epilogue (gelu, MATMUL_GELU_*) on the fp32 result before its one rounding to D's type; aux (m, n),
+// ld m, of D's type (cuBLASLt: aux ld a multiple of 8, here m = 4C with C a multiple of the head size 16).
 // A is (k, m) when trans_a (else (m, k)), B is (n, k) when trans_b (else (k, n)); leading dims are the row
 // counts of the stored matrices.
-static void matmul_cublaslt(floatX* d, const floatX* a, const floatX* b, const floatX* bias, int m, int n, int k,
-                            int trans_a, int trans_b, float beta) {
+static void matmul_cublaslt(floatX* d, const floatX* a, const floatX* b, const floatX* bias, floatX* aux, int gelu,
+                            int m, int n, int k, int trans_a, int trans_b, float beta) {
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t la, lb, ld;
     cublasCheck(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     cublasOperation_t ta = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
     cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
+    if (gelu == MATMUL_GELU_BACKWARD && bias != NULL) fatalf("matmul_cublaslt: DGELU takes no bias");
+    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DEFAULT;
+    if (gelu == MATMUL_GELU_FORWARD) epi = bias != NULL ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
+    else if (gelu == MATMUL_GELU_BACKWARD) epi = CUBLASLT_EPILOGUE_DGELU;
+    else if (bias != NULL) epi = CUBLASLT_EPILOGUE_BIAS;
+    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
     if (bias != NULL) {
-        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
         cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
         cudaDataType_t bt = CUDA_R_X;
         cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof(bt)));
+    }
+    if (gelu != MATMUL_GELU_NONE) {
+        // set before the heuristic, which reads the pointer's alignment; the aux type stays unset (-1): D's type,
+        // the only one outside FP8 outputs
+        int64_t aux_ld = m;
+        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux,
+                                                   sizeof(aux)));
+        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld,
+                                                   sizeof(aux_ld)));
     }
     cublasCheck(trans_a ? cublasLtMatrixLayoutCreate(&la, CUDA_R_X, k, m, k) : cublasLtMatrixLayoutCreate(&la, CUDA_R_X, m, k, m));
     cublasCheck(trans_b ? cublasLtMatrixLayoutCreate(&lb, CUDA_R_X, n, k, n) : cublasLtMatrixLayoutCreate(&lb, CUDA_R_X, k, n, k));
@@ -1016,8 +1040,8 @@ static void matmul_cublaslt(floatX* d, const floatX* a, const floatX* b, const f
     int found = 0;
     cublasCheck(cublasLtMatmulAlgoGetHeuristic(cublaslt_handle, desc, la, lb, ld, ld, pref, 1, &heur, &found));
     if (found == 0)
-        fatalf("cuBLASLt: no algorithm for m=%d n=%d k=%d trans_a=%d trans_b=%d bias=%d", m, n, k, trans_a, trans_b,
-               bias != NULL);
+        fatalf("cuBLASLt: no algorithm for m=%d n=%d k=%d trans_a=%d trans_b=%d bias=%d gelu=%d", m, n, k, trans_a,
+               trans_b, bias != NULL, gelu);
     const float alpha = 1.0f;
     cublasCheck(cublasLtMatmul(cublaslt_handle, desc, &alpha, a, la, b, lb, &beta, d, ld, d, ld, &heur.algo,
                                cublaslt_workspace, ws, 0));
@@ -1028,18 +1052,22 @@ static void matmul_cublaslt(floatX* d, const floatX* a, const floatX* b, const f
     cublasCheck(cublasLtMatmulDescDestroy(desc));
 }
 
-// out (N, OC) = inp (N, IC) @ weight (OC, IC)^T + bias (OC); bias may be NULL
+// out (N, OC) = inp (N, IC) @ weight (OC, IC)^T + bias (OC); bias may be NULL. pre_gelu != NULL: out = gelu of
+// that, the pre-activation (N, OC) written to pre_gelu (one matmul, CUBLASLT_EPILOGUE_GELU_AUX_BIAS)
 static void matmul_forward(floatX* out, const floatX* inp, const floatX* weight, const floatX* bias, int N, int IC,
-                           int OC) {
-    matmul_cublaslt(out, weight, inp, bias, OC, N, IC, 1, 0, 0.0f);
+                           int OC, floatX* pre_gelu) {
+    matmul_cublaslt(out, weight, inp, bias, pre_gelu, pre_gelu != NULL ? MATMUL_GELU_FORWARD : MATMUL_GELU_NONE,
+                    OC, N, IC, 1, 0, 0.0f);
 }
 
 // dinp (N, IC) = dout (N, OC) @ weight (OC, IC) (overwrite);  dweight (OC, IC) += dout^T @ inp;
-// dbias (OC) += column sums of dout (when dbias != NULL)
+// dbias (OC) += column sums of dout (when dbias != NULL). pre_gelu != NULL: inp = gelu(pre_gelu (N, IC)) and dinp
+// is the gradient of pre_gelu, dinp * gelu'(pre_gelu) (CUBLASLT_EPILOGUE_DGELU)
 static void matmul_backward(floatX* dinp, floatX* dweight, floatX* dbias, float* scratch, const floatX* dout,
-                            const floatX* inp, const floatX* weight, int N, int IC, int OC) {
-    matmul_cublaslt(dinp, weight, dout, NULL, IC, N, OC, 0, 0, 0.0f);
-    matmul_cublaslt(dweight, inp, dout, NULL, IC, OC, N, 0, 1, 1.0f);
+                            const floatX* inp, const floatX* weight, int N, int IC, int OC, const floatX* pre_gelu) {
+    matmul_cublaslt(dinp, weight, dout, NULL, (floatX*)pre_gelu,
+                    pre_gelu != NULL ? MATMUL_GELU_BACKWARD : MATMUL_GELU_NONE, IC, N, OC, 0, 0, 0.0f);
+    matmul_cublaslt(dweight, inp, dout, NULL, NULL, MATMUL_GELU_NONE, IC, OC, N, 0, 1, 1.0f);
     if (dbias != NULL) bias_backward(dbias, scratch, dout, N, OC);
 }
 
@@ -1167,6 +1195,7 @@ typedef struct {
     void* acts_memory;
     size_t acts_bytes;
     int recompute;            // RECOMPUTE_*
+    int gelu_fusion;          // GELU_FUSION_* (gpt2_set_gelu_fusion; default GELU_FUSION_BACKWARD)
     int batch_size, seq_len;  // allocated B, T
     int last_B, last_T;       // of the last forward
     int cls_rows;             // rows of the logits buffer: min(B*T, gpt2_classifier_rows), the classifier's chunk
@@ -1257,6 +1286,14 @@ static void gpt2_init_common(GPT2* model, GPT2Config c, const char* what) {
     model->opt_kind = OPT_ADAMW;
     model->anchor_step = -1;
     model->dist_info = dist_single();
+    model->gelu_fusion = GELU_FUSION_BACKWARD;
+}
+
+// GELU_FUSION_* of the following forwards and backwards (every mode keeps fch, the pre-activation, per layer)
+void gpt2_set_gelu_fusion(GPT2* model, int mode) {
+    if (mode < GELU_FUSION_NONE || mode > GELU_FUSION_BACKWARD)
+        fatalf("gelu fusion %d must be 0 (none), 1 (forward) or 2 (forward and backward)", mode);
+    model->gelu_fusion = mode;
 }
 
 // one-time library setup (handles, cuBLASLt workspace); the default fp32 cuBLAS math (no TF32)
@@ -1503,7 +1540,7 @@ static int gpt2_logits_rows(GPT2* model, int r0) {
     int N = model->last_B * model->last_T, n = N - r0 < model->cls_rows ? N - r0 : model->cls_rows;
     if (model->logits_row0 != r0) {
         matmul_forward(model->acts.logits, model->acts.lnf + (size_t)r0 * c.channels, model->params.wte, NULL, n,
-                       c.channels, c.padded_vocab_size);
+                       c.channels, c.padded_vocab_size, NULL);
         model->logits_row0 = r0;
     }
     return n;
@@ -1553,14 +1590,19 @@ static void gpt2_forward_queue(GPT2* model, const int* inputs, const int* target
         floatX* fch = a.fch + l * slot * 4 * C;
         floatX* fch_gelu = a.fch_gelu + (rg ? 0 : l * slot * 4 * C);
         floatX* residual3 = a.residual3 + l * slot * C;
-        matmul_forward(qkv, ln1, p.qkvw + (size_t)l * 3 * C * C, p.qkvb + l * 3 * C, N, C, 3 * C);
+        matmul_forward(qkv, ln1, p.qkvw + (size_t)l * 3 * C * C, p.qkvb + l * 3 * C, N, C, 3 * C, NULL);
         attention_forward(atty, a.att_lse + l * slot * NH, qkv, B, T, C, NH);
-        matmul_forward(a.proj, atty, p.attprojw + (size_t)l * C * C, p.attprojb + l * C, N, C, C);
+        matmul_forward(a.proj, atty, p.attprojw + (size_t)l * C * C, p.attprojb + l * C, N, C, C, NULL);
         layernorm_forward(ln2, a.ln2_mean + l * slot, a.ln2_rstd + l * slot, residual2, residual, a.proj,
                           p.ln2w + l * C, p.ln2b + l * C, N, C);
-        matmul_forward(fch, ln2, p.fcw + (size_t)l * 4 * C * C, p.fcb + l * 4 * C, N, C, 4 * C);
-        gelu_forward(fch_gelu, fch, (size_t)N * 4 * C);
-        matmul_forward(a.proj, fch_gelu, p.fcprojw + (size_t)l * C * 4 * C, p.fcprojb + l * C, N, 4 * C, C);
+        // fch (N, 4C) = ln2 @ fcw^T + fcb, fch_gelu (N, 4C) = gelu(fch): fused, gelu of the fp32 pre-activation
+        if (model->gelu_fusion >= GELU_FUSION_FORWARD) {
+            matmul_forward(fch_gelu, ln2, p.fcw + (size_t)l * 4 * C * C, p.fcb + l * 4 * C, N, C, 4 * C, fch);
+        } else {
+            matmul_forward(fch, ln2, p.fcw + (size_t)l * 4 * C * C, p.fcb + l * 4 * C, N, C, 4 * C, NULL);
+            gelu_forward(fch_gelu, fch, (size_t)N * 4 * C);
+        }
+        matmul_forward(a.proj, fch_gelu, p.fcprojw + (size_t)l * C * 4 * C, p.fcprojb + l * C, N, 4 * C, C, NULL);
         if (l + 1 < L) {
             floatX* next_ln1 = a.ln1 + (rl ? 0 : (l + 1) * slot * C);
             layernorm_forward(next_ln1, a.ln1_mean + (l + 1) * slot, a.ln1_rstd + (l + 1) * slot, residual3,
@@ -1630,7 +1672,7 @@ static void gpt2_backward_impl(GPT2* model, float loss_scale, int reduce, int po
         cudaCheckLaunch();
         model->logits_row0 = -1;
         matmul_backward(a.dsmall + (size_t)r0 * C, g.wte, NULL, cs, a.logits, a.lnf + (size_t)r0 * C, p.wte, n, C,
-                        Vp);
+                        Vp, NULL);
     }
     cudaCheck(cudaMemset(a.dresidual, 0, (size_t)N * C * sizeof(floatX)));
     layernorm_backward(a.dresidual, g.lnfw, g.lnfb, cs, a.dsmall, a.residual3 + (L - 1) * slot * C, p.lnfw,
@@ -1642,6 +1684,8 @@ static void gpt2_backward_impl(GPT2* model, float loss_scale, int reduce, int po
         floatX* ln2 = a.ln2 + (rl ? 0 : oc);
         floatX* fch_gelu = a.fch_gelu + (rg ? 0 : 4 * oc);
         const floatX* fch = a.fch + 4 * oc;
+        // the fcprojw gradient needs fch_gelu: recomputed from the bf16 fch (a fused forward's came from the fp32
+        // pre-activation: the two may differ by a rounding)
         if (rg) gelu_forward(fch_gelu, fch, (size_t)N * 4 * C);
         if (rl) {
             layernorm_forward(ln1, a.ln1_mean + o1, a.ln1_rstd + o1, NULL, residual, NULL, p.ln1w + l * C,
@@ -1649,20 +1693,22 @@ static void gpt2_backward_impl(GPT2* model, float loss_scale, int reduce, int po
             layernorm_forward(ln2, a.ln2_mean + o1, a.ln2_rstd + o1, NULL, a.residual2 + oc, NULL, p.ln2w + l * C,
                               p.ln2b + l * C, N, C);
         }
-        // residual3 = residual2 + fcproj: dresidual flows to both
+        // residual3 = residual2 + fcproj: dresidual flows to both; dbig (N, 4C) = the gradient of fch,
+        // (dresidual @ fcprojw) * gelu'(fch), with GELU_FUSION_BACKWARD in the epilogue of the dinp matmul
+        int fuse = model->gelu_fusion >= GELU_FUSION_BACKWARD;
         matmul_backward(a.dbig, g.fcprojw + (size_t)l * C * 4 * C, g.fcprojb + l * C, cs, a.dresidual, fch_gelu,
-                        p.fcprojw + (size_t)l * C * 4 * C, N, 4 * C, C);
-        gelu_backward(a.dbig, fch, (size_t)N * 4 * C);
+                        p.fcprojw + (size_t)l * C * 4 * C, N, 4 * C, C, fuse ? fch : NULL);
+        if (!fuse) gelu_backward(a.dbig, fch, (size_t)N * 4 * C);
         matmul_backward(a.dsmall, g.fcw + (size_t)l * 4 * C * C, g.fcb + l * 4 * C, cs, a.dbig, ln2,
-                        p.fcw + (size_t)l * 4 * C * C, N, C, 4 * C);
+                        p.fcw + (size_t)l * 4 * C * C, N, C, 4 * C, NULL);
         layernorm_backward(a.dresidual, g.ln2w + l * C, g.ln2b + l * C, cs, a.dsmall, a.residual2 + oc,
                            p.ln2w + l * C, a.ln2_mean + o1, a.ln2_rstd + o1, N, C);
         // residual2 = residual + attproj
         matmul_backward(a.dsmall, g.attprojw + (size_t)l * C * C, g.attprojb + l * C, cs, a.dresidual,
-                        a.atty + oc, p.attprojw + (size_t)l * C * C, N, C, C);
+                        a.atty + oc, p.attprojw + (size_t)l * C * C, N, C, C, NULL);
         attention_backward(a.dbig, a.att_d, a.dsmall, a.qkv + 3 * oc, a.atty + oc, a.att_lse + o1 * NH, B, T, C, NH);
         matmul_backward(a.dsmall, g.qkvw + (size_t)l * 3 * C * C, g.qkvb + l * 3 * C, cs, a.dbig, ln1,
-                        p.qkvw + (size_t)l * 3 * C * C, N, C, 3 * C);
+                        p.qkvw + (size_t)l * 3 * C * C, N, C, 3 * C, NULL);
         layernorm_backward(a.dresidual, g.ln1w + l * C, g.ln1b + l * C, cs, a.dsmall, residual, p.ln1w + l * C,
                            a.ln1_mean + o1, a.ln1_rstd + o1, N, C);
         if (reduce) gpt2_reduce_layer_grads(model, l);
@@ -2429,11 +2475,13 @@ int main(int argc, char** argv) {
     if (cls != NULL && cls[0] != '\0')
         gpt2_classifier_rows = (int)train_env_int("IVON_TEST_CLASSIFIER_ROWS", cls, "", NULL, 1, INT_MAX);
     gpt2_allocate(&model, B, T, recompute);
+    gpt2_set_gelu_fusion(&model, r->cfg.gelu_fusion);
     gpt2_set_dist_info(&model, &r->dist);
     gpt2_optimizer_init(&model, oc);
     double peak = gpt2_device_peak_flops(&prop);
-    printf("device: %s, %d SMs, %.1f GiB; precision %s; recompute %d\n", prop.name, prop.multiProcessorCount,
-           (double)prop.totalGlobalMem / (1 << 30), PRECISION_NAME, recompute);
+    printf("device: %s, %d SMs, %.1f GiB; precision %s; recompute %d; gelu fusion %d\n", prop.name,
+           prop.multiProcessorCount, (double)prop.totalGlobalMem / (1 << 30), PRECISION_NAME, recompute,
+           model.gelu_fusion);
     gpt2_print_optimizer_memory(&model, oc);
     printf("memory: activations %.1f MiB (logits %.1f MiB: %d rows per classifier chunk)\n",
            (double)model.acts_bytes / (1 << 20),

@@ -40,6 +40,7 @@ typedef struct {
     int gen_tokens;                 // -g
     int overfit_single_batch;       // -a
     int recompute;                  // -rc  CUDA trainer: 0 none, 1 GELU, 2 GELU + layernorm
+    int gelu_fusion;                // -ge  CUDA trainer: 0 none, 1 forward, 2 forward + backward
     uint64_t seed;                  // -seed
     const char* tokenizer_path;     // -tk
     float skip_loss_z;              // -sl  0 = off
@@ -138,6 +139,9 @@ static const CliFlag CLI_FLAGS[] = {
      "overfit a single batch (0/1), for debugging"},
     {"-rc", "recompute", CLI_INT, offsetof(TrainConfig, recompute), "1", 0, 2, NULL,
      "train_gpt2cu: recompute in the backward, 0 none, 1 GELU, 2 GELU + layernorm (the CPU trainer keeps all)"},
+    {"-ge", "gelu fusion", CLI_INT, offsetof(TrainConfig, gelu_fusion), "2", 0, 2, NULL,
+     "train_gpt2cu: GELU in the cuBLASLt matmul epilogues, 0 none (own kernels), 1 forward, 2 forward + backward "
+     "(the CPU trainer: not used)"},
     {"-opt", "optimizer", CLI_ENUM, offsetof(TrainConfig, opt.kind), "adamw", CLI_NO_RANGE, "adamw|ivon|poco",
      "optimizer"},
     {"-seed", "seed", CLI_U64, offsetof(TrainConfig, seed), "1337", CLI_NO_RANGE, NULL,

@@ -110,6 +110,7 @@ struct Spec {
     bool nan_c = false;    // fill C with NaN (only meaningful with beta == 0)
     bool b_broadcast = false;  // B's batch stride 0: one B for every batch item
     bool nan_ab = false;       // fill A and B with NaN (only meaningful with alpha == 0 or k == 0)
+    bool aux_type_unset = false;  // leave EPILOGUE_AUX_DATA_TYPE at its default (-1: D's type)
 };
 
 struct Data {
@@ -357,7 +358,8 @@ static cublasStatus_t run_lt(const Spec& s, Data& d, bool use_heuristic = true) 
         LT_TRY(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &s.ldaux, sizeof(s.ldaux)));
         LT_TRY(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_BATCH_STRIDE, &s.saux,
                                               sizeof(s.saux)));
-        LT_TRY(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE, &at, sizeof(at)));
+        if (!s.aux_type_unset)
+            LT_TRY(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE, &at, sizeof(at)));
     }
     cublasLtMatrixLayout_t la, lb, lc, ld;
     LT_TRY(lt_layout(&la, s.abt, s.ta ? s.k : s.m, s.ta ? s.m : s.k, s.lda, s.batch, s.sa));
@@ -903,7 +905,8 @@ static void test_products() {
         s.name = "algo NULL";
         test_product(s, VIA_LT_NULL_ALGO);
     }
-    // the project's own calls: matmul_forward (T N, bias), matmul_backward (N N; N T beta 1), bf16 and fp32
+    // the project's own calls: matmul_forward (T N, bias; with the GELU fusion GELU_AUX_BIAS), matmul_backward (N N,
+    // with the GELU fusion DGELU; N T beta 1), bf16 and fp32; the aux (ld m) of the aux type left unset
     for (int ti = 0; ti < 2; ti++) {
         int t = ti == 0 ? CUDA_R_16BF : CUDA_R_32F;
         Spec f;
@@ -911,10 +914,18 @@ static void test_products() {
         f.m = 96, f.n = 64, f.k = 32, f.ta = true, f.abt = f.cdt = t, f.epi = CUBLASLT_EPILOGUE_BIAS;
         f.lda = f.k, f.ldb = f.k, f.ldd = f.m, f.inplace = true;
         test_product(f, VIA_LT);
+        Spec fg = f;
+        fg.name = "matmul_forward, gelu fusion";
+        fg.epi = CUBLASLT_EPILOGUE_GELU_AUX_BIAS, fg.ldaux = fg.m, fg.aux_type_unset = true;
+        test_product(fg, VIA_LT);
         Spec g = f;
         g.name = "matmul_backward dinp";
         g.m = 32, g.n = 64, g.k = 96, g.ta = false, g.epi = CUBLASLT_EPILOGUE_DEFAULT, g.lda = 32, g.ldb = 96, g.ldd = 32;
         test_product(g, VIA_LT);
+        Spec gg = g;
+        gg.name = "matmul_backward dinp, gelu fusion";
+        gg.epi = CUBLASLT_EPILOGUE_DGELU, gg.ldaux = gg.m, gg.aux_type_unset = true;
+        test_product(gg, VIA_LT);
         Spec w = g;
         w.name = "matmul_backward dweight";
         w.m = 32, w.n = 96, w.k = 64, w.tb = true, w.beta = 1.0f, w.lda = 32, w.ldb = 96, w.ldd = 32;

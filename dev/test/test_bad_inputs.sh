@@ -101,6 +101,7 @@ row "empty string value"           "flag -o: empty value"            "$TRAIN" -o
 row "bad -sl"                      "flag -sl: -1 is out of range"    "$TRAIN" -sl -1
 row "bad -sx"                      "flag -sx: -1 is out of range"    "$TRAIN" -sx -1
 row "bad -nk"                      "flag -nk: 'x' is not an integer" "$TRAIN" -nk x
+row "bad -ge"                      "flag -ge: 3 is out of range"     "$TRAIN" -ge 3
 row "-y without -o"                "flag -y"                         "$TRAIN" "${base[@]}" -y 1
 row "-n without -o"                "flag -n"                         "$TRAIN" "${base[@]}" -n 5
 row "-m 0 with val on"             "flag -m"                         "$TRAIN" "${base[@]}" -v 1 -m 0
