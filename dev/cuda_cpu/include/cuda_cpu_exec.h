@@ -101,6 +101,7 @@ struct Block {
     uint3 bid;
     dim3 bdim, gdim;
     int nthreads, live, nwarps;
+    unsigned exited[32];   // per warp: the lanes that have returned
     Thread* threads;
     WarpOp (*warps)[32];   // (warps, 32) pending collectives per warp
     int bar_count;         // threads waiting at the pending __syncthreads
@@ -205,6 +206,7 @@ inline void fiber_entry(ctx::transfer_t tr) {
     b->body(b->body_arg);
     Thread* t = cur_thread;
     t->state = THREAD_DONE;
+    b->exited[t->lin / 32] |= 1u << (t->lin % 32);
     b->live--;
     if (!b->failed && b->bar_count > 0)
         block_fail(b, "exited while %d thread(s) wait at __syncthreads (%s:%d)", b->bar_count, b->bar_file,
@@ -276,8 +278,10 @@ inline void run_block(Block* b, Thread* threads, int* order, WarpOp (*warps)[32]
     b->live = b->nthreads;
     b->nwarps = (b->nthreads + 31) / 32;
     b->bar_count = 0;
-    for (int w = 0; w < b->nwarps; w++)
+    for (int w = 0; w < b->nwarps; w++) {
+        b->exited[w] = 0;
         for (int k = 0; k < 32; k++) b->warps[w][k].arrived = 0;
+    }
     int n = 0;
     for (unsigned z = 0; z < b->bdim.z; z++)
         for (unsigned y = 0; y < b->bdim.y; y++)
@@ -347,7 +351,8 @@ inline int block_barrier(const char* file, int line, int kind, int value) {
         b->bar_line = line;
         b->bar_kind = kind;
         b->bar_accum = kind == 2 ? 1 : 0;
-    } else if (b->bar_line != line || strcmp(b->bar_file, file) != 0 || b->bar_kind != kind) {
+    } else if (b->bar_line != line || b->bar_kind != kind ||
+               (b->bar_file != file && strcmp(b->bar_file, file) != 0)) {
         block_fail(b, "reached __syncthreads at %s:%d while %d thread(s) wait at the one at %s:%d", file, line,
                    b->bar_count, b->bar_file, b->bar_line);
         fiber_yield();
@@ -456,12 +461,10 @@ inline uint64_t warp_collective(int kind, unsigned mask, uint64_t val, int param
         block_fail(b, "%s (%s:%d) width %d is not a power of two in 1..32", warp_op_names[kind], file, line, width);
         fiber_yield();
     }
-    for (int l = 0; l < 32; l++) {
-        if ((mask & (1u << l)) && b->threads[w * 32 + l].state == THREAD_DONE) {
-            block_fail(b, "%s (%s:%d): lane %d of the mask 0x%08x has exited", warp_op_names[kind], file, line, l,
-                       mask);
-            fiber_yield();
-        }
+    if (mask & b->exited[w]) {
+        block_fail(b, "%s (%s:%d): lane %d of the mask 0x%08x has exited", warp_op_names[kind], file, line,
+                   __builtin_ctz(mask & b->exited[w]), mask);
+        fiber_yield();
     }
     // the pending collective whose mask holds this lane, else a free slot
     WarpOp* op = nullptr;
@@ -490,7 +493,8 @@ inline uint64_t warp_collective(int kind, unsigned mask, uint64_t val, int param
         op->line = line;
         op->width = width;
         op->resolve = resolve;
-    } else if (op->kind != kind || op->mask != mask || op->line != line || strcmp(op->file, file) != 0) {
+    } else if (op->kind != kind || op->mask != mask || op->line != line ||
+               (op->file != file && strcmp(op->file, file) != 0)) {
         block_fail(b, "%s (%s:%d, mask 0x%08x) while lanes 0x%08x of the warp wait at %s (%s:%d, mask 0x%08x)",
                    warp_op_names[kind], file, line, mask, op->arrived, warp_op_names[op->kind], op->file, op->line,
                    op->mask);
