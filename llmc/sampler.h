@@ -11,16 +11,21 @@
 
 // Next token of a sample from probs (V entries, summing to 1): the uniform comes from Philox keyed by
 // (seed, step) with counter = position t, so a sample depends only on the weights, the seed and the step.
+// The CDF is summed in double and the uniform scaled by the double total: a float CDF over 50257 entries carries
+// an error (~sqrt(V) ulps) as large as one token's probability, so two implementations whose probabilities agree
+// to 1e-7 would pick different tokens; in double only a token within ~1e-10 of the uniform can flip.
 static inline int train_sample_token(const float* probs, int V, uint64_t seed, int step, int t) {
     uint32_t ctr[4] = {(uint32_t)t, 0u, 0x5a4d504cu /* "SMPL" */, 0u};
     uint32_t key[2] = {(uint32_t)seed ^ (uint32_t)step, (uint32_t)(seed >> 32)};
     uint32_t bits[4];
     philox4x32_10(ctr, key, bits);
     float coin = philox_uniform(bits[0]);
-    float cdf = 0.0f;
+    double total = 0.0;
+    for (int i = 0; i < V; i++) total += probs[i];
+    double target = (double)coin * total, cdf = 0.0;
     for (int i = 0; i < V; i++) {
         cdf += probs[i];
-        if (coin < cdf) return i;
+        if (target < cdf) return i;
     }
     return V - 1;
 }
