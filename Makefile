@@ -330,8 +330,20 @@ TEST_BINS := train_gpt2 train_gpt2_noomp test_gpt2 $(BIN)/test_gpt2_noomp $(BIN)
              eval_gpt2 export_gpt2 \
              $(CUDA_CPU_TARGETS) $(LAB_CPU_TARGETS)
 
+# TEST_FULL=1 (`make test-full`): every variant of the CPU-backend suites (thread orders, switch sets, -ge x -rc,
+# rendezvous, dist cases) and two more test_gpt2cu --opt runs; `make test` (CI) runs a subset of each (doc/testing.md)
+TEST_FULL ?= 0
+export TEST_FULL
+TEST_FULL_SUITES := $(if $(filter 1,$(TEST_FULL)),\
+  "$(CUDA_CPU)/test_gpt2fp32cu --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_ivon_state.bin" \
+  "CUDA_CPU_SCHEDULE=shuffle:1 $(CUDA_CPU)/test_gpt2cu --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_ivon_state.bin")
+
+.PHONY: test-full
+test-full:
+	$(MAKE) test TEST_FULL=1
+
 test: ref
-	$(MAKE) $(TEST_BINS)
+	$(MAKE) -j2 $(TEST_BINS)
 	bash dev/test/run_all.sh \
 	  "$(BIN)/test_llmc" \
 	  "$(BIN)/test_gemm" \
@@ -367,10 +379,9 @@ test: ref
 	  "CUDA_CPU_SCHEDULE=shuffle:1 $(CUDA_CPU)/test_gpt2cu $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
 	  "bash dev/test/expect_fail.sh $(CUDA_CPU)/test_gpt2fp32cu --perturb=1e-4 $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
 	  "bash dev/test/expect_fail.sh $(CUDA_CPU)/test_gpt2cu --perturb=0.1 $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
-	  "$(CUDA_CPU)/test_gpt2fp32cu --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_ivon_state.bin" \
 	  "$(CUDA_CPU)/test_gpt2fp32cu --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_state.bin" \
 	  "$(CUDA_CPU)/test_gpt2fp32cu --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_alt_state.bin" \
-	  "CUDA_CPU_SCHEDULE=shuffle:1 $(CUDA_CPU)/test_gpt2cu --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_ivon_state.bin" \
+	  $(TEST_FULL_SUITES) \
 	  "CUDA_CPU_SCHEDULE=shuffle:1 $(CUDA_CPU)/test_gpt2cu --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_state.bin" \
 	  "bash dev/test/expect_fail.sh $(CUDA_CPU)/test_gpt2fp32cu --perturb=1e-2 --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_state.bin" \
 	  "bash dev/test/test_cuda_cpu.sh" \
@@ -429,7 +440,7 @@ $(ASAN):
 
 # the suites of `make test` that run C code (the pure-Python suites are left out); d12 test_gpt2 included
 test-asan: ref
-	$(MAKE) $(ASAN_BINS)
+	$(MAKE) -j2 $(ASAN_BINS)
 	rm -rf $(ASAN)/logs && mkdir -p $(ASAN)/logs
 	@{ $(ASAN_ENV) bash dev/test/run_all.sh \
 	  "$(ASAN)/test_llmc" \
@@ -475,7 +486,7 @@ setup-fuzz:
 	bash scripts/setup.sh --with-fuzz
 
 fuzz-build: setup-fuzz
-	$(MAKE) $(FUZZ_BINS)
+	$(MAKE) -j2 $(FUZZ_BINS)
 
 $(FUZZ)/fuzz_%: dev/fuzz/fuzz_%.c dev/fuzz/fuzz_common.h $(HEADERS) | $(FUZZ)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< -lm
