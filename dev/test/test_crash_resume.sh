@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Crash safety, rolling checkpoints and NaN/Inf skipping of ./train_gpt2 (d2, 2x32 tokens per step, 1 thread):
-#  1. a run is killed with SIGKILL at many moments (fixed delays, while a model file is being written, between the
+#  1. a run is killed with SIGKILL at many moments (after K printed steps, while a model file is being written, between the
 #     state file and the DONE marker, widened by the test-only IVON_TEST_SAVE_SLEEP_MS), then restarted with -y 1
 #     until it finishes: every restart resumes from the newest checkpoint with a DONE marker, and the final model and
 #     state files equal an uninterrupted run's (cmp), for adamw and ivon; the ivon run keeps the last 2 checkpoints
@@ -35,13 +35,14 @@ body_eq() { cmp -s <(tail -c +1025 "$1") <(tail -c +1025 "$2"); }  # state files
 hdr_int() { od -An -t d4 -j $((4 * $2)) -N 4 "$1" | tr -d ' '; }  # int32 slot $2 of a header
 
 # --- 1. SIGKILL at many moments, resume, compare ---------------------------------------------------------------
-# kill modes: a number = seconds after the start; "model" = while a model file is written (.tmp present);
+# kill modes: +K = once the run has printed K step lines (progress, not time, so that the kills spread over the
+# run on a fast or a slow machine); "model" = while a model file is written (.tmp present);
 # "state" = after a state file is complete but before its DONE marker; "startup" = before any checkpoint
 crash_run() {  # crash_run name extra-args...
   local name=$1; shift
   local ref="$tmp/ref_$name" dir="$tmp/crash_$name"
   "$TRAIN" "${common[@]}" "$@" -o "$ref" > "$ref.txt" 2>&1 || { bad "$name: uninterrupted run failed"; return; }
-  local modes=(0.3 state 1.1 model state 0.7 startup model state 1.6) kills=0 in_save=0 resumes=0 wrong=0 runs=0
+  local modes=(+1 state +3 model state +2 startup model state +3 +2 model) kills=0 in_save=0 resumes=0 wrong=0 runs=0
   local m before t0 done_now rc
   for m in "${modes[@]}" finish; do
     before=$(latest_done "$dir")
@@ -60,7 +61,9 @@ crash_run() {  # crash_run name extra-args...
                  [ -e "$dir/state_$(printf %08d $((done_now < 0 ? 2 : done_now + 2))).bin" ] && break
                  sleep 0.005
                done ;;
-        *) sleep "$m" ;;
+        +*) while kill -0 "$pid" 2>/dev/null && [ "$(grep -c '^step ' "$tmp/run.txt")" -lt "${m#+}" ]; do
+              sleep 0.005
+            done ;;
       esac
       kill -9 "$pid" 2>/dev/null && kills=$((kills + 1))
     fi
