@@ -455,7 +455,7 @@ test-asan: ref
 	  "OMP_NUM_THREADS=1 $(ASAN)/test_gpt2_noomp $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
 	  "$(ASAN)/test_gpt2 --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_ivon_state.bin" \
 	  "$(ASAN)/test_gpt2 --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_state.bin" \
-	  "TRAIN_BIN=$(ASAN)/train_gpt2 CHECKS=$(ASAN)/train_gpt2_checks bash dev/test/test_train.sh" \
+	  "TEST_TRAIN_SHORT=1 TRAIN_BIN=$(ASAN)/train_gpt2 CHECKS=$(ASAN)/train_gpt2_checks bash dev/test/test_train.sh" \
 	  "$(ASAN)/test_sample $(REF)/gpt2_d2.bin" \
 	  "TRAIN_BIN=$(ASAN)/train_gpt2 SAMPLE_BIN=$(ASAN)/sample_gpt2 TEST_SAMPLE_BIN=$(ASAN)/test_sample bash dev/test/test_sample.sh" \
 	  "TRAIN_BIN=$(ASAN)/train_gpt2 TEST_BIN=$(ASAN)/test_gpt2 SAMPLE_BIN=$(ASAN)/sample_gpt2 SAMPLE_TRAIN_BIN=$(ASAN)/train_gpt2 bash dev/test/test_bad_inputs.sh" \
