@@ -150,9 +150,9 @@ done
 rm -rf "$tmp"/one_* "$tmp"/two_*
 
 # (TEST_FULL=1 only: sections 5 and 6 start ranks through both rendezvous too)
-[ "${TEST_FULL:-0}" = 1 ] && echo "== 2 ranks through the TCP and FS rendezvous"
-for m in "tcp 0" "fs 1"; do
-  [ "${TEST_FULL:-0}" = 1 ] || break
+rendezvous=()
+[ "${TEST_FULL:-0}" = 1 ] && rendezvous=("tcp 0" "fs 1") && echo "== 2 ranks through the TCP and FS rendezvous"
+for m in "${rendezvous[@]+"${rendezvous[@]}"}"; do
   # shellcheck disable=SC2086
   set -- $m  # method, ZeRO stage
   name="${1}2_fp_zs$2"
