@@ -196,7 +196,7 @@ $(CUDA_BIN):
 # `make cuda-cpu` builds build/cuda_cpu/{train,test}_gpt2{,fp32}cu; CUDA_CPU_SCHEDULE=forward|reverse|shuffle[:seed]
 # picks the thread order at run time. MPI as for the GPU build (mpirun -np 2 runs the real NCCL code paths).
 CUDA_CPU := build/cuda_cpu
-CUDA_CPU_INC := $(wildcard dev/cuda_cpu/include/*.h)
+CUDA_CPU_INC := $(wildcard dev/cuda_cpu/include/*.h) llmc/sanitize.h
 CUDA_CPU_CXX ?= g++
 CUDA_CPU_OPT ?= -O2 -march=native
 CUDA_CPU_CXXFLAGS = -std=c++17 $(CUDA_CPU_OPT) -fno-math-errno -ffp-contract=off -fopenmp -Wall -Wextra \

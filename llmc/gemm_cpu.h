@@ -14,6 +14,7 @@
 #ifdef __AVX512F__
 #include <immintrin.h>
 #endif
+#include "sanitize.h"
 #include "utils.h"
 
 
@@ -149,6 +150,20 @@ static void gemm_pack_b_panel(float* Bp, const float* B, size_t rs, size_t cs, i
     }
 }
 
+// the regions gemm_kernel reads and writes (a no-op without ASan)
+static inline void gemm_check_tile(int kc, const float* Ap, const float* Bp, const float* C, size_t ldc, int mr, int nr,
+                                   int first, const float* bias) {
+#ifdef LLMC_ASAN
+    sanitize_check_region("gemm_kernel", "packed A panel", Ap, (size_t)kc * GEMM_MR * sizeof(float));
+    sanitize_check_region("gemm_kernel", "packed B panel", Bp, (size_t)kc * GEMM_NR * sizeof(float));
+    for (int i = 0; i < mr; i++)
+        sanitize_check_region("gemm_kernel", "C row", C + (size_t)i * ldc, (size_t)nr * sizeof(float));
+    if (first && bias != NULL) sanitize_check_region("gemm_kernel", "bias", bias, (size_t)nr * sizeof(float));
+#else
+    (void)kc; (void)Ap; (void)Bp; (void)C; (void)ldc; (void)mr; (void)nr; (void)first; (void)bias;
+#endif
+}
+
 // Writes an MR x NR tile `acc` into C (mr x nr valid): C = acc (+ bias) when `first`, else C += acc.
 static inline void gemm_store_tile(const float* acc, float* C, size_t ldc, int mr, int nr, int first,
                                    const float* bias) {
@@ -167,8 +182,10 @@ static inline void gemm_store_tile(const float* acc, float* C, size_t ldc, int m
 
 #ifdef __AVX512F__
 // AVX-512 micro-kernel: 8 x 48 tile in 24 zmm accumulators, one broadcast per row per depth.
-static void gemm_kernel(int kc, const float* restrict Ap, const float* restrict Bp, float* C, size_t ldc,
-                        int mr, int nr, int first, const float* bias) {
+// LLMC_NO_SANITIZE: the whole tile is checked on entry (llmc/sanitize.h)
+LLMC_NO_SANITIZE static void gemm_kernel(int kc, const float* restrict Ap, const float* restrict Bp, float* C,
+                                         size_t ldc, int mr, int nr, int first, const float* bias) {
+    gemm_check_tile(kc, Ap, Bp, C, ldc, mr, nr, first, bias);
     __m512 c[GEMM_MR][3];
     for (int i = 0; i < GEMM_MR; i++) {
         _mm_prefetch((const char*)(C + (size_t)i * ldc), _MM_HINT_T0);
@@ -224,8 +241,10 @@ static void gemm_kernel(int kc, const float* restrict Ap, const float* restrict 
 }
 #else
 // Portable micro-kernel: the same tile as plain C loops that gcc vectorizes.
-static void gemm_kernel(int kc, const float* restrict Ap, const float* restrict Bp, float* C, size_t ldc,
-                        int mr, int nr, int first, const float* bias) {
+// LLMC_NO_SANITIZE: the whole tile is checked on entry (llmc/sanitize.h)
+LLMC_NO_SANITIZE static void gemm_kernel(int kc, const float* restrict Ap, const float* restrict Bp, float* C,
+                                         size_t ldc, int mr, int nr, int first, const float* bias) {
+    gemm_check_tile(kc, Ap, Bp, C, ldc, mr, nr, first, bias);
     float acc[GEMM_MR * GEMM_NR] __attribute__((aligned(64)));
     for (int i = 0; i < GEMM_MR * GEMM_NR; i++) acc[i] = 0.0f;
     for (int p = 0; p < kc; p++) {

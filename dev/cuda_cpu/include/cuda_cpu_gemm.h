@@ -36,6 +36,7 @@
 #ifdef __AVX512F__
 #include <immintrin.h>
 #endif
+#include "../../../llmc/sanitize.h"  // (relative to this header: no -I needed)
 #include <library_types.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -366,11 +367,24 @@ inline void pack_b(float* __restrict dst, const T* b, int64_t ldb, bool tb, int6
         for (int j = cols; j < NR; j++) dst[p * NR + j] = 0.0f;
 }
 
+// the regions kernel() reads and writes: both packed panels, the NR columns of the tile (a no-op without ASan)
+inline void kernel_check(int kc, const float* ap, const float* bp, const float* c, int64_t ldc) {
+#ifdef LLMC_ASAN
+    sanitize_check_region("cuda_cpu_gemm::kernel", "packed A panel", ap, (size_t)kc * MR * sizeof(float));
+    sanitize_check_region("cuda_cpu_gemm::kernel", "packed B panel", bp, (size_t)kc * NR * sizeof(float));
+    for (int j = 0; j < NR; j++)
+        sanitize_check_region("cuda_cpu_gemm::kernel", "accumulator column", c + j * ldc, MR * sizeof(float));
+#else
+    (void)kc; (void)ap; (void)bp; (void)c; (void)ldc;
+#endif
+}
+
 // acc (MR x NR tile, column-major, ld ldc) = (first ? 0 : acc) accumulated over kc depths of one A panel and one
 // B panel: acc(i, j) = fmaf(ap[p * MR + i], bp[p * NR + j], acc(i, j)) for p in order.
 #ifdef __AVX512F__
-inline void kernel(int kc, const float* __restrict ap, const float* __restrict bp, float* __restrict c,
-                   int64_t ldc, bool first) {
+// LLMC_NO_SANITIZE: kernel_check covers its regions (llmc/sanitize.h)
+LLMC_NO_SANITIZE inline void kernel(int kc, const float* __restrict ap, const float* __restrict bp,
+                                             float* __restrict c, int64_t ldc, bool first) {
     __m512 c0[NR], c1[NR];
 #pragma GCC unroll 12
     for (int j = 0; j < NR; j++) {
@@ -394,8 +408,9 @@ inline void kernel(int kc, const float* __restrict ap, const float* __restrict b
     }
 }
 #else
-inline void kernel(int kc, const float* __restrict ap, const float* __restrict bp, float* __restrict c,
-                   int64_t ldc, bool first) {
+// LLMC_NO_SANITIZE: kernel_check covers its regions (llmc/sanitize.h)
+LLMC_NO_SANITIZE inline void kernel(int kc, const float* __restrict ap, const float* __restrict bp,
+                                             float* __restrict c, int64_t ldc, bool first) {
     float t[NR][MR];
     for (int j = 0; j < NR; j++)
         for (int i = 0; i < MR; i++) t[j][i] = first ? 0.0f : c[j * ldc + i];
@@ -498,9 +513,12 @@ inline void gemm_tile(const Gemm& g, int64_t bi, int64_t i0, int rows, int64_t j
             pack_b<T>(bs + (size_t)q * NR * kc, B, g.b.ld, g.tb, j0 + q * NR, cols - q * NR < NR ? cols - q * NR : NR,
                       p0, kc);
         for (int q = 0; q < np; q++)
-            for (int r = 0; r < mp; r++)
+            for (int r = 0; r < mp; r++) {
+                kernel_check(kc, as + (size_t)r * MR * kc, bs + (size_t)q * NR * kc, acc + r * MR + q * NR * ldacc,
+                             ldacc);
                 kernel(kc, as + (size_t)r * MR * kc, bs + (size_t)q * NR * kc, acc + r * MR + q * NR * ldacc, ldacc,
                        p0 == 0);
+            }
     }
     epilogue(g, bi, acc, ldacc, i0, rows, j0, cols);
 }
