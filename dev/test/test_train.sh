@@ -4,9 +4,9 @@
 #  - checkpoint + resume reproduces an uninterrupted run bit for bit (model and state files) for adamw, ivon and
 #    poco (anchor refreshes before and after the resume point), with gradient accumulation 2.
 # Bad flags and files: dev/test/test_bad_inputs.sh; crashes, rolling checkpoints, NaN skips: test_crash_resume.sh.
-# TEST_TRAIN_SHORT=1 (make test-asan): the learning runs shortened to 6 steps (the invariant-checking build must
-# still run them clean; no loss-drop threshold) and the 40-step AdamW run left out: the same code under the
-# sanitizers in a fraction of the time.
+# TEST_TRAIN_SHORT=1 (make test-asan): B=2, T=32 and 2 val batches, the learning runs shortened to 6 steps (the
+# invariant-checking build must still run them clean; no loss-drop threshold) and the 40-step AdamW run left out:
+# the same code under the sanitizers in a fraction of the time.
 set -u
 cd "$(dirname "$0")/../.."
 TRAIN=${TRAIN_BIN:-./train_gpt2}  # the sanitizer run (make test-asan) sets build/asan/train_gpt2
@@ -16,8 +16,11 @@ ok()  { echo "OK   $*"; pass=$((pass + 1)); }
 bad() { echo "FAIL $*"; fail=$((fail + 1)); }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-common=(-e d2 -b 4 -t 64 -l 1e-3 -u 5 -s 0 -m 10 -seed 7)
 SHORT=${TEST_TRAIN_SHORT:-0}
+# d2, B=4, T=64 (TEST_TRAIN_SHORT=1: B=2, T=32, 2 val batches); accum: 2 micro-batches per step for the resume checks
+shape=(-e d2 -b 4 -t 64) val_batches=10 accum=512
+[ "$SHORT" = 1 ] && shape=(-e d2 -b 2 -t 32) val_batches=2 accum=128
+common=("${shape[@]}" -l 1e-3 -u 5 -s 0 -m "$val_batches" -seed 7)
 
 # 1. loss goes down
 if [ "$SHORT" = 1 ]; then
@@ -35,7 +38,7 @@ else
 fi
 
 # 1a. the AdamW settings -ab1 -ab2 -ae reach the update: each changes the step-3 loss, the defaults spelled out do not
-adamw_loss3() { $TRAIN -e d2 -b 4 -t 64 -x 3 -v 0 -s 0 "$@" 2>&1 | awk '/^step +3\/3/ {print $5}'; }
+adamw_loss3() { $TRAIN "${shape[@]}" -x 3 -v 0 -s 0 "$@" 2>&1 | awk '/^step +3\/3/ {print $5}'; }
 l_def=$(adamw_loss3)
 l_same=$(adamw_loss3 -ab1 0.9 -ab2 0.95 -ae 1e-8)
 l_b1=$(adamw_loss3 -ab1 0.5); l_b2=$(adamw_loss3 -ab2 0.999); l_eps=$(adamw_loss3 -ae 1e-3)
@@ -79,7 +82,7 @@ learns poco 2.0 -opt poco -l -1 -r 1e-2 -x 30 -v 30 -pst 15 -pp 8 -pmb 4 -bma 2
 # 2. resume == never stopped (grad accumulation 2, checkpoints every 3 steps), per optimizer
 resume_check() {  # resume_check name args...
   local name=$1; shift
-  local ckpt=(-x 6 -n 3 -d 512 -v 0)
+  local ckpt=(-x 6 -n 3 -d "$accum" -v 0)
   local full="$tmp/full_$name" part="$tmp/part_$name"
   $TRAIN "${common[@]}" "${ckpt[@]}" "$@" -o "$full" > "$full.txt" 2>&1 || bad "$name: uninterrupted run failed"
   $TRAIN "${common[@]}" "${ckpt[@]}" "$@" -o "$part" > /dev/null 2>&1
