@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test suite, echoes their output, sums their closing `N passed, N failed` lines.
-# Each argument is one suite command (a string run by bash). Exit 1 if any suite fails. Prints the slowest suites.
+# Each argument is one suite command (a string run by bash). Exit 1 if any suite fails. Prints each suite's seconds
+# when it ends and the slowest suites at the end.
 set -u
-total_pass=0; total_fail=0; bad_suites=(); times=()
+total_pass=0; total_fail=0; bad_suites=(); times=(); t_all=$SECONDS
 for cmd in "$@"; do
   echo "=== $cmd"
   t0=$SECONDS
@@ -10,6 +11,7 @@ for cmd in "$@"; do
   bash -c "$cmd" 2>&1 | tee "$out"
   rc=${PIPESTATUS[0]}
   times+=("$((SECONDS - t0)) s  $cmd")
+  echo "=== $((SECONDS - t0)) s (total $((SECONDS - t_all)) s): $cmd"
   line=$(grep -E '^([A-Za-z_]+: )?[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
   rm -f "$out"
   if [ -z "$line" ]; then
