@@ -321,7 +321,42 @@ static void test_math(void) {
           worst_gelu);
 }
 
+#ifdef LLMC_ASAN
+#include <fcntl.h>
+#include <sanitizer/common_interface_defs.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+// Sanitizer builds: the micro-kernel runs without per-access checks (llmc/sanitize.h), so its tile check must catch
+// what ASan would: a child process multiplies into a C one row short (a full 8 x 48 tile, the vector store path) and
+// must abort with the kernel's report (sent to /dev/null). Runs first, before OpenMP starts threads in this process.
+static void test_gemm_sanitizer_guard(void) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open("/dev/null", O_WRONLY);
+        dup2(fd, 2);
+        __sanitizer_set_report_fd((void*)(intptr_t)fd);
+        omp_set_num_threads(1);
+        int M = GEMM_MR, N = GEMM_NR, K = 16;
+        float* A = (float*)calloc((size_t)M * K, sizeof(float));
+        float* B = (float*)calloc((size_t)K * N, sizeof(float));
+        float* C = (float*)malloc((size_t)(M - 1) * N * sizeof(float));  // (M - 1, N): the last row is missing
+        gemm_run(M, N, K, A, K, 1, B, N, 1, C, N, 0, NULL);
+        _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    check(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+          "sanitizer build: gemm_kernel's tile check aborts on a C buffer one row short (child %s %d)",
+          WIFSIGNALED(status) ? "signal" : "exit", WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+}
+#endif
+
 int main(void) {
+#ifdef LLMC_ASAN
+    test_gemm_sanitizer_guard();
+#endif
     test_math();
     test_gemm_all();
     test_model_gradients();
