@@ -15,7 +15,7 @@
 # default 470), so one hang cannot eat the rest. Ends with `N passed, N failed`; exit 1 on a failed test or build.
 # --cpu-backend (or GPU_CHECK_CPU=1): the same steps on the CPU backend (build/cuda_cpu binaries, make test's run
 # of this script) at tiny sizes: d2, the small debug state, one --opt state (fp32), two lab programs, lab bench at
-# n = 20000, trainer d2 B=4 T=64 3 steps.
+# n = 20000, trainer d2 B=2 T=32 3 steps.
 # Needs the git-ignored ref/ files and dev/data/austen/ (a synthetic token shard is written when the data is absent).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
@@ -51,7 +51,7 @@ if [ "$CPU" = 1 ]; then
   OPT_STATES="ref/gpt2_d2_ivon_state.bin"; OPT_TESTS="$TESTFP"
   LAB_NAMES="adamw ivon_update"  # every program in both modes: dev/test/test_cuda_lab.sh
   LAB_BENCH_ARGS="-n 20000 -r 2"
-  MODEL=d2; T=64; BATCHES="4"; STEPS=3
+  MODEL=d2; T=32; BATCHES="2"; STEPS=3
   T_BUILD=600; T_TEST=150; T_LAB=120; T_TRAIN=120
 else
   MODE="GPU"
@@ -260,7 +260,7 @@ adamw_ms=""
 chosen_b=""
 for opt in adamw ivon poco; do
   if [ "$opt" != adamw ]; then
-    train_run "probe_$opt" "$opt" 4 1 d2 64
+    train_run "probe_$opt" "$opt" 2 1 d2 32
     if [ "$RC" -ne 0 ]; then
       msg=$(grep -m 1 -E '^error' "$WORK/probe_$opt.log" | cut -c1-120)
       info "train_gpt2cu -opt $opt probe (d2, 1 step)" "not available in this build: ${msg:-$(why)}" "$DT"
