@@ -135,63 +135,23 @@ __global__ void layernorm_forward_kernel(floatX* out, float* mean, float* rstd, 
     }
 }
 
-// One warp per row: dinp += rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = dout * weight
-__global__ void layernorm_backward_input_kernel(floatX* dinp, const floatX* dout, const floatX* inp,
-                                                const floatX* weight, const float* mean, const float* rstd, int N,
-                                                int C) {
-    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (row >= N) return;
-    const floatX* x = inp + (size_t)row * C;
-    const floatX* d = dout + (size_t)row * C;
-    floatX* di = dinp + (size_t)row * C;
-    float m = mean[row], r = rstd[row];
-    float sum_d = 0.0f, sum_dx = 0.0f;
-    for (int c = lane; c < C; c += 32) {
-        float dxhat = x2f(d[c]) * x2f(weight[c]);
-        sum_d += dxhat;
-        sum_dx += dxhat * (x2f(x[c]) - m) * r;
-    }
-    sum_d = warp_sum(sum_d) / C;
-    sum_dx = warp_sum(sum_dx) / C;
-    for (int c = lane; c < C; c += 32) {
-        float xhat = (x2f(x[c]) - m) * r;
-        di[c] = f2x(x2f(di[c]) + r * (x2f(d[c]) * x2f(weight[c]) - sum_d - xhat * sum_dx));
-    }
-}
-
-// Column sums over a chunk of rows, stage 1 of the deterministic parameter-gradient reductions.
+// Column sums over a chunk of rows, stage 1 of the deterministic bias-gradient reduction.
 // grid (ceil(C / 32), chunks), block (32, 8): column c = blockIdx.x * 32 + threadIdx.x, rows of chunk
-// blockIdx.y strided by 8 over threadIdx.y, then the 8 partial sums added in order.
-// mode 0 (bias): part0 = sum dout.  mode 1 (layernorm): part0 = sum dout * xhat (dweight), part1 = sum dout.
-__global__ void colsum_partial_kernel(float* part0, float* part1, const floatX* dout, const floatX* inp,
-                                      const float* mean, const float* rstd, int N, int C, int rows_per_chunk,
-                                      int mode) {
-    __shared__ float s0[8][32], s1[8][32];
+// blockIdx.y strided by 8 over threadIdx.y, then the 8 partial sums added in order: part[chunk, c] = sum dout.
+__global__ void colsum_partial_kernel(float* part, const floatX* dout, int N, int C, int rows_per_chunk) {
+    __shared__ float s[8][32];
     int c = blockIdx.x * 32 + threadIdx.x;
     int r0 = blockIdx.y * rows_per_chunk, r1 = min(N, r0 + rows_per_chunk);
-    float a0 = 0.0f, a1 = 0.0f;
+    float a = 0.0f;
     if (c < C) {
-        for (int r = r0 + threadIdx.y; r < r1; r += 8) {
-            float d = x2f(dout[(size_t)r * C + c]);
-            if (mode == 0) {
-                a0 += d;
-            } else {
-                a0 += d * (x2f(inp[(size_t)r * C + c]) - mean[r]) * rstd[r];
-                a1 += d;
-            }
-        }
+        for (int r = r0 + threadIdx.y; r < r1; r += 8) a += x2f(dout[(size_t)r * C + c]);
     }
-    s0[threadIdx.y][threadIdx.x] = a0;
-    s1[threadIdx.y][threadIdx.x] = a1;
+    s[threadIdx.y][threadIdx.x] = a;
     __syncthreads();
     if (threadIdx.y == 0 && c < C) {
-        float t0 = 0.0f, t1 = 0.0f;
-        for (int k = 0; k < 8; k++) {
-            t0 += s0[k][threadIdx.x];
-            t1 += s1[k][threadIdx.x];
-        }
-        part0[(size_t)blockIdx.y * C + c] = t0;
-        if (mode == 1) part1[(size_t)blockIdx.y * C + c] = t1;
+        float t = 0.0f;
+        for (int k = 0; k < 8; k++) t += s[k][threadIdx.x];
+        part[(size_t)blockIdx.y * C + c] = t;
     }
 }
 
@@ -202,6 +162,81 @@ __global__ void colsum_final_kernel(floatX* out, const float* part, int chunks, 
     float s = 0.0f;
     for (int k = 0; k < chunks; k++) s += part[(size_t)k * C + c];
     out[c] = f2x(x2f(out[c]) + s);
+}
+
+// The layernorm backward in one pass over a chunk of rows per block (grid: colsum_chunks(N), block 256 = 8 warps):
+//  1. one warp per row: dinp += rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = dout * weight
+//  2. the block's column sums of dout * xhat (dweight) and dout (dbias) over its rows, 32 columns at a time, rows
+//     strided by 8 over the warps and the 8 partials added in order (bias_backward's order), into
+//     part0 / part1 (chunks, C); the chunk's rows are still in L1/L2 from step 1
+//  3. the last block to finish (done counts them; it resets it to 0) adds the chunks' partials in order to dweight
+//     and dbias (colsum_final_kernel's order), so the result is the same for any block order
+__global__ void layernorm_backward_kernel(floatX* dinp, floatX* dweight, floatX* dbias, float* part0, float* part1,
+                                          unsigned int* done, const floatX* dout, const floatX* inp,
+                                          const floatX* weight, const float* mean, const float* rstd, int N, int C,
+                                          int rows_per_chunk) {
+    __shared__ float s0[8][32], s1[8][32];
+    __shared__ bool last;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int r0 = blockIdx.x * rows_per_chunk, r1 = min(N, r0 + rows_per_chunk);
+    for (int row = r0 + warp; row < r1; row += 8) {
+        const floatX* x = inp + (size_t)row * C;
+        const floatX* d = dout + (size_t)row * C;
+        floatX* di = dinp + (size_t)row * C;
+        float m = mean[row], r = rstd[row];
+        float sum_d = 0.0f, sum_dx = 0.0f;
+        for (int c = lane; c < C; c += 32) {
+            float dxhat = x2f(d[c]) * x2f(weight[c]);
+            sum_d += dxhat;
+            sum_dx += dxhat * (x2f(x[c]) - m) * r;
+        }
+        sum_d = warp_sum(sum_d) / C;
+        sum_dx = warp_sum(sum_dx) / C;
+        for (int c = lane; c < C; c += 32) {
+            float xhat = (x2f(x[c]) - m) * r;
+            di[c] = f2x(x2f(di[c]) + r * (x2f(d[c]) * x2f(weight[c]) - sum_d - xhat * sum_dx));
+        }
+    }
+    for (int c0 = 0; c0 < C; c0 += 32) {
+        int c = c0 + lane;
+        float a0 = 0.0f, a1 = 0.0f;
+        if (c < C) {
+            for (int r = r0 + warp; r < r1; r += 8) {
+                float d = x2f(dout[(size_t)r * C + c]);
+                a0 += d * (x2f(inp[(size_t)r * C + c]) - mean[r]) * rstd[r];
+                a1 += d;
+            }
+        }
+        s0[warp][lane] = a0;
+        s1[warp][lane] = a1;
+        __syncthreads();
+        if (warp == 0 && c < C) {
+            float t0 = 0.0f, t1 = 0.0f;
+            for (int k = 0; k < 8; k++) {
+                t0 += s0[k][lane];
+                t1 += s1[k][lane];
+            }
+            part0[(size_t)blockIdx.x * C + c] = t0;
+            part1[(size_t)blockIdx.x * C + c] = t1;
+        }
+        __syncthreads();
+    }
+    // the partials visible to every block before this block counts itself done
+    __threadfence();
+    if (threadIdx.x == 0) last = atomicAdd(done, 1u) == gridDim.x - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        float t0 = 0.0f, t1 = 0.0f;
+        for (int k = 0; k < (int)gridDim.x; k++) {
+            t0 += __ldcg(&part0[(size_t)k * C + c]);
+            t1 += __ldcg(&part1[(size_t)k * C + c]);
+        }
+        dweight[c] = f2x(x2f(dweight[c]) + t0);
+        dbias[c] = f2x(x2f(dbias[c]) + t1);
+    }
+    if (threadIdx.x == 0) *done = 0;
 }
 
 __device__ __forceinline__ float gelu_value(float x) {
@@ -938,21 +973,16 @@ static int colsum_chunks(int N, int* rows_per_chunk) {
     return chunks;
 }
 
-// dinp += ..., dweight += ..., dbias += ...; scratch holds 2 * COLSUM_MAX_CHUNKS * C floats
-static void layernorm_backward(floatX* dinp, floatX* dweight, floatX* dbias, float* scratch, const floatX* dout,
-                               const floatX* inp, const floatX* weight, const float* mean, const float* rstd, int N,
-                               int C) {
-    layernorm_backward_input_kernel<<<ceil_div(N, 8), 256>>>(dinp, dout, inp, weight, mean, rstd, N, C);
-    cudaCheckLaunch();
+// dinp += ..., dweight += ..., dbias += ... (one kernel); scratch holds 2 * COLSUM_MAX_CHUNKS * C floats, done is 0
+static void layernorm_backward(floatX* dinp, floatX* dweight, floatX* dbias, float* scratch, unsigned int* done,
+                               const floatX* dout, const floatX* inp, const floatX* weight, const float* mean,
+                               const float* rstd, int N, int C) {
     int rows;
     int chunks = colsum_chunks(N, &rows);
     float* p0 = scratch;
     float* p1 = scratch + (size_t)COLSUM_MAX_CHUNKS * C;
-    colsum_partial_kernel<<<dim3(ceil_div(C, 32), chunks), dim3(32, 8)>>>(p0, p1, dout, inp, mean, rstd, N, C, rows, 1);
-    cudaCheckLaunch();
-    colsum_final_kernel<<<ceil_div(C, 256), 256>>>(dweight, p0, chunks, C);
-    cudaCheckLaunch();
-    colsum_final_kernel<<<ceil_div(C, 256), 256>>>(dbias, p1, chunks, C);
+    layernorm_backward_kernel<<<chunks, 256>>>(dinp, dweight, dbias, p0, p1, done, dout, inp, weight, mean, rstd, N,
+                                               C, rows);
     cudaCheckLaunch();
 }
 
@@ -960,8 +990,7 @@ static void layernorm_backward(floatX* dinp, floatX* dweight, floatX* dbias, flo
 static void bias_backward(floatX* dbias, float* scratch, const floatX* dout, int N, int OC) {
     int rows;
     int chunks = colsum_chunks(N, &rows);
-    colsum_partial_kernel<<<dim3(ceil_div(OC, 32), chunks), dim3(32, 8)>>>(scratch, NULL, dout, NULL, NULL, NULL, N,
-                                                                          OC, rows, 0);
+    colsum_partial_kernel<<<dim3(ceil_div(OC, 32), chunks), dim3(32, 8)>>>(scratch, dout, N, OC, rows);
     cudaCheckLaunch();
     colsum_final_kernel<<<ceil_div(OC, 256), 256>>>(dbias, scratch, chunks, OC);
     cudaCheckLaunch();
@@ -1148,6 +1177,7 @@ typedef struct {
     floatX* dsmall;     // (B, T, C) gradient of ln2 / atty / ln1 / lnf
     float* att_d;       // (B, NH, T) rowsum(datty * atty) per head, attention backward
     float* colsum;      // (2, COLSUM_MAX_CHUNKS, 4C) partial column sums
+    unsigned int* colsum_done;  // (1) blocks of layernorm_backward_kernel done; 0 between calls
     float* probs;       // (Vp) one row of probabilities for sampling
     float* partial;     // (SUMSQ_BLOCKS + 1) grad-norm partials, then the result
 } ActivationTensors;
@@ -1457,7 +1487,8 @@ void gpt2_allocate(GPT2* model, int B, int T, int recompute) {
         {(void**)&a->losses, BT * F},              {(void**)&a->proj, BT * C * X},
         {(void**)&a->dresidual, BT * C * X},       {(void**)&a->dbig, BT * 4 * C * X},
         {(void**)&a->dsmall, BT * C * X},          {(void**)&a->att_d, BT * NH * F},
-        {(void**)&a->colsum, 2 * COLSUM_MAX_CHUNKS * 4 * C * F}, {(void**)&a->probs, Vp * F},
+        {(void**)&a->colsum, 2 * COLSUM_MAX_CHUNKS * 4 * C * F}, {(void**)&a->colsum_done, sizeof(unsigned int)},
+        {(void**)&a->probs, Vp * F},
         {(void**)&a->partial, (SUMSQ_BLOCKS + 1) * F},
     };
     int nt = (int)(sizeof(t) / sizeof(t[0]));
@@ -1675,8 +1706,8 @@ static void gpt2_backward_impl(GPT2* model, float loss_scale, int reduce, int po
                         Vp, NULL);
     }
     cudaCheck(cudaMemset(a.dresidual, 0, (size_t)N * C * sizeof(floatX)));
-    layernorm_backward(a.dresidual, g.lnfw, g.lnfb, cs, a.dsmall, a.residual3 + (L - 1) * slot * C, p.lnfw,
-                       a.lnf_mean, a.lnf_rstd, N, C);
+    layernorm_backward(a.dresidual, g.lnfw, g.lnfb, cs, a.colsum_done, a.dsmall, a.residual3 + (L - 1) * slot * C,
+                       p.lnfw, a.lnf_mean, a.lnf_rstd, N, C);
     for (int l = L - 1; l >= 0; l--) {
         const floatX* residual = l == 0 ? a.encoded : a.residual3 + (l - 1) * slot * C;
         size_t o1 = l * slot, oc = o1 * C;
@@ -1701,16 +1732,16 @@ static void gpt2_backward_impl(GPT2* model, float loss_scale, int reduce, int po
         if (!fuse) gelu_backward(a.dbig, fch, (size_t)N * 4 * C);
         matmul_backward(a.dsmall, g.fcw + (size_t)l * 4 * C * C, g.fcb + l * 4 * C, cs, a.dbig, ln2,
                         p.fcw + (size_t)l * 4 * C * C, N, C, 4 * C, NULL);
-        layernorm_backward(a.dresidual, g.ln2w + l * C, g.ln2b + l * C, cs, a.dsmall, a.residual2 + oc,
-                           p.ln2w + l * C, a.ln2_mean + o1, a.ln2_rstd + o1, N, C);
+        layernorm_backward(a.dresidual, g.ln2w + l * C, g.ln2b + l * C, cs, a.colsum_done, a.dsmall,
+                           a.residual2 + oc, p.ln2w + l * C, a.ln2_mean + o1, a.ln2_rstd + o1, N, C);
         // residual2 = residual + attproj
         matmul_backward(a.dsmall, g.attprojw + (size_t)l * C * C, g.attprojb + l * C, cs, a.dresidual,
                         a.atty + oc, p.attprojw + (size_t)l * C * C, N, C, C, NULL);
         attention_backward(a.dbig, a.att_d, a.dsmall, a.qkv + 3 * oc, a.atty + oc, a.att_lse + o1 * NH, B, T, C, NH);
         matmul_backward(a.dsmall, g.qkvw + (size_t)l * 3 * C * C, g.qkvb + l * 3 * C, cs, a.dbig, ln1,
                         p.qkvw + (size_t)l * 3 * C * C, N, C, 3 * C, NULL);
-        layernorm_backward(a.dresidual, g.ln1w + l * C, g.ln1b + l * C, cs, a.dsmall, residual, p.ln1w + l * C,
-                           a.ln1_mean + o1, a.ln1_rstd + o1, N, C);
+        layernorm_backward(a.dresidual, g.ln1w + l * C, g.ln1b + l * C, cs, a.colsum_done, a.dsmall, residual,
+                           p.ln1w + l * C, a.ln1_mean + o1, a.ln1_rstd + o1, N, C);
         if (reduce) gpt2_reduce_layer_grads(model, l);
     }
     encoder_backward_wpe_kernel<<<ceil_div((size_t)T * C, 256), 256>>>(g.wpe, a.dresidual, B, T, C);
