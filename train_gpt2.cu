@@ -41,8 +41,9 @@ namespace wmma = nvcuda::wmma;
 
 #define LN_EPS 1e-5f
 #define GELU_SCALE 0.7978845608028654f  // sqrt(2/pi)
-// chunks of rows for the deterministic column sums (bias / layernorm parameter gradients)
-#define COLSUM_MAX_CHUNKS 64
+// chunks of rows for the deterministic column sums (bias / layernorm parameter gradients); at B*T = 48K, 192 chunks:
+// layernorm_backward_kernel's blocks fill the SMs
+#define COLSUM_MAX_CHUNKS 256
 #define COLSUM_ROWS_PER_CHUNK 256
 // rows of logits per classifier chunk: the logits buffer is (min(B*T, this), Vp), not (B*T, Vp)
 #define CLASSIFIER_ROWS 8192
@@ -164,22 +165,23 @@ __global__ void colsum_final_kernel(floatX* out, const float* part, int chunks, 
     out[c] = f2x(x2f(out[c]) + s);
 }
 
-// The layernorm backward in one pass over a chunk of rows per block (grid: colsum_chunks(N), block 256 = 8 warps):
+// The layernorm backward in one pass over a chunk of rows per block (grid: colsum_chunks(N), block 1024 = 32 warps):
 //  1. one warp per row: dinp += rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = dout * weight
-//  2. the block's column sums of dout * xhat (dweight) and dout (dbias) over its rows, 32 columns at a time, rows
-//     strided by 8 over the warps and the 8 partials added in order (bias_backward's order), into
-//     part0 / part1 (chunks, C); the chunk's rows are still in L1/L2 from step 1
+//  2. the block's column sums of dout * xhat (dweight) and dout (dbias) over its rows while they are in L1/L2:
+//     4 tiles of 32 columns at a time, 8 warps per tile, each warp's rows strided by 8 and the 8 partials added
+//     in order (bias_backward's order), into part0 / part1 (chunks, C)
 //  3. the last block to finish (done counts them; it resets it to 0) adds the chunks' partials in order to dweight
 //     and dbias (colsum_final_kernel's order), so the result is the same for any block order
-__global__ void layernorm_backward_kernel(floatX* dinp, floatX* dweight, floatX* dbias, float* part0, float* part1,
-                                          unsigned int* done, const floatX* dout, const floatX* inp,
-                                          const floatX* weight, const float* mean, const float* rstd, int N, int C,
-                                          int rows_per_chunk) {
-    __shared__ float s0[8][32], s1[8][32];
+#define LN_BWD_THREADS 1024
+__global__ void __launch_bounds__(LN_BWD_THREADS) layernorm_backward_kernel(floatX* dinp, floatX* dweight,
+        floatX* dbias, float* part0, float* part1, unsigned int* done, const floatX* dout, const floatX* inp,
+        const floatX* weight, const float* mean, const float* rstd, int N, int C, int rows_per_chunk) {
+    constexpr int warps = LN_BWD_THREADS / 32, tiles = warps / 8;
+    __shared__ float s0[warps][32], s1[warps][32];
     __shared__ bool last;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int r0 = blockIdx.x * rows_per_chunk, r1 = min(N, r0 + rows_per_chunk);
-    for (int row = r0 + warp; row < r1; row += 8) {
+    for (int row = r0 + warp; row < r1; row += warps) {
         const floatX* x = inp + (size_t)row * C;
         const floatX* d = dout + (size_t)row * C;
         floatX* di = dinp + (size_t)row * C;
@@ -197,11 +199,12 @@ __global__ void layernorm_backward_kernel(floatX* dinp, floatX* dweight, floatX*
             di[c] = f2x(x2f(di[c]) + r * (x2f(d[c]) * x2f(weight[c]) - sum_d - xhat * sum_dx));
         }
     }
-    for (int c0 = 0; c0 < C; c0 += 32) {
-        int c = c0 + lane;
+    int tile = warp / 8, wt = warp % 8;  // this warp's column tile within a pass, and its rows r0 + wt + 8j
+    for (int c0 = 0; c0 < C; c0 += 32 * tiles) {
+        int c = c0 + tile * 32 + lane;
         float a0 = 0.0f, a1 = 0.0f;
         if (c < C) {
-            for (int r = r0 + warp; r < r1; r += 8) {
+            for (int r = r0 + wt; r < r1; r += 8) {
                 float d = x2f(dout[(size_t)r * C + c]);
                 a0 += d * (x2f(inp[(size_t)r * C + c]) - mean[r]) * rstd[r];
                 a1 += d;
@@ -210,11 +213,11 @@ __global__ void layernorm_backward_kernel(floatX* dinp, floatX* dweight, floatX*
         s0[warp][lane] = a0;
         s1[warp][lane] = a1;
         __syncthreads();
-        if (warp == 0 && c < C) {
+        if (wt == 0 && c < C) {
             float t0 = 0.0f, t1 = 0.0f;
             for (int k = 0; k < 8; k++) {
-                t0 += s0[k][lane];
-                t1 += s1[k][lane];
+                t0 += s0[tile * 8 + k][lane];
+                t1 += s1[tile * 8 + k][lane];
             }
             part0[(size_t)blockIdx.x * C + c] = t0;
             part1[(size_t)blockIdx.x * C + c] = t1;
@@ -981,8 +984,8 @@ static void layernorm_backward(floatX* dinp, floatX* dweight, floatX* dbias, flo
     int chunks = colsum_chunks(N, &rows);
     float* p0 = scratch;
     float* p1 = scratch + (size_t)COLSUM_MAX_CHUNKS * C;
-    layernorm_backward_kernel<<<chunks, 256>>>(dinp, dweight, dbias, p0, p1, done, dout, inp, weight, mean, rstd, N,
-                                               C, rows);
+    layernorm_backward_kernel<<<chunks, LN_BWD_THREADS>>>(dinp, dweight, dbias, p0, p1, done, dout, inp, weight, mean,
+                                                          rstd, N, C, rows);
     cudaCheckLaunch();
 }
 
