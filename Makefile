@@ -338,6 +338,10 @@ TEST_FULL_SUITES := $(if $(filter 1,$(TEST_FULL)),\
   "$(CUDA_CPU)/test_gpt2fp32cu --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_ivon_state.bin" \
   "CUDA_CPU_SCHEDULE=shuffle:1 $(CUDA_CPU)/test_gpt2cu --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_ivon_state.bin")
 
+# the bf16 PyTorch comparison under a shuffled schedule and both perturbation controls of the CUDA tests: on the
+# B=2, T=32, 2-step debug state in `make test` (both perturbations caught there too), on the 10-step d2 state in full
+CUDA_CHECK_REF := $(if $(filter 1,$(TEST_FULL)),$(REF)/gpt2_d2,$(REF)/small/gpt2_d2)
+
 .PHONY: test-full
 test-full:
 	$(MAKE) test TEST_FULL=1
@@ -376,9 +380,9 @@ test: ref
 	  "$(CUDA_CPU)/test_cublas" \
 	  "$(CUDA_CPU)/test_nccl" \
 	  "$(CUDA_CPU)/test_gpt2fp32cu $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
-	  "CUDA_CPU_SCHEDULE=shuffle:1 $(CUDA_CPU)/test_gpt2cu $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
-	  "bash dev/test/expect_fail.sh $(CUDA_CPU)/test_gpt2fp32cu --perturb=1e-4 $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
-	  "bash dev/test/expect_fail.sh $(CUDA_CPU)/test_gpt2cu --perturb=0.1 $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_debug_state.bin" \
+	  "CUDA_CPU_SCHEDULE=shuffle:1 $(CUDA_CPU)/test_gpt2cu $(CUDA_CHECK_REF).bin $(CUDA_CHECK_REF)_debug_state.bin" \
+	  "bash dev/test/expect_fail.sh $(CUDA_CPU)/test_gpt2fp32cu --perturb=1e-4 $(CUDA_CHECK_REF).bin $(CUDA_CHECK_REF)_debug_state.bin" \
+	  "bash dev/test/expect_fail.sh $(CUDA_CPU)/test_gpt2cu --perturb=0.1 $(CUDA_CHECK_REF).bin $(CUDA_CHECK_REF)_debug_state.bin" \
 	  "$(CUDA_CPU)/test_gpt2fp32cu --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_state.bin" \
 	  "$(CUDA_CPU)/test_gpt2fp32cu --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_alt_state.bin" \
 	  $(TEST_FULL_SUITES) \
