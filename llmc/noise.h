@@ -401,12 +401,150 @@ static inline void noise_block16_avx512(float* out, uint64_t q0, uint64_t seed, 
 }
 #endif
 
-// noise_chunk_scalar's output by the fastest path of the build: AVX-512 for whole groups of 16 blocks
+// AVX2 path (builds with AVX2 but not AVX-512F, C only as above): the AVX-512 path on 8 lanes. AVX2 has no
+// rounding-mode intrinsics, and gcc lowers _mm256_mul_ps to a plain vector product that -ffp-contract=fast could
+// fuse with an add; so every product goes through an empty asm that the compiler cannot see through (no FMA can
+// form across it), and the rest are single correctly rounded operations in the default rounding (nearest even).
+#if defined(__AVX2__) && !defined(NOISE_HOST_AVX512) && !defined(__CUDACC__) && !defined(__cplusplus)
+#include <immintrin.h>
+#define NOISE_HOST_AVX2 1
+static inline __m256 noise_w_mul(__m256 a, __m256 b) {
+    __m256 r = _mm256_mul_ps(a, b);
+    __asm__("" : "+x"(r));
+    return r;
+}
+#define NOISE_W_ADD(a, b) _mm256_add_ps((a), (b))
+#define NOISE_W_SUB(a, b) _mm256_sub_ps((a), (b))
+#define NOISE_W_MUL(a, b) noise_w_mul((a), (b))
+#define NOISE_W_C(x) _mm256_set1_ps(x)
+#define NOISE_W_I(x) _mm256_set1_epi32((int)(x))
+
+// the 32x32 -> 64 products x * M of 8 lanes: high and low words
+static inline void noise_w_mulhilo(__m256i x, __m256i mv, __m256i* hi, __m256i* lo) {
+    __m256i ev = _mm256_mul_epu32(x, mv);                         // lanes 0, 2, .. as 64-bit products
+    __m256i od = _mm256_mul_epu32(_mm256_srli_epi64(x, 32), mv);  // lanes 1, 3, ..
+    *hi = _mm256_blend_epi32(_mm256_srli_epi64(ev, 32), od, 0xAA);
+    *lo = _mm256_blend_epi32(ev, _mm256_slli_epi64(od, 32), 0xAA);
+}
+
+// philox4x32_10 on 8 counters (x0..x3, one block per lane), in place
+static inline void noise_w_philox(__m256i x[4], uint32_t k0, uint32_t k1) {
+    const __m256i m0 = _mm256_set1_epi64x(PHILOX_M0), m1 = _mm256_set1_epi64x(PHILOX_M1);
+    for (int r = 0; r < PHILOX_ROUNDS; r++) {
+        __m256i hi0, lo0, hi1, lo1;
+        noise_w_mulhilo(x[0], m0, &hi0, &lo0);
+        noise_w_mulhilo(x[2], m1, &hi1, &lo1);
+        x[0] = _mm256_xor_si256(_mm256_xor_si256(hi1, x[1]), NOISE_W_I(k0));
+        x[1] = lo1;
+        x[2] = _mm256_xor_si256(_mm256_xor_si256(hi0, x[3]), NOISE_W_I(k1));
+        x[3] = lo0;
+        k0 += PHILOX_W0;
+        k1 += PHILOX_W1;
+    }
+}
+
+// philox_uniform: ((float)(x >> 9) + 0.5) * 2^-23 (exact)
+static inline __m256 noise_w_uniform(__m256i x) {
+    __m256 f = _mm256_cvtepi32_ps(_mm256_srli_epi32(x, 9));
+    return NOISE_W_MUL(NOISE_W_ADD(f, NOISE_W_C(0.5f)), NOISE_W_C(1.0f / 8388608.0f));
+}
+
+// noise_logf on 8 lanes
+static inline __m256 noise_w_logf(__m256 x) {
+    __m256i b = _mm256_castps_si256(x);
+    __m256i e = _mm256_sub_epi32(_mm256_srli_epi32(b, 23), NOISE_W_I(127));
+    __m256i mb = _mm256_and_si256(b, NOISE_W_I(0x7fffff));
+    __m256i up = _mm256_cmpgt_epi32(mb, NOISE_W_I(0x3504f3));  // all ones in the lanes that take exponent -1
+    __m256i ex = _mm256_blendv_epi8(NOISE_W_I(0x3f800000), NOISE_W_I(0x3f000000), up);
+    __m256 m = _mm256_castsi256_ps(_mm256_or_si256(mb, ex));
+    e = _mm256_sub_epi32(e, up);  // + 1 where up
+    __m256 s = _mm256_div_ps(NOISE_W_SUB(m, NOISE_W_C(1.0f)), NOISE_W_ADD(m, NOISE_W_C(1.0f)));
+    __m256 t = NOISE_W_MUL(s, s);
+    __m256 p = NOISE_W_ADD(NOISE_W_C(NOISE_L7), NOISE_W_MUL(t, NOISE_W_C(NOISE_L9)));
+    p = NOISE_W_ADD(NOISE_W_C(NOISE_L5), NOISE_W_MUL(t, p));
+    p = NOISE_W_ADD(NOISE_W_C(NOISE_L3), NOISE_W_MUL(t, p));
+    p = NOISE_W_MUL(t, p);
+    __m256 s2 = NOISE_W_ADD(s, s);
+    __m256 lm = NOISE_W_ADD(s2, NOISE_W_MUL(s2, p));
+    __m256 ef = _mm256_cvtepi32_ps(e);
+    return NOISE_W_ADD(NOISE_W_MUL(ef, NOISE_W_C(NOISE_LN2_HI)),
+                       NOISE_W_ADD(lm, NOISE_W_MUL(ef, NOISE_W_C(NOISE_LN2_LO))));
+}
+
+// noise_sincos2pi on 8 lanes
+static inline void noise_w_sincos2pi(__m256 u, __m256* sin_out, __m256* cos_out) {
+    __m256 x = NOISE_W_MUL(u, NOISE_W_C(4.0f));
+    __m256i q = _mm256_cvttps_epi32(x);
+    __m256 f = NOISE_W_SUB(x, _mm256_cvtepi32_ps(q));
+    __m256 up = _mm256_cmp_ps(f, NOISE_W_C(0.5f), _CMP_GT_OQ);
+    f = _mm256_blendv_ps(f, NOISE_W_SUB(f, NOISE_W_C(1.0f)), up);
+    q = _mm256_and_si256(_mm256_sub_epi32(q, _mm256_castps_si256(up)), NOISE_W_I(3));
+    __m256 t = NOISE_W_MUL(f, f);
+    __m256 sp = NOISE_W_ADD(NOISE_W_C(NOISE_S7), NOISE_W_MUL(t, NOISE_W_C(NOISE_S9)));
+    sp = NOISE_W_ADD(NOISE_W_C(NOISE_S5), NOISE_W_MUL(t, sp));
+    sp = NOISE_W_ADD(NOISE_W_C(NOISE_S3), NOISE_W_MUL(t, sp));
+    sp = NOISE_W_ADD(NOISE_W_C(NOISE_S1), NOISE_W_MUL(t, sp));
+    __m256 s = NOISE_W_MUL(f, sp);
+    __m256 cp = NOISE_W_ADD(NOISE_W_C(NOISE_C8), NOISE_W_MUL(t, NOISE_W_C(NOISE_C10)));
+    cp = NOISE_W_ADD(NOISE_W_C(NOISE_C6), NOISE_W_MUL(t, cp));
+    cp = NOISE_W_ADD(NOISE_W_C(NOISE_C4), NOISE_W_MUL(t, cp));
+    cp = NOISE_W_ADD(NOISE_W_C(NOISE_C2), NOISE_W_MUL(t, cp));
+    __m256 c = NOISE_W_ADD(NOISE_W_C(1.0f), NOISE_W_MUL(t, cp));
+    // q odd: (sin, cos) = (c, s), sign of sin from bit 1 of q, of cos from bit 1 of q + 1
+    __m256 odd = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(q, NOISE_W_I(1)), NOISE_W_I(1)));
+    __m256i sb = _mm256_castps_si256(_mm256_blendv_ps(s, c, odd));
+    __m256i cb = _mm256_castps_si256(_mm256_blendv_ps(c, s, odd));
+    __m256i two = NOISE_W_I(2);
+    sb = _mm256_xor_si256(sb, _mm256_slli_epi32(_mm256_and_si256(q, two), 30));
+    cb = _mm256_xor_si256(cb, _mm256_slli_epi32(_mm256_and_si256(_mm256_add_epi32(q, NOISE_W_I(1)), two), 30));
+    *sin_out = _mm256_castsi256_ps(sb);
+    *cos_out = _mm256_castsi256_ps(cb);
+}
+
+// noise_box_muller on 8 lanes
+static inline void noise_w_box_muller(__m256i a, __m256i b, __m256* z0, __m256* z1) {
+    __m256 r = _mm256_sqrt_ps(NOISE_W_MUL(NOISE_W_C(-2.0f), noise_w_logf(noise_w_uniform(a))));
+    __m256 sn, cs;
+    noise_w_sincos2pi(noise_w_uniform(b), &sn, &cs);
+    *z0 = NOISE_W_MUL(r, cs);
+    *z1 = NOISE_W_MUL(r, sn);
+}
+
+// the 32 normals of the 8 blocks q0 .. q0+7 into out (8, 4): noise_normal4 of each block
+static inline void noise_block8_avx2(float* out, uint64_t q0, uint64_t seed, uint32_t rank, uint32_t step,
+                                     uint32_t sample, uint32_t stream) {
+    __m256i x[4];
+    x[0] = _mm256_add_epi32(NOISE_W_I((uint32_t)q0), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    x[1] = NOISE_W_I(step);
+    x[2] = NOISE_W_I(sample);
+    x[3] = NOISE_W_I((stream << 24) | (rank & 0xffffffu));
+    noise_w_philox(x, (uint32_t)seed, (uint32_t)(seed >> 32));
+    __m256 z[4];
+    noise_w_box_muller(x[0], x[1], &z[0], &z[1]);
+    noise_w_box_muller(x[2], x[3], &z[2], &z[3]);
+    // (4, 8) -> (8, 4): u_k holds blocks k and k + 4 (z0..z3 each), then the 128-bit halves in block order
+    __m256 t0 = _mm256_unpacklo_ps(z[0], z[1]), t1 = _mm256_unpackhi_ps(z[0], z[1]);
+    __m256 t2 = _mm256_unpacklo_ps(z[2], z[3]), t3 = _mm256_unpackhi_ps(z[2], z[3]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    _mm256_storeu_ps(out, _mm256_permute2f128_ps(u0, u1, 0x20));
+    _mm256_storeu_ps(out + 8, _mm256_permute2f128_ps(u2, u3, 0x20));
+    _mm256_storeu_ps(out + 16, _mm256_permute2f128_ps(u0, u1, 0x31));
+    _mm256_storeu_ps(out + 24, _mm256_permute2f128_ps(u2, u3, 0x31));
+}
+#endif
+
+// noise_chunk_scalar's output by the fastest path of the build: AVX-512 for whole groups of 16 blocks, AVX2 of 8
 static inline void noise_chunk_host(float* out, uint64_t q0, int m, uint64_t seed, uint32_t rank, uint32_t step,
                                     uint32_t sample, uint32_t stream) {
     int j = 0;
 #ifdef NOISE_HOST_AVX512
     for (; j + 16 <= m; j += 16) noise_block16_avx512(out + 4 * j, q0 + (uint64_t)j, seed, rank, step, sample, stream);
+#endif
+#ifdef NOISE_HOST_AVX2
+    for (; j + 8 <= m; j += 8) noise_block8_avx2(out + 4 * j, q0 + (uint64_t)j, seed, rank, step, sample, stream);
 #endif
     if (j < m) noise_chunk_scalar(out + 4 * j, q0 + (uint64_t)j, m - j, seed, rank, step, sample, stream);
 }

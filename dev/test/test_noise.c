@@ -326,14 +326,61 @@ static uint64_t test_splitmix64(uint64_t* st) {
     return z ^ (z >> 31);
 }
 
-// The build's noise_chunk_host (AVX-512 when compiled in) equals the scalar reference noise_chunk_scalar bit for
+#ifdef NOISE_HOST_AVX2
+// the AVX2 Box-Muller on 8 lanes vs the scalar function: every pair of edge words, then 2^21 pseudo-random and
+// strided word pairs (every uniform of the upper 23 bits in turn)
+static void test_box_muller_avx2(uint64_t* st) {
+    const uint32_t edge[] = {0u, 1u, 0x1ffu, 0x200u, 0x3ffu, 0x7fffffffu, 0x80000000u, 0x80000200u, 0xfffffe00u,
+                             0xffffffffu, 0x3fffffffu, 0x40000000u, 0x40000200u, 0xbfffffffu, 0xc0000000u,
+                             0x1fffffffu, 0x20000000u, 0x5fffffffu, 0x60000000u, 0x9fffffffu, 0xa0000000u,
+                             0xdfffffffu, 0xe0000000u, 0x6a09e600u, 0xb504f300u, 0x3504f3u << 9, 0x3504f4u << 9};
+    const long ne = (long)(sizeof(edge) / sizeof(edge[0]));
+    int bad = 0;
+    long cases = 0;
+    for (long it = 0; it < (1l << 19) + ne * ne; it++) {
+        uint32_t wa[8], wb[8];
+        for (int l = 0; l < 8; l++) {
+            long k = it * 8 + l;
+            if (k < ne * ne) {
+                wa[l] = edge[k / ne];
+                wb[l] = edge[k % ne];
+            } else if (it % 2) {
+                wa[l] = (uint32_t)test_splitmix64(st);
+                wb[l] = (uint32_t)test_splitmix64(st);
+            } else {
+                wa[l] = (uint32_t)(k * 512);
+                wb[l] = (uint32_t)(k * 0x9E3779B9u);
+            }
+        }
+        __m256 z0, z1;
+        noise_w_box_muller(_mm256_loadu_si256((const __m256i*)wa), _mm256_loadu_si256((const __m256i*)wb), &z0, &z1);
+        float v0[8], v1[8];
+        _mm256_storeu_ps(v0, z0);
+        _mm256_storeu_ps(v1, z1);
+        for (int l = 0; l < 8; l++) {
+            float s0, s1;
+            noise_box_muller(wa[l], wb[l], &s0, &s1);
+            cases++;
+            if (noise_f2u(s0) != noise_f2u(v0[l]) || noise_f2u(s1) != noise_f2u(v1[l])) {
+                bad++;
+                if (bad <= 5) printf("  box-muller mismatch words %08x %08x\n", wa[l], wb[l]);
+            }
+        }
+    }
+    CHECK(bad == 0, "AVX2 Box-Muller vs noise_box_muller: %d of %ld word pairs differ", bad, cases);
+}
+#endif
+
+// The build's noise_chunk_host (AVX-512 or AVX2 when compiled in) equals the scalar reference noise_chunk_scalar bit for
 // bit: random keys, block starts across the 2^32 wrap, every chunk length 0..64 (partial vector groups), and the
 // AVX-512 Box-Muller on edge words (uniforms at both ends, quadrant boundaries of 4u) against noise_box_muller.
 static void test_vector_vs_scalar(void) {
-#ifdef NOISE_HOST_AVX512
+#if defined(NOISE_HOST_AVX512)
     printf("noise_chunk_host: AVX-512 path (16 blocks per vector)\n");
+#elif defined(NOISE_HOST_AVX2)
+    printf("noise_chunk_host: AVX2 path (8 blocks per vector)\n");
 #else
-    printf("noise_chunk_host: scalar path (no AVX-512 in this build)\n");
+    printf("noise_chunk_host: scalar path (no AVX-512 or AVX2 in this build)\n");
 #endif
     float a[4 * NOISE_HOST_CHUNK + 1], b[4 * NOISE_HOST_CHUNK + 1];
     uint64_t st = 2024;
@@ -399,6 +446,9 @@ static void test_vector_vs_scalar(void) {
         }
     }
     CHECK(bm_bad == 0, "AVX-512 Box-Muller vs noise_box_muller: %d of %ld word pairs differ", bm_bad, bm_cases);
+#endif
+#ifdef NOISE_HOST_AVX2
+    test_box_muller_avx2(&st);
 #endif
 }
 
