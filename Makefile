@@ -383,6 +383,8 @@ test: ref
 	  "CUDA_CPU_SCHEDULE=shuffle:1 $(CUDA_CPU)/test_gpt2cu $(CUDA_CHECK_REF).bin $(CUDA_CHECK_REF)_debug_state.bin" \
 	  "bash dev/test/expect_fail.sh $(CUDA_CPU)/test_gpt2fp32cu --perturb=1e-4 $(CUDA_CHECK_REF).bin $(CUDA_CHECK_REF)_debug_state.bin" \
 	  "bash dev/test/expect_fail.sh $(CUDA_CPU)/test_gpt2cu --perturb=0.1 $(CUDA_CHECK_REF).bin $(CUDA_CHECK_REF)_debug_state.bin" \
+	  "$(CUDA_CPU)/test_gpt2fp32cu --accum 32 --accum-out $(CUDA_CPU)/accum32_fp32.bin $(REF)/small/gpt2_d2.bin $(REF)/small/gpt2_d2_debug_state.bin" \
+	  "$(CUDA_CPU)/test_gpt2cu --accum 32 --accum-ref $(CUDA_CPU)/accum32_fp32.bin $(REF)/small/gpt2_d2.bin $(REF)/small/gpt2_d2_debug_state.bin" \
 	  "$(CUDA_CPU)/test_gpt2fp32cu --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_state.bin" \
 	  "$(CUDA_CPU)/test_gpt2fp32cu --opt $(REF)/gpt2_d2.bin $(REF)/gpt2_d2_poco_alt_state.bin" \
 	  $(TEST_FULL_SUITES) \

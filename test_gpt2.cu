@@ -2,10 +2,13 @@
 // parameter gradients of the initial model, the loss and grad norm over N AdamW steps on one batch; then that
 // the recompute modes give bitwise-equal gradients, the gelu fusion modes equal ones (fp32) or close ones (bf16),
 // and that a run saved to a checkpoint and reloaded continues with bitwise-equal losses.
+// With --accum K: gradient accumulation over K micro-batches against the sum of their gradients and (--accum-ref)
+// against the fp32 build's accumulation (run_accum_test).
 // With --opt: IVON / IVON-PoCo through gpt2_optimizer_init / gpt2_optimizer_step (the CUDA operations of the step
 // driver) against ivon_torch.py's state after N steps (ref/gpt2_d2_{ivon,poco,poco_alt}_state.bin, the format in
 // test_gpt2.c), then PoCo with gamma 0 against IVON bit for bit.
-// Usage: ./test_gpt2cu [--perturb[=DELTA]] [--opt] <model.bin> <debug_state.bin or ivon/poco state.bin>
+// Usage: ./test_gpt2cu [--perturb[=DELTA]] [--opt] [--accum K [--accum-out FILE] [--accum-ref FILE]]
+//                     <model.bin> <debug_state.bin or ivon/poco state.bin>
 //   --perturb adds DELTA (default 1e-2, bf16 build 1.0) to one weight after loading (self-check: the test must then
 //   fail).
 // Prints one OK/FAIL line per comparison and, as the last line, `N passed, N failed`; exit 1 on any failure.
@@ -61,6 +64,19 @@
 #define STEP_NORM_RTOL_LATE 1.0     // [1.75x of 0.57]
 // the bf16 tolerances are wider, so the self-check perturbs by more
 #define PERTURB_DELTA 1.0f
+#endif
+// --accum: K micro-batches accumulated on the device against the fp64 host sum of their gradients, and against the
+// fp32 build's accumulated gradient; per tensor relative to max|ref|. Measured (ref/small: d2, B=2, T=32, K=32):
+// fp32 build, accumulated vs sum <= 2.4e-7. bf16 build, the micro-batches summed in fp32 (gpt2_grad_fold: two bf16
+// roundings of the sum, at most 2 u = 2^-7 = 7.8e-3): accumulated vs sum <= 6.2e-3, vs the fp32 build's <= 8.7e-3,
+// as one micro-batch's gradient (<= 7.8e-3 from the fp32 build's). Accumulated in bf16 instead (32 roundings, the
+// fold left out): 1.1e-2 to 1.9e-2 from the sum, and 3 of the 16 sum checks fail.
+#ifdef ENABLE_FP32
+#define ACCUM_SUM_RTOL 2e-6  // [8x]
+#define ACCUM_REF_RTOL 2e-6  // (not used: the fp32 build writes the reference)
+#else
+#define ACCUM_SUM_RTOL 1.2e-2  // [1.9x; 1.5x the bound 2 u]
+#define ACCUM_REF_RTOL 2e-2    // [2.3x]
 #endif
 // gelu fusion 0 / 1 against the default 2, bf16, per tensor relative to max|grad| (fp32: the same bits). Measured:
 // <= 6.6e-3 (about one bf16 rounding of the largest elements, as the drift against PyTorch)
@@ -235,12 +251,149 @@ static void run_optimizer_test(const char* model_path, const char* state_path, i
     opt_ref_state_free(&r);
 }
 
+// --accum K: gradient accumulation over K micro-batches, the trainer's AdamW path (gradients zeroed once, K
+// backwards at loss scale 1/K, each followed by gpt2_grad_fold: the bf16 build sums in fp32), against the host
+// fp64 sum of the same K micro-batches' gradients taken one at a time (the accumulation's own rounding, per tensor), and, with --accum-ref, against the
+// fp32 build's accumulated gradient (the file its --accum-out wrote: (2, np) floats, its first micro-batch's
+// gradient then the accumulated one, after a header {magic, K, B, T, np}). Micro-batch j is the debug batch with
+// its positions rotated by 37 j. Measured tolerances are in ACCUM_* above. Self-check: --perturb=0.1 in the bf16
+// build makes the comparisons with the fp32 build's file fail (19 of the 49 checks). Then one AdamW step of
+// gpt2_optimizer_step (lr 0) over the same micro-batches must leave the same gradient bit for bit: the driver's
+// operations take this path.
+#define ACCUM_MAGIC 20261204
+typedef struct {
+    const int* tokens;  // (K, 2, BT)
+    int BT, next;
+} AccumBatches;
+static void accum_batches_next(void* ctx, const int** inputs, const int** targets) {
+    AccumBatches* a = (AccumBatches*)ctx;
+    *inputs = a->tokens + (size_t)2 * a->next * a->BT;
+    *targets = *inputs + a->BT;
+    a->next++;
+}
+static void run_accum_test(const char* model_path, const char* state_path, int K, const char* out_path,
+                           const char* ref_path, int perturb, float perturb_delta) {
+    GPT2 model;
+    gpt2_build_from_checkpoint(&model, model_path);
+    size_t np = model.num_parameters;
+    DebugState ds;
+    debug_state_read(&ds, state_path, model_path, model.config, np);
+    const int B = ds.B, T = ds.T, BT = B * T;
+    printf("test_gpt2cu --accum (%s): model %s (%zu params), %d micro-batches of B=%d T=%d\n", PRECISION_NAME,
+           model_path, np, K, B, T);
+    if (perturb) {
+        model.host_params[(size_t)ds.inputs[0] * model.config.channels] += perturb_delta;
+        gpt2_upload_params(&model);
+        printf("perturbed wte[%d, 0] by %+g: the comparisons with --accum-ref should fail\n", ds.inputs[0],
+               (double)perturb_delta);
+    }
+    gpt2_allocate(&model, B, T, RECOMPUTE_NONE);
+    gpt2_set_grad_accum(&model, K);
+    int* tokens = (int*)mallocCheck((size_t)2 * K * BT * sizeof(int));  // (K, 2, B*T): inputs, targets
+    for (int j = 0; j < K; j++)
+        for (int i = 0; i < BT; i++) {
+            int src = (int)(((long)i + 37L * j) % BT);
+            tokens[((size_t)2 * j) * BT + i] = ds.inputs[src];
+            tokens[((size_t)2 * j + 1) * BT + i] = ds.targets[src];
+        }
+    float* host = (float*)mallocCheck(4 * np * sizeof(float));
+    float* acc = host;          // (np) accumulated on the device
+    float* sum = host + np;     // (np) host sum, rounded to float
+    float* first = sum + np;    // (np) micro-batch 0 alone
+    float* g = first + np;      // (np) scratch
+    double* sumd = (double*)mallocCheck(np * sizeof(double));
+    float* dev_scratch;
+    cudaCheck(cudaMalloc((void**)&dev_scratch, np * sizeof(float)));
+    const float scale = 1.0f / (float)K;
+
+    gpt2_zero_grad(&model);
+    for (int j = 0; j < K; j++) {
+        const int* x = tokens + (size_t)2 * j * BT;
+        gpt2_forward(&model, x, x + BT, B, T);
+        gpt2_backward(&model, scale);
+        gpt2_grad_fold(&model, j + 1, K);
+    }
+    copy_x_to_host(acc, model.grads_memory, np, dev_scratch);
+    {
+        OptimizerConfig oc;
+        optimizer_config_defaults(&oc, OPT_ADAMW);
+        gpt2_optimizer_init(&model, &oc);
+        AccumBatches ab = {tokens, BT, 0};
+        StepStats st;
+        gpt2_optimizer_step(&model, &oc, 0, 0.0f, K, accum_batches_next, &ab, NULL, &st);
+        copy_x_to_host(g, model.grads_memory, np, dev_scratch);
+        char detail[64];
+        snprintf(detail, sizeof(detail), "%d micro-batches drawn", ab.next);
+        test_check_true("gpt2_optimizer_step (AdamW, lr 0): the same gradient bit for bit",
+                        ab.next == K && memcmp(g, acc, np * sizeof(float)) == 0, detail);
+    }
+    memset(sumd, 0, np * sizeof(double));
+    for (int j = 0; j < K; j++) {
+        const int* x = tokens + (size_t)2 * j * BT;
+        gpt2_zero_grad(&model);
+        gpt2_forward(&model, x, x + BT, B, T);
+        gpt2_backward(&model, scale);
+        copy_x_to_host(j == 0 ? first : g, model.grads_memory, np, dev_scratch);
+        const float* gj = j == 0 ? first : g;
+        for (size_t i = 0; i < np; i++) sumd[i] += gj[i];
+    }
+    for (size_t i = 0; i < np; i++) sum[i] = (float)sumd[i];
+    size_t off = 0;
+    for (int t = 0; t < NUM_PARAMETER_TENSORS; t++) {
+        char name[64];
+        snprintf(name, sizeof(name), "accum %d = sum: %s", K, PARAM_TABLE[t].name);
+        test_check(name, acc + off, sum + off, model.param_sizes[t], 0.0, ACCUM_SUM_RTOL);
+        off += model.param_sizes[t];
+    }
+    if (out_path != NULL) {
+        FILE* f = fopenCheck(out_path, "wb");
+        int hdr[5] = {ACCUM_MAGIC, K, B, T, (int)np};
+        fwriteCheck(hdr, sizeof(int), 5, f, out_path);
+        fwriteCheck(first, sizeof(float), np, f, out_path);
+        fwriteCheck(acc, sizeof(float), np, f, out_path);
+        fcloseCheck(f, out_path);
+        printf("wrote %s\n", out_path);
+    }
+    if (ref_path != NULL) {
+        FILE* f = fopenCheck(ref_path, "rb");
+        int hdr[5];
+        freadCheck(hdr, sizeof(int), 5, f, ref_path);
+        if (hdr[0] != ACCUM_MAGIC || hdr[1] != K || hdr[2] != B || hdr[3] != T || hdr[4] != (int)np)
+            fatalf("%s: not an --accum-out file of this test (K=%d, B=%d, T=%d, %zu params)", ref_path, K, B, T, np);
+        float* ref_first = sum;  // the host sum is checked already: reuse its buffer and g
+        float* ref_acc = g;
+        freadCheck(ref_first, sizeof(float), np, f, ref_path);
+        freadCheck(ref_acc, sizeof(float), np, f, ref_path);
+        fcloseCheck(f, ref_path);
+        off = 0;
+        for (int t = 0; t < NUM_PARAMETER_TENSORS; t++) {
+            char name[64];
+            size_t n = model.param_sizes[t];
+            snprintf(name, sizeof(name), "micro-batch 0 vs ref: %s", PARAM_TABLE[t].name);
+            test_check(name, first + off, ref_first + off, n, 0.0, GRAD_RTOL);
+            snprintf(name, sizeof(name), "accum %d vs ref: %s", K, PARAM_TABLE[t].name);
+            test_check(name, acc + off, ref_acc + off, n, 0.0, ACCUM_REF_RTOL);
+            off += n;
+        }
+    }
+    cudaCheck(cudaFree(dev_scratch));
+    free(sumd);
+    free(host);
+    free(tokens);
+    debug_state_free(&ds);
+    gpt2_free(&model);
+}
+
 int main(int argc, char** argv) {
-    int perturb = 0, opt_mode = 0;
+    int perturb = 0, opt_mode = 0, accum_k = 0;
+    const char* accum_out = NULL;
+    const char* accum_ref = NULL;
     float perturb_delta = PERTURB_DELTA;
     const char* model_path = NULL;
     const char* state_path = NULL;
-    const char* usage = "usage: %s [--perturb[=DELTA]] [--opt] <model.bin> <debug_state.bin>\n";
+    const char* usage =
+        "usage: %s [--perturb[=DELTA]] [--opt] [--accum K [--accum-out FILE] [--accum-ref FILE]] <model.bin> "
+        "<debug_state.bin>\n";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--perturb") == 0) {
             perturb = 1;
@@ -254,6 +407,26 @@ int main(int argc, char** argv) {
             }
         } else if (strcmp(argv[i], "--opt") == 0) {
             opt_mode = 1;
+        } else if (strcmp(argv[i], "--accum") == 0 || strcmp(argv[i], "--accum-out") == 0 ||
+                   strcmp(argv[i], "--accum-ref") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "error: option '%s' needs a value\n", argv[i]);
+                return 1;
+            }
+            const char* v = argv[++i];
+            if (strcmp(argv[i - 1], "--accum-out") == 0) {
+                accum_out = v;
+            } else if (strcmp(argv[i - 1], "--accum-ref") == 0) {
+                accum_ref = v;
+            } else {
+                char* end;
+                long k = strtol(v, &end, 10);
+                if (*end != '\0' || k < 1 || k > 1024) {
+                    fprintf(stderr, "error: option '--accum': K must be an integer in [1, 1024], got '%s'\n", v);
+                    return 1;
+                }
+                accum_k = (int)k;
+            }
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "error: unknown option '%s'\n", argv[i]);
             fprintf(stderr, usage, argv[0]);
@@ -274,6 +447,19 @@ int main(int argc, char** argv) {
         return 1;
     }
 
+    if ((accum_out != NULL || accum_ref != NULL) && accum_k == 0) {
+        fprintf(stderr, "error: --accum-out and --accum-ref need --accum K\n");
+        return 1;
+    }
+    if (accum_k > 0) {
+        if (opt_mode) {
+            fprintf(stderr, "error: --accum does not combine with --opt\n");
+            return 1;
+        }
+        run_accum_test(model_path, state_path, accum_k, accum_out, accum_ref, perturb, perturb_delta);
+        printf("%d passed, %d failed\n", test_n_pass, test_n_fail);
+        return test_n_fail == 0 ? 0 : 1;
+    }
     if (opt_mode) {
         run_optimizer_test(model_path, state_path, perturb, perturb_delta);
         printf("%d passed, %d failed\n", test_n_pass, test_n_fail);

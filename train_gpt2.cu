@@ -1197,6 +1197,7 @@ typedef struct {
     ParameterTensors params;
     floatX* grads_memory;     // (num_parameters) gradients (device)
     ParameterTensors grads;
+    float* grad_acc;          // (padded_parameters) bf16 AdamW over >= 3 micro-batches: the fp32 running sum
     // optimizer state (device), one allocation (gpt2_allocate: AdamW; gpt2_optimizer_init: the kind's buffers)
     int opt_kind;             // OptimizerKind of the state
     float* opt_memory;
@@ -1837,6 +1838,66 @@ __global__ void fill_kernel(float* x, float v, size_t n) {
     if (i < n) x[i] = v;
 }
 
+// AdamW's gradient accumulation in fp32 (bf16 build, K >= 3 micro-batches): after backward b (1-based) of K the
+// micro-batch's gradient moves into the fp32 sum (b = 1: acc = g; 1 < b <= K-2: acc += g; then g = 0), and after
+// backward K-1 comes back as one rounding of the sum (g = bf16(acc + g)); the K-th backward adds into it (and
+// reduces it over the ranks, per layer), as before. The step's gradient is rounded twice instead of K times.
+enum { GRAD_FOLD_FIRST, GRAD_FOLD_ADD, GRAD_FOLD_FINISH };
+__device__ __forceinline__ void grad_fold_elem(float* acc, floatX* g, int mode) {
+    float x = x2f(*g);
+    if (mode == GRAD_FOLD_FINISH) {
+        *g = f2x(*acc + x);
+    } else {
+        *acc = mode == GRAD_FOLD_FIRST ? x : *acc + x;
+        *g = f2x(0.0f);
+    }
+}
+
+// one thread per 128-bit vector of g (X128 elements; acc through float4), the n % X128 tail by the first threads
+__global__ void grad_fold_kernel(float* acc, floatX* g, size_t n, int mode) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x, nv = n / X128;
+    if (i < nv) {
+        size_t i0 = i * X128;
+        x128 gv = load128(g + i0);
+        float a[X128];
+        for (int l = 0; l < X128; l += 4)
+            *reinterpret_cast<float4*>(a + l) = *reinterpret_cast<const float4*>(acc + i0 + l);
+        for (int l = 0; l < X128; l++) grad_fold_elem(&a[l], &gv.v[l], mode);
+        store128(g + i0, gv);
+        if (mode != GRAD_FOLD_FINISH)
+            for (int l = 0; l < X128; l += 4)
+                *reinterpret_cast<float4*>(acc + i0 + l) = *reinterpret_cast<float4*>(a + l);
+    }
+    if (i < n - nv * X128) grad_fold_elem(&acc[nv * X128 + i], &g[nv * X128 + i], mode);
+}
+
+// The fp32 accumulator of AdamW's gradients for steps of `micro_batches` micro-batches per process (bf16 build,
+// 3 or more; else nothing): after gpt2_allocate, before the first such step.
+void gpt2_set_grad_accum(GPT2* model, int micro_batches) {
+    if (model->grads_memory == NULL) fatalf("gpt2_set_grad_accum before gpt2_allocate");
+#ifndef ENABLE_FP32
+    if (micro_batches < 3 || model->grad_acc != NULL) return;
+    cudaCheck(cudaMalloc((void**)&model->grad_acc, model->padded_parameters * sizeof(float)));
+#else
+    (void)micro_batches;
+#endif
+}
+
+// after AdamW backward b (1-based) of K: the fp32 accumulation above (nothing for K <= 2 or in the fp32 build)
+void gpt2_grad_fold(GPT2* model, int b, int K) {
+#ifndef ENABLE_FP32
+    if (K < 3 || b >= K) return;
+    if (model->grad_acc == NULL)
+        fatalf("AdamW over %d micro-batches without its fp32 gradient sum (gpt2_set_grad_accum)", K);
+    int mode = b == 1 ? GRAD_FOLD_FIRST : b < K - 1 ? GRAD_FOLD_ADD : GRAD_FOLD_FINISH;
+    size_t n = model->padded_parameters;
+    grad_fold_kernel<<<ceil_div(n / X128 + X128, 256), 256>>>(model->grad_acc, model->grads_memory, n, mode);
+    cudaCheckLaunch();
+#else
+    (void)model, (void)b, (void)K;
+#endif
+}
+
 // Optimizer state after gpt2_allocate (train_gpt2.c gpt2_optimizer_init). AdamW: the m, v of gpt2_allocate,
 // zeroed. IVON / PoCo: one block instead of them: momentum = 0, hess = h0, the accumulators, the PoCo anchor
 // (= the initial posterior until the first refresh) and the saved gradient (no clip_each), the reduction partials
@@ -2005,8 +2066,10 @@ static void gpt2_op_forward_backward(void* t, const int* inputs, const int* targ
     gpt2_forward_queue(model, inputs, targets, model->batch_size, model->seq_len,
                        GPT2_FWD_BUCKETS | (count_loss ? GPT2_FWD_COUNT_LOSS : 0));
     c->backwards++;
-    int reduce = model->overlap && c->oc != NULL && c->oc->kind == OPT_ADAMW && c->backwards == c->K;
+    int adamw = c->oc != NULL && c->oc->kind == OPT_ADAMW;
+    int reduce = model->overlap && adamw && c->backwards == c->K;
     gpt2_backward_impl(model, loss_scale, reduce, 0);
+    if (adamw) gpt2_grad_fold(model, c->backwards, c->K);
 }
 
 // the step's counted loss sum (one read per step), then 0
@@ -2317,6 +2380,7 @@ void gpt2_free(GPT2* model) {
     if ((void*)model->params_memory != (void*)model->master) cudaCheck(cudaFree(model->params_memory));
     cudaCheck(cudaFree(model->master));
     cudaCheck(cudaFree(model->grads_memory));
+    cudaCheck(cudaFree(model->grad_acc));
     cudaCheck(cudaFree(model->opt_memory));
     cudaCheck(cudaFree(model->acts_memory));
     cudaCheck(cudaFree(model->d_tokens));
@@ -2373,8 +2437,11 @@ static void gpt2_print_optimizer_memory(const GPT2* model, const OptimizerConfig
 #else
         int w = X;
 #endif
-        printf("memory: adamw %g bytes per parameter = weights %d + grads %d + master %g + m %g + v %g\n",
-               w + X + 3.0 * F * share, w, X, F * share, F * share, F * share);
+        int acc = model->grad_acc != NULL ? F : 0;
+        printf("memory: adamw %g bytes per parameter = weights %d + grads %d + master %g + m %g + v %g",
+               w + X + acc + 3.0 * F * share, w, X, F * share, F * share, F * share);
+        if (acc) printf(" + fp32 gradient sum %d", acc);
+        printf("\n");
         return;
     }
     int saved = model->grads_in != NULL ? X : 0;
@@ -2512,6 +2579,7 @@ int main(int argc, char** argv) {
     gpt2_set_gelu_fusion(&model, r->cfg.gelu_fusion);
     gpt2_set_dist_info(&model, &r->dist);
     gpt2_optimizer_init(&model, oc);
+    if (oc->kind == OPT_ADAMW) gpt2_set_grad_accum(&model, r->grad_accum);
     double peak = gpt2_device_peak_flops(&prop);
     printf("device: %s, %d SMs, %.1f GiB; precision %s; recompute %d; gelu fusion %d\n", prop.name,
            prop.multiProcessorCount, (double)prop.totalGlobalMem / (1 << 30), PRECISION_NAME, recompute,

@@ -21,8 +21,8 @@
 #     difference, mega-batch at m_out, linear gamma) too, up to 5000 weights outside (measured 1125, state 983)
 #  6. the IVON/PoCo kernels under thread schedules: bf16 PoCo runs (the IVON update before the start step) bitwise
 #     equal under forward and shuffled orders, for both switch sets
-#  7. bit-exact resume (bf16): adamw, ivon, poco runs stopped at step 2 and resumed to step 4 = uninterrupted runs,
-#     bitwise; and a PoCo state handed over train_gpt2 -> train_gpt2fp32cu -> train_gpt2 (within the tolerance)
+#  7. bit-exact resume (bf16): adamw (4 micro-batches per step: the fp32 gradient sum), ivon, poco runs stopped at
+#     step 2 and resumed to step 4 = uninterrupted runs, bitwise; and a PoCo state handed over train_gpt2 -> train_gpt2fp32cu -> train_gpt2 (within the tolerance)
 #  8. GELU fusion (-ge 0|1|2) with every recompute mode (-rc 0|1|2), 2 steps: fp32 all nine runs bitwise equal (the
 #     backend's epilogue computes the kernels' GELU formulas in fp32 on the same values); bf16 -rc 2 bitwise equal to
 #     -rc 1 at each -ge, -ge 0 -rc 1 to -ge 0 -rc 0, and -ge 1, 2 within FUSE_TOL of -ge 0 (the fused forward rounds
@@ -30,8 +30,8 @@
 #     recomputes fch_gelu from the bf16 fch, so the fcprojw gradient moves by a rounding)
 # Every run has a time limit (RUN_TIMEOUT seconds), so a hang fails. Prints PASS/FAIL lines and `N passed, N failed`.
 # TEST_FULL=1 (make test-full) runs every variant; by default (make test, CI) each section runs a subset: 1. bf16
-# forward and shuffled orders, 5. ivon and poco, 6. poco, 7. ivon and the PoCo hand-over, 8. fp32 -ge/-rc 00 10 21
-# 22 and bf16 00 01 10 20 21 22.
+# forward and shuffled orders, 5. ivon and poco, 6. poco, 7. adamw, ivon and the PoCo hand-over, 8. fp32 -ge/-rc
+# 00 10 21 22 and bf16 00 01 10 20 21 22.
 # Environment: CUDA_CPU_BIN (default build/cuda_cpu), TRAIN_BIN (default ./train_gpt2), PYTHON, TEST_FULL.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
@@ -193,15 +193,23 @@ for cfg in $cfgs; do
   fi
 done
 
-# 7. resume: stopped at step 2, resumed to step 4 (constant lr: -x differs between the segments)
+# 7. resume: stopped at step 2, resumed to step 4 (constant lr: -x differs between the segments); AdamW over 4
+# micro-batches (-d 256: its bf16 gradients summed in fp32, gpt2_grad_fold)
 cfgs="adamw ivon poco"
-[ "$FULL" = 1 ] || cfgs=ivon
+[ "$FULL" = 1 ] || cfgs="adamw ivon"
 for cfg in $cfgs; do
-  case $cfg in adamw) flags="-k constant" ;; ivon) flags="$IVON -k constant" ;; *) flags="$POCO -k constant" ;; esac
+  case $cfg in adamw) flags="-k constant -d 256" ;; ivon) flags="$IVON -k constant" ;; *) flags="$POCO -k constant" ;; esac
   # shellcheck disable=SC2086
   if run "res-$cfg" "$BIN/train_gpt2cu" -x 2 -n 2 $flags && run "res-$cfg" "$BIN/train_gpt2cu" -x 4 -n 2 $flags -y 1 &&
      run "full-$cfg" "$BIN/train_gpt2cu" -x 4 -n 2 $flags; then
     same "$cfg bf16: resumed at step 2 bitwise equal to the uninterrupted run" "full-$cfg" "res-$cfg" 4 --exact
+    if [ "$cfg" = adamw ]; then
+      if grep -q 'memory: adamw 20 bytes per parameter.*+ fp32 gradient sum 4' "$tmp/full-adamw.out"; then
+        ok "adamw bf16, 4 micro-batches: the fp32 gradient sum allocated (startup memory line)"
+      else
+        bad "adamw bf16, 4 micro-batches: no fp32 gradient sum in the memory line: $(grep -m1 'memory: adamw' "$tmp/full-adamw.out")"
+      fi
+    fi
   else
     bad "$cfg resume runs"
   fi
