@@ -523,6 +523,32 @@ int main(int argc, char** argv) {
         off += model.param_sizes[i];
     }
 
+    // the token buckets of that backward: every position once, each bucket's positions increasing and of one token,
+    // the buckets largest first (ties by token)
+    {
+        int nb = model.num_buckets, ok = model.h_bucket_off[0] == 0 && model.h_bucket_off[nb] == (int)BT;
+        char* seen = (char*)calloc(BT, 1);
+        for (int u = 0; u < nb && ok; u++) {
+            int p0 = model.h_bucket_off[u], p1 = model.h_bucket_off[u + 1];
+            ok &= p1 > p0;
+            if (u > 0) {
+                int prev = model.h_bucket_off[u] - model.h_bucket_off[u - 1];
+                ok &= prev > p1 - p0 || (prev == p1 - p0 && model.h_bucket_tok[u - 1] < model.h_bucket_tok[u]);
+            }
+            for (int p = p0; p < p1 && ok; p++) {
+                int pos = model.h_bucket_pos[p];
+                ok &= pos >= 0 && pos < (int)BT && !seen[pos] && inputs[pos] == model.h_bucket_tok[u] &&
+                      (p == p0 || pos > model.h_bucket_pos[p - 1]);
+                if (ok) seen[pos] = 1;
+            }
+        }
+        free(seen);
+        char detail[64];
+        snprintf(detail, sizeof(detail), "%d buckets, the largest of %d positions", nb,
+                 nb > 0 ? model.h_bucket_off[1] : 0);
+        test_check_true("token buckets: every position once, the largest first", ok, detail);
+    }
+
     // the backward is deterministic, and recompute modes 1 and 2 give the same bits as mode 0 (at the default gelu
     // fusion), but for the fcprojw gradient of the bf16 build with a fused forward: the backward recomputes fch_gelu
     // from the bf16 fch where the forward took the gelu of the fp32 pre-activation (checked with GRAD_RTOL)

@@ -90,8 +90,9 @@ __global__ void encoder_backward_wpe_kernel(floatX* dwpe, const floatX* dout, in
     dwpe[idx] = f2x(x2f(dwpe[idx]) + s);
 }
 
-// dwte[tok, :] += sum of dout rows of the positions holding tok; one block per distinct token, the positions
-// in increasing order (bucket_pos[bucket_off[u] .. bucket_off[u+1]) ), so no atomics and a fixed order
+// dwte[tok, :] += sum of dout rows of the positions holding tok; one block per distinct token (the largest buckets
+// first), the positions in increasing order (bucket_pos[bucket_off[u] .. bucket_off[u+1]) ), so no atomics and a
+// fixed order
 __global__ void encoder_backward_wte_kernel(floatX* dwte, const floatX* dout, const int* bucket_tok,
                                             const int* bucket_off, const int* bucket_pos, int C) {
     int u = blockIdx.x;
@@ -1244,7 +1245,7 @@ typedef struct {
     int *h_inputs, *h_targets, *h_bucket_tok, *h_bucket_off, *h_bucket_pos;  // of the current slot
     int token_slot;
     cudaEvent_t tokens_copied[2];  // after the last copies out of each slot
-    uint64_t* h_sort;         // (B*T) sort keys for the token buckets
+    uint64_t* h_sort;         // (2, B*T) sort keys for the token buckets: (token, position), (size, start)
     int num_buckets;
     int has_targets;
     int has_buckets;          // the buckets of the last forward's inputs are built and queued for the device
@@ -1517,7 +1518,7 @@ void gpt2_allocate(GPT2* model, int B, int T, int recompute) {
     for (int i = 0; i < 5; i++) *dptr[i] = model->d_tokens + i * (BT + 1);
     for (int i = 0; i < 2; i++) cudaCheck(cudaEventCreateWithFlags(&model->tokens_copied[i], cudaEventDisableTiming));
     model->token_slot = 1;
-    model->h_sort = (uint64_t*)mallocCheck(BT * sizeof(uint64_t));
+    model->h_sort = (uint64_t*)mallocCheck(2 * BT * sizeof(uint64_t));
     cudaCheck(cudaMallocHost((void**)&model->h_losses, BT * sizeof(float)));
     cudaCheck(cudaMallocHost((void**)&model->h_probs, Vp * sizeof(float)));
     model->recompute = recompute;
@@ -1544,20 +1545,29 @@ static void gpt2_next_token_slot(GPT2* model) {
     for (int i = 0; i < 5; i++) *hptr[i] = hp + i * stride;
 }
 
-// token buckets for the deterministic wte backward: the positions sorted by (token, position), built on the host
-// and queued for the device (after the work already queued: the host sorts while the device runs the forward)
+// token buckets for the deterministic wte backward, built on the host and queued for the device (after the work
+// already queued: the host sorts while the device runs the forward): the positions of each token in increasing
+// order, the buckets largest first (ties by token), so the blocks of the most frequent tokens start first and the
+// kernel's tail is the small ones
 static void gpt2_build_buckets(GPT2* model, int N) {
-    for (int i = 0; i < N; i++) model->h_sort[i] = ((uint64_t)(uint32_t)model->h_inputs[i] << 32) | (uint32_t)i;
-    qsort(model->h_sort, (size_t)N, sizeof(uint64_t), gpt2_cmp_u64);
+    uint64_t* keys = model->h_sort;       // (N) (token, position)
+    uint64_t* order = model->h_sort + N;  // (buckets) (N - size, first key index)
+    for (int i = 0; i < N; i++) keys[i] = ((uint64_t)(uint32_t)model->h_inputs[i] << 32) | (uint32_t)i;
+    qsort(keys, (size_t)N, sizeof(uint64_t), gpt2_cmp_u64);
     int u = 0;
-    for (int i = 0; i < N; i++) {
-        int tok = (int)(model->h_sort[i] >> 32);
-        if (i == 0 || tok != model->h_bucket_tok[u - 1]) {
-            model->h_bucket_tok[u] = tok;
-            model->h_bucket_off[u] = i;
-            u++;
-        }
-        model->h_bucket_pos[i] = (int)(model->h_sort[i] & 0xffffffffu);
+    for (int i = 0; i < N; i++)
+        if (i == 0 || keys[i] >> 32 != keys[i - 1] >> 32) order[u++] = (uint64_t)i;
+    for (int b = 0; b < u; b++) {
+        uint64_t size = (b + 1 < u ? (uint32_t)order[b + 1] : (uint64_t)N) - (uint32_t)order[b];
+        order[b] |= ((uint64_t)N - size) << 32;
+    }
+    qsort(order, (size_t)u, sizeof(uint64_t), gpt2_cmp_u64);
+    int p = 0;
+    for (int v = 0; v < u; v++) {
+        int first = (int)(uint32_t)order[v], size = N - (int)(order[v] >> 32);
+        model->h_bucket_tok[v] = (int)(keys[first] >> 32);
+        model->h_bucket_off[v] = p;
+        for (int i = first; i < first + size; i++) model->h_bucket_pos[p++] = (int)(keys[i] & 0xffffffffu);
     }
     model->h_bucket_off[u] = N;
     model->num_buckets = u;
