@@ -70,24 +70,62 @@ static void* cublaslt_workspace = NULL;
 // kernels. N = B*T rows. Parameter-gradient outputs are accumulated (+=), activation gradients overwritten
 // unless noted.
 
-// out[b,t,:] = wte[inp[b,t],:] + wpe[t,:]
+// 128-bit vectors of floatX (8 bf16 or 4 fp32); p 16-byte aligned
+#define X128 (16 / (int)sizeof(floatX))
+struct __align__(16) x128 { floatX v[X128]; };
+__device__ __forceinline__ x128 load128(const floatX* p) {
+    int4 bits = *reinterpret_cast<const int4*>(p);
+    x128 r;
+    memcpy(&r, &bits, sizeof(r));
+    return r;
+}
+__device__ __forceinline__ void store128(floatX* p, x128 r) {
+    int4 bits;
+    memcpy(&bits, &r, sizeof(bits));
+    *reinterpret_cast<int4*>(p) = bits;
+}
+
+// The elementwise kernels below take vec = X128 (one thread per 128-bit vector: the element count, row length or
+// offsets a multiple of X128 and the pointers 16-byte aligned, see vec128) or 1 (one thread per element); the
+// per-element arithmetic is the same either way.
+
+// out[b,t,:] = wte[inp[b,t],:] + wpe[t,:]; vec divides C
 __global__ void encoder_forward_kernel(floatX* out, const int* inp, const floatX* wte, const floatX* wpe, int N,
-                                       int T, int C) {
+                                       int T, int C, int vec) {
     // out (N, C), inp (N), wte (Vp, C), wpe (maxT, C)
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    size_t idx = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * vec;
     if (idx >= (size_t)N * C) return;
     int bt = (int)(idx / C), c = (int)(idx % C);
     int t = bt % T;
-    out[idx] = f2x(x2f(wte[(size_t)inp[bt] * C + c]) + x2f(wpe[(size_t)t * C + c]));
+    const floatX* we = wte + (size_t)inp[bt] * C + c;
+    const floatX* pe = wpe + (size_t)t * C + c;
+    if (vec == X128) {
+        x128 a = load128(we), b = load128(pe), o;
+        for (int l = 0; l < X128; l++) o.v[l] = f2x(x2f(a.v[l]) + x2f(b.v[l]));
+        store128(out + idx, o);
+    } else {
+        out[idx] = f2x(x2f(*we) + x2f(*pe));
+    }
 }
 
-// dwpe[t, c] += sum_b dout[b, t, c], b in order
-__global__ void encoder_backward_wpe_kernel(floatX* dwpe, const floatX* dout, int B, int T, int C) {
-    int idx = blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= T * C) return;
-    float s = 0.0f;
-    for (int b = 0; b < B; b++) s += x2f(dout[(size_t)b * T * C + idx]);
-    dwpe[idx] = f2x(x2f(dwpe[idx]) + s);
+// dwpe[t, c] += sum_b dout[b, t, c], b in order; vec divides T * C
+__global__ void encoder_backward_wpe_kernel(floatX* dwpe, const floatX* dout, int B, int T, int C, int vec) {
+    size_t idx = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * vec;
+    if (idx >= (size_t)T * C) return;
+    if (vec == X128) {
+        float s[X128] = {0.0f};
+        for (int b = 0; b < B; b++) {
+            x128 d = load128(dout + (size_t)b * T * C + idx);
+            for (int l = 0; l < X128; l++) s[l] += x2f(d.v[l]);
+        }
+        x128 w = load128(dwpe + idx);
+        for (int l = 0; l < X128; l++) w.v[l] = f2x(x2f(w.v[l]) + s[l]);
+        store128(dwpe + idx, w);
+    } else {
+        float s = 0.0f;
+        for (int b = 0; b < B; b++) s += x2f(dout[(size_t)b * T * C + idx]);
+        dwpe[idx] = f2x(x2f(dwpe[idx]) + s);
+    }
 }
 
 // dwte[tok, :] += sum of dout rows of the positions holding tok; one block per distinct token (the largest buckets
@@ -248,22 +286,39 @@ __device__ __forceinline__ float gelu_value(float x) {
     return 0.5f * x * (1.0f + tanhf(u));
 }
 
-// tanh-approximation GELU
-__global__ void gelu_forward_kernel(floatX* out, const floatX* inp, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) out[i] = f2x(gelu_value(x2f(inp[i])));
+// tanh-approximation GELU; vec divides n
+__global__ void gelu_forward_kernel(floatX* out, const floatX* inp, size_t n, int vec) {
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * vec;
+    if (i >= n) return;
+    if (vec == X128) {
+        x128 x = load128(inp + i), o;
+        for (int l = 0; l < X128; l++) o.v[l] = f2x(gelu_value(x2f(x.v[l])));
+        store128(out + i, o);
+    } else {
+        out[i] = f2x(gelu_value(x2f(inp[i])));
+    }
 }
 
-// dinout = gelu'(inp) * dinout (in place: the gradient of the GELU output becomes that of its input)
-__global__ void gelu_backward_kernel(floatX* dinout, const floatX* inp, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    float x = x2f(inp[i]);
+// gelu'(x) * d
+__device__ __forceinline__ float gelu_backward_elem(float x, float d) {
     float u = GELU_SCALE * (x + 0.044715f * x * x * x);
     float th = tanhf(u);
     float du = GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
     float grad = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
-    dinout[i] = f2x(grad * x2f(dinout[i]));
+    return grad * d;
+}
+
+// dinout = gelu'(inp) * dinout (in place: the gradient of the GELU output becomes that of its input); vec divides n
+__global__ void gelu_backward_kernel(floatX* dinout, const floatX* inp, size_t n, int vec) {
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * vec;
+    if (i >= n) return;
+    if (vec == X128) {
+        x128 x = load128(inp + i), d = load128(dinout + i);
+        for (int l = 0; l < X128; l++) d.v[l] = f2x(gelu_backward_elem(x2f(x.v[l]), x2f(d.v[l])));
+        store128(dinout + i, d);
+    } else {
+        dinout[i] = f2x(gelu_backward_elem(x2f(inp[i]), x2f(dinout[i])));
+    }
 }
 
 // Causal flash attention (the FlashAttention-2 scheme). Q, K, V are read straight from qkv (B, T, 3C) and the
@@ -551,20 +606,6 @@ __global__ void __launch_bounds__(FLASH_THREADS) flash_backward_dq_kernel(floatX
     }
 }
 
-// 128-bit vectors of floatX (8 bf16 or 4 fp32); p 16-byte aligned
-#define X128 (16 / (int)sizeof(floatX))
-struct __align__(16) x128 { floatX v[X128]; };
-__device__ __forceinline__ x128 load128(const floatX* p) {
-    int4 bits = *reinterpret_cast<const int4*>(p);
-    x128 r;
-    memcpy(&r, &bits, sizeof(r));
-    return r;
-}
-__device__ __forceinline__ void store128(floatX* p, x128 r) {
-    int4 bits;
-    memcpy(&bits, &r, sizeof(bits));
-    *reinterpret_cast<int4*>(p) = bits;
-}
 
 // online softmax: (m, s) with s = sum exp(x - m) over the values seen; adds x
 __device__ __forceinline__ void softmax_add(float* m, float* s, float x) {
@@ -957,9 +998,17 @@ __global__ void token_conf_kernel(float* conf, int* arg, float* prob_sum, const 
 // ----------------------------------------------------------------------------
 // kernel launchers
 
+// X128 when n elements (or rows of n) at each pointer go as 128-bit vectors: n a multiple of X128 and the pointers
+// 16-byte aligned; else 1
+static int vec128(size_t n, const void* a, const void* b, const void* c) {
+    uintptr_t any = (uintptr_t)a | (uintptr_t)b | (uintptr_t)c;
+    return n % X128 == 0 && any % 16 == 0 ? X128 : 1;
+}
+
 static void encoder_forward(floatX* out, const int* inp, const floatX* wte, const floatX* wpe, int B, int T, int C) {
     size_t n = (size_t)B * T * C;
-    encoder_forward_kernel<<<ceil_div(n, 256), 256>>>(out, inp, wte, wpe, B * T, T, C);
+    int vec = vec128((size_t)C, out, wte, wpe);
+    encoder_forward_kernel<<<ceil_div(n / vec, 256), 256>>>(out, inp, wte, wpe, B * T, T, C, vec);
     cudaCheckLaunch();
 }
 
@@ -1001,12 +1050,14 @@ static void bias_backward(floatX* dbias, float* scratch, const floatX* dout, int
 }
 
 static void gelu_forward(floatX* out, const floatX* inp, size_t n) {
-    gelu_forward_kernel<<<ceil_div(n, 256), 256>>>(out, inp, n);
+    int vec = vec128(n, out, inp, inp);
+    gelu_forward_kernel<<<ceil_div(n / vec, 256), 256>>>(out, inp, n, vec);
     cudaCheckLaunch();
 }
 
 static void gelu_backward(floatX* dinout, const floatX* inp, size_t n) {
-    gelu_backward_kernel<<<ceil_div(n, 256), 256>>>(dinout, inp, n);
+    int vec = vec128(n, dinout, inp, inp);
+    gelu_backward_kernel<<<ceil_div(n / vec, 256), 256>>>(dinout, inp, n, vec);
     cudaCheckLaunch();
 }
 
@@ -1758,7 +1809,9 @@ static void gpt2_backward_impl(GPT2* model, float loss_scale, int reduce, int po
                            p.ln1w + l * C, a.ln1_mean + o1, a.ln1_rstd + o1, N, C);
         if (reduce) gpt2_reduce_layer_grads(model, l);
     }
-    encoder_backward_wpe_kernel<<<ceil_div((size_t)T * C, 256), 256>>>(g.wpe, a.dresidual, B, T, C);
+    int wpe_vec = vec128((size_t)T * C, g.wpe, a.dresidual, a.dresidual);
+    encoder_backward_wpe_kernel<<<ceil_div((size_t)T * C / wpe_vec, 256), 256>>>(g.wpe, a.dresidual, B, T, C,
+                                                                              wpe_vec);
     cudaCheckLaunch();
     encoder_backward_wte_kernel<<<model->num_buckets, 256>>>(g.wte, a.dresidual, model->d_bucket_tok,
                                                              model->d_bucket_off, model->d_bucket_pos, C);
