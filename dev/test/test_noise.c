@@ -326,21 +326,44 @@ static uint64_t test_splitmix64(uint64_t* st) {
     return z ^ (z >> 31);
 }
 
-#ifdef NOISE_HOST_AVX2
-// the AVX2 Box-Muller on 8 lanes vs the scalar function: every pair of edge words, then 2^21 pseudo-random and
-// strided word pairs (every uniform of the upper 23 bits in turn)
-static void test_box_muller_avx2(uint64_t* st) {
+#if defined(NOISE_HOST_AVX512) || defined(NOISE_HOST_AVX2)
+// the build's vector Box-Muller on `lanes` word pairs (wa, wb) -> (z0, z1)
+#ifdef NOISE_HOST_AVX512
+#define TEST_BM_LANES 16
+#define TEST_BM_NAME "AVX-512"
+static void test_vector_box_muller(const uint32_t* wa, const uint32_t* wb, float* z0, float* z1) {
+    __m512 v0, v1;
+    noise_v_box_muller(_mm512_loadu_si512(wa), _mm512_loadu_si512(wb), &v0, &v1);
+    _mm512_storeu_ps(z0, v0);
+    _mm512_storeu_ps(z1, v1);
+}
+#else
+#define TEST_BM_LANES 8
+#define TEST_BM_NAME "AVX2"
+static void test_vector_box_muller(const uint32_t* wa, const uint32_t* wb, float* z0, float* z1) {
+    __m256 v0, v1;
+    noise_w_box_muller(_mm256_loadu_si256((const __m256i*)wa), _mm256_loadu_si256((const __m256i*)wb), &v0, &v1);
+    _mm256_storeu_ps(z0, v0);
+    _mm256_storeu_ps(z1, v1);
+}
+#endif
+
+// the vector Box-Muller vs the scalar function: every pair of edge words (uniforms at both ends, quadrant
+// boundaries of 4u, the log's mantissa split), then 2^22 pseudo-random and strided word pairs (every uniform of the
+// upper 23 bits in turn)
+static void test_box_muller_vector(uint64_t* st) {
     const uint32_t edge[] = {0u, 1u, 0x1ffu, 0x200u, 0x3ffu, 0x7fffffffu, 0x80000000u, 0x80000200u, 0xfffffe00u,
                              0xffffffffu, 0x3fffffffu, 0x40000000u, 0x40000200u, 0xbfffffffu, 0xc0000000u,
                              0x1fffffffu, 0x20000000u, 0x5fffffffu, 0x60000000u, 0x9fffffffu, 0xa0000000u,
                              0xdfffffffu, 0xe0000000u, 0x6a09e600u, 0xb504f300u, 0x3504f3u << 9, 0x3504f4u << 9};
     const long ne = (long)(sizeof(edge) / sizeof(edge[0]));
+    const int L = TEST_BM_LANES;
     int bad = 0;
     long cases = 0;
-    for (long it = 0; it < (1l << 19) + ne * ne; it++) {
-        uint32_t wa[8], wb[8];
-        for (int l = 0; l < 8; l++) {
-            long k = it * 8 + l;
+    for (long it = 0; it < (1l << 22) / L + ne * ne; it++) {
+        uint32_t wa[TEST_BM_LANES], wb[TEST_BM_LANES];
+        for (int l = 0; l < L; l++) {
+            long k = it * L + l;
             if (k < ne * ne) {
                 wa[l] = edge[k / ne];
                 wb[l] = edge[k % ne];
@@ -352,12 +375,9 @@ static void test_box_muller_avx2(uint64_t* st) {
                 wb[l] = (uint32_t)(k * 0x9E3779B9u);
             }
         }
-        __m256 z0, z1;
-        noise_w_box_muller(_mm256_loadu_si256((const __m256i*)wa), _mm256_loadu_si256((const __m256i*)wb), &z0, &z1);
-        float v0[8], v1[8];
-        _mm256_storeu_ps(v0, z0);
-        _mm256_storeu_ps(v1, z1);
-        for (int l = 0; l < 8; l++) {
+        float v0[TEST_BM_LANES], v1[TEST_BM_LANES];
+        test_vector_box_muller(wa, wb, v0, v1);
+        for (int l = 0; l < L; l++) {
             float s0, s1;
             noise_box_muller(wa[l], wb[l], &s0, &s1);
             cases++;
@@ -367,13 +387,13 @@ static void test_box_muller_avx2(uint64_t* st) {
             }
         }
     }
-    CHECK(bad == 0, "AVX2 Box-Muller vs noise_box_muller: %d of %ld word pairs differ", bad, cases);
+    CHECK(bad == 0, TEST_BM_NAME " Box-Muller vs noise_box_muller: %d of %ld word pairs differ", bad, cases);
 }
 #endif
 
 // The build's noise_chunk_host (AVX-512 or AVX2 when compiled in) equals the scalar reference noise_chunk_scalar bit for
 // bit: random keys, block starts across the 2^32 wrap, every chunk length 0..64 (partial vector groups), and the
-// AVX-512 Box-Muller on edge words (uniforms at both ends, quadrant boundaries of 4u) against noise_box_muller.
+// vector Box-Muller against noise_box_muller (test_box_muller_vector).
 static void test_vector_vs_scalar(void) {
 #if defined(NOISE_HOST_AVX512)
     printf("noise_chunk_host: AVX-512 path (16 blocks per vector)\n");
@@ -406,49 +426,8 @@ static void test_vector_vs_scalar(void) {
         }
     }
     CHECK(bad == 0, "noise_chunk_host vs noise_chunk_scalar: %d of %d cases differ", bad, cases);
-#ifdef NOISE_HOST_AVX512
-    // Box-Muller on 16 lanes vs the scalar function: edge words, then 2^22 pseudo-random and strided word pairs
-    const uint32_t edge[] = {0u, 1u, 0x1ffu, 0x200u, 0x3ffu, 0x7fffffffu, 0x80000000u, 0x80000200u, 0xfffffe00u,
-                             0xffffffffu, 0x3fffffffu, 0x40000000u, 0x40000200u, 0xbfffffffu, 0xc0000000u,
-                             0x1fffffffu, 0x20000000u, 0x5fffffffu, 0x60000000u, 0x9fffffffu, 0xa0000000u,
-                             0xdfffffffu, 0xe0000000u, 0x6a09e600u, 0xb504f300u, 0x3504f3u << 9, 0x3504f4u << 9};
-    const int ne = (int)(sizeof(edge) / sizeof(edge[0]));
-    int bm_bad = 0;
-    long bm_cases = 0;
-    for (long it = 0; it < (1l << 18) + ne * ne; it += 1) {
-        uint32_t wa[16], wb[16];
-        for (int l = 0; l < 16; l++) {
-            long k = it * 16 + l;
-            if (k < (long)ne * ne) {
-                wa[l] = edge[k / ne];
-                wb[l] = edge[k % ne];
-            } else if (it % 2) {
-                wa[l] = (uint32_t)test_splitmix64(&st);
-                wb[l] = (uint32_t)test_splitmix64(&st);
-            } else {
-                wa[l] = (uint32_t)(k * 512);  // every uniform of the upper 23 bits in turn
-                wb[l] = (uint32_t)(k * 0x9E3779B9u);
-            }
-        }
-        __m512 z0, z1;
-        noise_v_box_muller(_mm512_loadu_si512(wa), _mm512_loadu_si512(wb), &z0, &z1);
-        float v0[16], v1[16];
-        _mm512_storeu_ps(v0, z0);
-        _mm512_storeu_ps(v1, z1);
-        for (int l = 0; l < 16; l++) {
-            float s0, s1;
-            noise_box_muller(wa[l], wb[l], &s0, &s1);
-            bm_cases++;
-            if (noise_f2u(s0) != noise_f2u(v0[l]) || noise_f2u(s1) != noise_f2u(v1[l])) {
-                bm_bad++;
-                if (bm_bad <= 5) printf("  box-muller mismatch words %08x %08x\n", wa[l], wb[l]);
-            }
-        }
-    }
-    CHECK(bm_bad == 0, "AVX-512 Box-Muller vs noise_box_muller: %d of %ld word pairs differ", bm_bad, bm_cases);
-#endif
-#ifdef NOISE_HOST_AVX2
-    test_box_muller_avx2(&st);
+#if defined(NOISE_HOST_AVX512) || defined(NOISE_HOST_AVX2)
+    test_box_muller_vector(&st);
 #endif
 }
 
